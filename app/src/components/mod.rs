@@ -1,0 +1,4 @@
+//! Pieces several pages use.
+
+pub mod forms;
+pub mod nav;

@@ -1,0 +1,462 @@
+//! Value types shared by the browser and the server. Each parses from what a user types and
+//! rejects what the product cannot use, so code past the boundary never re-checks.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+/// Dispatcher (load balancer in front of a cluster) or Switch (a cluster member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ServerKind {
+    Dispatcher,
+    Switch,
+}
+
+impl ServerKind {
+    pub const ALL: [ServerKind; 2] = [ServerKind::Dispatcher, ServerKind::Switch];
+
+    /// The form and store spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerKind::Dispatcher => "dispatcher",
+            ServerKind::Switch => "switch",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ServerKind::Dispatcher => "Dispatcher",
+            ServerKind::Switch => "Switch",
+        }
+    }
+}
+
+impl FromStr for ServerKind {
+    type Err = AppError;
+    fn from_str(s: &str) -> Result<Self, AppError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "dispatcher" => Ok(ServerKind::Dispatcher),
+            "switch" => Ok(ServerKind::Switch),
+            _ => Err(AppError::field("kind", "Choose Dispatcher or Switch.")),
+        }
+    }
+}
+
+/// Where a server is in its life; see PRODUCT.md for what each means to calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ServerStatus {
+    Installing,
+    Running,
+    Stopped,
+    Rebooting,
+    Updating,
+    Expired,
+}
+
+impl ServerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerStatus::Installing => "installing",
+            ServerStatus::Running => "running",
+            ServerStatus::Stopped => "stopped",
+            ServerStatus::Rebooting => "rebooting",
+            ServerStatus::Updating => "updating",
+            ServerStatus::Expired => "expired",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ServerStatus::Installing => "Installing",
+            ServerStatus::Running => "Running",
+            ServerStatus::Stopped => "Stopped",
+            ServerStatus::Rebooting => "Rebooting",
+            ServerStatus::Updating => "Updating",
+            ServerStatus::Expired => "Expired",
+        }
+    }
+}
+
+impl FromStr for ServerStatus {
+    type Err = AppError;
+    fn from_str(s: &str) -> Result<Self, AppError> {
+        Ok(match s {
+            "installing" => ServerStatus::Installing,
+            "running" => ServerStatus::Running,
+            "stopped" => ServerStatus::Stopped,
+            "rebooting" => ServerStatus::Rebooting,
+            "updating" => ServerStatus::Updating,
+            "expired" => ServerStatus::Expired,
+            _ => return Err(AppError::field("status", "Unknown status.")),
+        })
+    }
+}
+
+/// An IPv4 address a server can be given: not unspecified, broadcast or multicast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServerIp(Ipv4Addr);
+
+impl ServerIp {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let ip: Ipv4Addr = s
+            .trim()
+            .parse()
+            .map_err(|_| AppError::field("ip", "Enter an IPv4 address such as 127.0.1.1."))?;
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return Err(AppError::field(
+                "ip",
+                "This address cannot be given to a server.",
+            ));
+        }
+        Ok(ServerIp(ip))
+    }
+
+    pub fn addr(self) -> Ipv4Addr {
+        self.0
+    }
+}
+
+impl fmt::Display for ServerIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+macro_rules! bounded_number {
+    ($(#[$doc:meta])* $name:ident, $inner:ty, $field:literal, $min:expr, $max:expr, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name($inner);
+
+        impl $name {
+            pub const MIN: $inner = $min;
+            pub const MAX: $inner = $max;
+
+            pub fn parse(s: &str) -> Result<Self, AppError> {
+                let message = || {
+                    AppError::field(
+                        $field,
+                        format!(concat!($what, " must be a whole number from {} to {}."), $min, $max),
+                    )
+                };
+                let value: $inner = s.trim().parse().map_err(|_| message())?;
+                Self::new(value).ok_or_else(message)
+            }
+
+            pub fn new(value: $inner) -> Option<Self> {
+                ($min..=$max).contains(&value).then_some($name(value))
+            }
+
+            pub fn get(self) -> $inner {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+bounded_number!(
+    /// Concurrent calls a server may carry. 1001 and more needs a reboot to apply (PRODUCT.md).
+    Channels, u32, "channels", 1, 100_000, "Channels"
+);
+bounded_number!(
+    /// New calls per second a server (or a whole cluster) may accept.
+    Cps, u32, "cps", 1, 10_000, "CPS"
+);
+bounded_number!(
+    /// A SIP listening port. Ports below 1024 are refused: a node never needs privileges.
+    Port, u16, "port", 1024, 65_535, "Port"
+);
+
+/// A cluster's name: 1–48 characters of letters, digits, space, dot, dash or underscore.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClusterName(String);
+
+impl ClusterName {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > 48 {
+            return Err(AppError::field(
+                "name",
+                "A cluster name has 1 to 48 characters.",
+            ));
+        }
+        if !s.chars().all(|c| c.is_alphanumeric() || " .-_".contains(c)) {
+            return Err(AppError::field(
+                "name",
+                "Use letters, digits, spaces, dots, dashes and underscores only.",
+            ));
+        }
+        Ok(ClusterName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A server's alias: unique in its account, 1–40 of letters, digits, dot, dash, underscore.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Alias(String);
+
+impl Alias {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let s = s.trim();
+        if s.is_empty()
+            || s.len() > 40
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+        {
+            return Err(AppError::field(
+                "alias",
+                "An alias has 1 to 40 letters, digits, dots, dashes or underscores.",
+            ));
+        }
+        Ok(Alias(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address, lower-cased. Checked for shape only; nothing is sent to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let s = s.trim().to_lowercase();
+        let bad = || AppError::field("email", "Enter an email address such as ops@example.com.");
+        let (local, domain) = s.split_once('@').ok_or_else(bad)?;
+        if local.is_empty()
+            || domain.len() < 3
+            || !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || s.len() > 254
+            || s.chars()
+                .any(|c| c.is_whitespace() || c == ',' || c == '<' || c == '>')
+        {
+            return Err(bad());
+        }
+        Ok(Email(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A new password: 10 to 128 characters. Its text never leaves the server function.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewPassword(String);
+
+impl NewPassword {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let n = s.chars().count();
+        if !(10..=128).contains(&n) {
+            return Err(AppError::field("password", "Use 10 to 128 characters."));
+        }
+        Ok(NewPassword(s.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewPassword(…)")
+    }
+}
+
+/// A company name as shown on invoices: 2–80 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CompanyName(String);
+
+impl CompanyName {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let s = s.trim();
+        let n = s.chars().count();
+        if !(2..=80).contains(&n) || s.chars().any(char::is_control) {
+            return Err(AppError::field(
+                "company",
+                "A company name has 2 to 80 characters.",
+            ));
+        }
+        Ok(CompanyName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An amount of US dollars in cents, so that sums are exact.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct Usd(pub i64);
+
+impl Usd {
+    pub fn dollars(d: i64) -> Self {
+        Usd(d * 100)
+    }
+
+    /// Parses "20", "20.5" or "20.50" (no sign, at most two decimals).
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let bad = || AppError::field("amount", "Enter an amount in dollars, such as 50 or 12.50.");
+        let s = s.trim().trim_start_matches('$');
+        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        if whole.is_empty()
+            || frac.len() > 2
+            || !whole.chars().all(|c| c.is_ascii_digit())
+            || !frac.chars().all(|c| c.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let whole: i64 = whole.parse().map_err(|_| bad())?;
+        let frac: i64 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
+        whole
+            .checked_mul(100)
+            .and_then(|c| c.checked_add(frac))
+            .map(Usd)
+            .ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for Usd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}${}.{:02}", abs / 100, abs % 100)
+    }
+}
+
+/// The signed-in user as the console shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub email: String,
+    pub company: String,
+    pub balance: Usd,
+    pub is_operator: bool,
+}
+
+/// One row of the Servers list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerRow {
+    pub id: i64,
+    pub alias: String,
+    pub ip: String,
+    pub zone: String,
+    pub kind: ServerKind,
+    pub cluster: Option<String>,
+    pub channels_in_use: u32,
+    pub channels: u32,
+    pub cps_now: u32,
+    pub cps: u32,
+    /// The day the paid or trial period ends, as `YYYY-MM-DD` (UTC).
+    pub expires: String,
+    pub status: ServerStatus,
+}
+
+/// A zone a server can be deployed into, with how many addresses it has left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneInfo {
+    pub name: String,
+    pub label: String,
+    pub free_addresses: u32,
+}
+
+/// The Getting Started checklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checklist {
+    pub company_details: bool,
+    pub first_top_up: bool,
+    pub terms_accepted: bool,
+}
+
+impl Checklist {
+    pub fn done(&self) -> usize {
+        [self.company_details, self.first_top_up, self.terms_accepted]
+            .iter()
+            .filter(|d| **d)
+            .count()
+    }
+
+    pub fn complete(&self) -> bool {
+        self.done() == 3
+    }
+}
+
+/// What deploying one more server requires: "$20 (+ $20 X other servers in your account)".
+pub fn deploy_requirement(other_servers: i64) -> Usd {
+    Usd::dollars(20 + 20 * other_servers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_numbers_refuse_out_of_range_and_junk() {
+        assert_eq!(Channels::parse(" 100 ").unwrap().get(), 100);
+        assert!(Channels::parse("0").is_err());
+        assert!(Channels::parse("100001").is_err());
+        assert!(Cps::parse("ten").is_err());
+        assert!(Port::parse("80").is_err());
+        assert_eq!(Port::parse("5060").unwrap().get(), 5060);
+        assert_eq!(
+            Channels::parse("x")
+                .unwrap_err()
+                .for_field("channels")
+                .unwrap(),
+            "Channels must be a whole number from 1 to 100000."
+        );
+    }
+
+    #[test]
+    fn server_ip_refuses_unusable_addresses() {
+        assert!(ServerIp::parse("127.0.1.1").is_ok());
+        assert!(ServerIp::parse("0.0.0.0").is_err());
+        assert!(ServerIp::parse("255.255.255.255").is_err());
+        assert!(ServerIp::parse("224.0.0.1").is_err());
+        assert!(ServerIp::parse("127.0.1").is_err());
+    }
+
+    #[test]
+    fn names_and_emails_parse_strictly() {
+        assert!(ClusterName::parse("London core").is_ok());
+        assert!(ClusterName::parse("").is_err());
+        assert!(ClusterName::parse("a;drop").is_err());
+        assert_eq!(
+            Email::parse(" Ops@Example.COM ").unwrap().as_str(),
+            "ops@example.com"
+        );
+        assert!(Email::parse("no-at-sign").is_err());
+        assert!(Email::parse("a@b").is_err());
+        assert!(NewPassword::parse("short").is_err());
+    }
+
+    #[test]
+    fn dollars_parse_and_print_exactly() {
+        assert_eq!(Usd::parse("12.5").unwrap(), Usd(1250));
+        assert_eq!(Usd::parse("$20").unwrap(), Usd(2000));
+        assert!(Usd::parse("-5").is_err());
+        assert!(Usd::parse("1.234").is_err());
+        assert_eq!(Usd(123456).to_string(), "$1234.56");
+        assert_eq!(deploy_requirement(2), Usd::dollars(60));
+    }
+}

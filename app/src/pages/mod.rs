@@ -1,0 +1,11 @@
+//! One module a page.
+
+pub mod account;
+pub mod auth;
+pub mod certificates;
+pub mod clusters;
+pub mod getting_started;
+pub mod home;
+pub mod rtp;
+pub mod server;
+pub mod servers;

@@ -1,0 +1,215 @@
+//! Servers as the control plane runs them: deploying, bringing nodes up, restoring them at
+//! start. A server is *Running* only once its node has answered a real SIP OPTIONS ping.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use sip_engine::{options_ping, NodeRole, NodeSpec, ProbeTransport};
+
+use super::now;
+use super::state::AppState;
+use super::store::{NewServer, ServerRecord, SessionUser, ZoneRecord};
+use crate::error::AppError;
+use crate::model::{deploy_requirement, Channels, Cps, ServerKind, ServerRow, ServerStatus, Usd};
+
+/// Channels and CPS a server gets when the deploy form does not say.
+pub const DEFAULT_CHANNELS: u32 = 100;
+pub const DEFAULT_CPS: u32 = 10;
+
+/// How long the control plane waits for a new node's first answer before calling the
+/// deploy failed. Nodes start in milliseconds; this only absorbs a loaded machine.
+const FIRST_ANSWER: Duration = Duration::from_secs(3);
+
+/// What a deploy asks for, parsed.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    pub zone: String,
+    pub kind: ServerKind,
+    pub channels: Channels,
+    pub cps: Cps,
+}
+
+/// Deploys a server for the signed-in user's account: checks the balance rule, takes the
+/// zone's next free address, stores the server as Installing, starts its node and marks it
+/// Running once the node answers.
+pub async fn deploy(
+    state: &AppState,
+    user: &SessionUser,
+    request: DeployRequest,
+) -> Result<ServerRow, AppError> {
+    let store = &state.store;
+    let record = {
+        let _one_at_a_time = state.deploy_lock.lock().await;
+        let zone = store
+            .zone(&request.zone)
+            .await?
+            .ok_or_else(|| AppError::field("zone", "Choose one of the zones listed."))?;
+        let others = store.count_servers(user.account_id).await?;
+        let needed = deploy_requirement(others);
+        let balance = Usd(user.balance_cents);
+        if balance < needed {
+            return Err(AppError::Refused(format!(
+                "Deploying needs {needed} of available balance ($20 + $20 × {others} other \
+                 server{s} in your account); you have {balance}. Top up {missing} to deploy.",
+                s = if others == 1 { "" } else { "s" },
+                missing = Usd(needed.0 - balance.0),
+            )));
+        }
+        let ip = next_free_address(state, &zone).await?;
+        let alias = next_alias(state, user.account_id, request.kind).await?;
+        let expires_at = now() + i64::from(state.settings.trial_days) * 24 * 3600;
+        let id = store
+            .insert_server(&NewServer {
+                account_id: user.account_id,
+                alias: &alias,
+                zone: &zone.name,
+                kind: request.kind,
+                ip: &ip.to_string(),
+                channels: request.channels.get(),
+                cps: request.cps.get(),
+                expires_at,
+            })
+            .await?;
+        store
+            .audit(
+                Some(user.account_id),
+                Some(user.user_id),
+                "server.deploy",
+                &format!("server {id}"),
+                &format!(
+                    "{} {} in {} at {ip}",
+                    request.kind.label(),
+                    alias,
+                    zone.name
+                ),
+            )
+            .await?;
+        store
+            .server(user.account_id, id)
+            .await?
+            .ok_or(AppError::Internal)?
+    };
+    bring_up(state, &record).await?;
+    let record = store
+        .server(user.account_id, record.id)
+        .await?
+        .ok_or(AppError::Internal)?;
+    Ok(row(&record))
+}
+
+/// Starts a stored server's node and waits for its first OPTIONS answer. The server ends
+/// Running when it answered, Stopped (with the reason in the error) when it did not.
+pub async fn bring_up(state: &AppState, server: &ServerRecord) -> Result<Duration, AppError> {
+    let spec = node_spec(server)?;
+    let target = SocketAddr::new(spec.ip, spec.udp_port);
+    if let Err(error) = state.engine.start(spec).await {
+        tracing::warn!(server = server.id, %error, "node did not start");
+        state
+            .store
+            .set_status(server.id, ServerStatus::Stopped, None)
+            .await?;
+        return Err(AppError::Refused(format!(
+            "The server's node could not start ({error}). It is stored as Stopped."
+        )));
+    }
+    match options_ping(target, ProbeTransport::Udp, FIRST_ANSWER).await {
+        Ok(rtt) => {
+            state
+                .store
+                .set_status(server.id, ServerStatus::Running, Some(state.engine.build()))
+                .await?;
+            tracing::info!(server = server.id, %target, ?rtt, "node answered OPTIONS");
+            Ok(rtt)
+        }
+        Err(error) => {
+            state.engine.stop(server.id).await;
+            state
+                .store
+                .set_status(server.id, ServerStatus::Stopped, None)
+                .await?;
+            Err(AppError::Refused(format!(
+                "The server's node did not answer a SIP OPTIONS ping ({error}). It is stored as Stopped."
+            )))
+        }
+    }
+}
+
+/// Starts the node of every server stored as Running (or caught mid-install by a restart).
+/// One that fails is logged and left Stopped; the rest still start.
+pub async fn restore_nodes(state: &AppState) -> Result<usize, AppError> {
+    let mut started = 0;
+    for server in state.store.servers_to_restore().await? {
+        match bring_up(state, &server).await {
+            Ok(_) => started += 1,
+            Err(error) => tracing::error!(server = server.id, %error, "node not restored"),
+        }
+    }
+    Ok(started)
+}
+
+/// The node spec a stored server runs with.
+pub fn node_spec(server: &ServerRecord) -> Result<NodeSpec, AppError> {
+    let ip: IpAddr = server.ip.parse().map_err(|_| AppError::Internal)?;
+    let port = |p: i64| u16::try_from(p).map_err(|_| AppError::Internal);
+    Ok(NodeSpec {
+        id: server.id,
+        ip,
+        udp_port: port(server.udp_port)?,
+        tcp_port: port(server.tcp_port)?,
+        role: match server.kind() {
+            ServerKind::Dispatcher => NodeRole::Dispatcher,
+            ServerKind::Switch => NodeRole::Switch,
+        },
+    })
+}
+
+/// The list's view of a stored server. Live figures (channels in use, current CPS) are 0
+/// until the node carries calls.
+pub fn row(server: &ServerRecord) -> ServerRow {
+    ServerRow {
+        id: server.id,
+        alias: server.alias.clone(),
+        ip: server.ip.clone(),
+        zone: server.zone.clone(),
+        kind: server.kind(),
+        cluster: server.cluster.clone(),
+        channels_in_use: 0,
+        channels: server.channels as u32,
+        cps_now: 0,
+        cps: server.cps as u32,
+        expires: super::date(server.expires_at),
+        status: server.status(),
+    }
+}
+
+/// The zone's lowest address that no server holds.
+async fn next_free_address(state: &AppState, zone: &ZoneRecord) -> Result<Ipv4Addr, AppError> {
+    let first: Ipv4Addr = zone.pool_first.parse().map_err(|_| AppError::Internal)?;
+    let last: Ipv4Addr = zone.pool_last.parse().map_err(|_| AppError::Internal)?;
+    let used = state.store.used_ips().await?;
+    (u32::from(first)..=u32::from(last))
+        .map(Ipv4Addr::from)
+        .find(|ip| !used.contains(&ip.to_string()))
+        .ok_or_else(|| {
+            AppError::field(
+                "zone",
+                format!("Zone {} has no free addresses left.", zone.name),
+            )
+        })
+}
+
+/// `switch-1`, `switch-2`… the first free one in the account.
+async fn next_alias(
+    state: &AppState,
+    account_id: i64,
+    kind: ServerKind,
+) -> Result<String, AppError> {
+    let base = state.store.count_servers(account_id).await? + 1;
+    for n in base..base + 1000 {
+        let alias = format!("{}-{n}", kind.as_str());
+        if !state.store.alias_taken(account_id, &alias).await? {
+            return Ok(alias);
+        }
+    }
+    Err(AppError::Internal)
+}

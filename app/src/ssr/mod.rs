@@ -1,0 +1,23 @@
+//! Server-only code: state, the store, authentication and the services behind the server
+//! functions. Compiled with the `ssr` feature only; the browser bundle never sees it.
+
+pub mod auth;
+pub mod fleet;
+pub mod settings;
+pub mod state;
+pub mod store;
+
+/// Now, in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// `YYYY-MM-DD` of a Unix time, in UTC.
+pub fn date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| t.date().to_string())
+        .unwrap_or_else(|_| "—".into())
+}

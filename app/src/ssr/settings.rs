@@ -1,0 +1,42 @@
+//! sipfleet's own settings (the `[sipfleet]` part of `Leptos.toml`). The server binary loads
+//! them and applies `SIPFLEET_*` overrides; services only read them.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Where the SQLite store lives (`sipfleet.db` inside it).
+    pub data_dir: PathBuf,
+    /// Days a new server runs before its trial ends.
+    pub trial_days: u32,
+    /// Minutes before a resize takes effect.
+    pub resize_activation_minutes: u32,
+    pub zones: Vec<ZoneSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ZoneSettings {
+    pub name: String,
+    pub label: String,
+    /// Addresses servers in this zone get, as `first-last` (inclusive).
+    pub pool: String,
+}
+
+impl ZoneSettings {
+    /// The pool's first and last address; `None` when it does not parse or is reversed.
+    pub fn pool_bounds(&self) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        let (first, last) = self.pool.split_once('-')?;
+        let first: Ipv4Addr = first.trim().parse().ok()?;
+        let last: Ipv4Addr = last.trim().parse().ok()?;
+        (u32::from(first) <= u32::from(last)).then_some((first, last))
+    }
+}
+
+impl Settings {
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("sipfleet.db")
+    }
+}

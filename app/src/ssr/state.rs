@@ -1,0 +1,49 @@
+//! What every request handler and server function can reach.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::prelude::LeptosOptions;
+use sip_engine::Engine;
+
+use super::auth::LoginLimiter;
+use super::settings::Settings;
+use super::store::Store;
+
+/// Shared by the router and every server function (they get it with
+/// `expect_context::<AppState>()`, provided by `leptos_routes_with_context`).
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub store: Store,
+    pub engine: Engine,
+    pub settings: Arc<Settings>,
+    pub login_limiter: Arc<LoginLimiter>,
+    /// Deploys pick the next free address of a pool; one at a time keeps two deploys from
+    /// picking the same one (the unique index would refuse the second anyway).
+    pub deploy_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl AppState {
+    pub fn new(
+        leptos_options: LeptosOptions,
+        store: Store,
+        engine: Engine,
+        settings: Settings,
+    ) -> Self {
+        AppState {
+            leptos_options,
+            store,
+            engine,
+            settings: Arc::new(settings),
+            login_limiter: Arc::default(),
+            deploy_lock: Arc::default(),
+        }
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}

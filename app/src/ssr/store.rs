@@ -1,0 +1,488 @@
+//! The store: every query the control plane runs, and nothing else touches the tables.
+//!
+//! Every query about servers takes the caller's account id and filters by it, so account
+//! scoping is not something a service can forget.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+
+use super::now;
+use super::settings::ZoneSettings;
+use crate::model::{ServerKind, ServerStatus, Usd};
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// An id that belongs to an account (the caller's), as established by its session.
+pub type AccountId = i64;
+
+/// Who is signed in, from a valid session.
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionUser {
+    pub user_id: i64,
+    pub account_id: AccountId,
+    pub email: String,
+    pub company: String,
+    pub balance_cents: i64,
+    pub is_operator: bool,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Credentials {
+    pub user_id: i64,
+    pub password_hash: String,
+}
+
+/// A server as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct ServerRecord {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub alias: String,
+    pub zone: String,
+    pub kind: String,
+    pub cluster: Option<String>,
+    pub ip: String,
+    pub channels: i64,
+    pub cps: i64,
+    pub status: String,
+    pub expires_at: i64,
+    pub udp_port: i64,
+    pub tcp_port: i64,
+}
+
+impl ServerRecord {
+    pub fn kind(&self) -> ServerKind {
+        ServerKind::from_str(&self.kind).unwrap_or(ServerKind::Switch)
+    }
+
+    pub fn status(&self) -> ServerStatus {
+        ServerStatus::from_str(&self.status).unwrap_or(ServerStatus::Stopped)
+    }
+}
+
+/// A server about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewServer<'a> {
+    pub account_id: AccountId,
+    pub alias: &'a str,
+    pub zone: &'a str,
+    pub kind: ServerKind,
+    pub ip: &'a str,
+    pub channels: u32,
+    pub cps: u32,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ZoneRecord {
+    pub name: String,
+    pub label: String,
+    pub pool_first: String,
+    pub pool_last: String,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ClusterRecord {
+    pub id: i64,
+    pub name: String,
+    pub members: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RtpRecord {
+    pub ip: String,
+    pub aliases: String,
+    pub zone: String,
+}
+
+/// A certificate's public facts; the key stays in the table.
+#[derive(Debug, Clone, FromRow)]
+pub struct CertificateRecord {
+    pub id: i64,
+    pub subject: String,
+    pub sans: String,
+    pub issuer: String,
+    pub not_after: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ChecklistRecord {
+    pub company: String,
+    pub first_top_up_at: Option<i64>,
+    pub terms_accepted_at: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("email already registered")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
+
+const SERVER_COLUMNS: &str =
+    "s.id, s.account_id, s.alias, s.zone, s.kind, c.name AS cluster, s.ip, \
+     s.channels, s.cps, s.status, s.expires_at, s.udp_port, s.tcp_port";
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, sqlx::Error> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    // --- accounts and users -------------------------------------------------------------
+
+    /// Creates an account with its first user. The email is unique across the platform.
+    pub async fn create_account(
+        &self,
+        company: &str,
+        email: &str,
+        password_hash: &str,
+        is_operator: bool,
+    ) -> Result<(AccountId, i64), CreateUserError> {
+        let mut tx = self.pool.begin().await?;
+        let t = now();
+        let account_id: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (company, is_operator, created_at) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(company)
+        .bind(is_operator)
+        .bind(t)
+        .fetch_one(&mut *tx)
+        .await?;
+        let user = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO users (account_id, email, password_hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(account_id)
+        .bind(email)
+        .bind(password_hash)
+        .bind(t)
+        .fetch_one(&mut *tx)
+        .await;
+        let user_id = match user {
+            Ok(id) => id,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(CreateUserError::EmailTaken)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tx.commit().await?;
+        Ok((account_id, user_id))
+    }
+
+    pub async fn credentials(&self, email: &str) -> Result<Option<Credentials>, sqlx::Error> {
+        sqlx::query_as("SELECT id AS user_id, password_hash FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn account_of_email(&self, email: &str) -> Result<Option<AccountId>, sqlx::Error> {
+        sqlx::query_scalar("SELECT account_id FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn operator_exists(&self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts WHERE is_operator = 1)")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Adds to an account's balance; the first credit completes the checklist's top-up item.
+    pub async fn credit(&self, account_id: AccountId, amount: Usd) -> Result<Usd, sqlx::Error> {
+        let balance: i64 = sqlx::query_scalar(
+            "UPDATE accounts SET balance_cents = balance_cents + ?, \
+             first_top_up_at = COALESCE(first_top_up_at, ?) WHERE id = ? RETURNING balance_cents",
+        )
+        .bind(amount.0)
+        .bind(now())
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Usd(balance))
+    }
+
+    pub async fn checklist(&self, account_id: AccountId) -> Result<ChecklistRecord, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT company, first_top_up_at, terms_accepted_at FROM accounts WHERE id = ?",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    pub async fn accept_terms(&self, account_id: AccountId) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE accounts SET terms_accepted_at = COALESCE(terms_accepted_at, ?) WHERE id = ?",
+        )
+        .bind(now())
+        .bind(account_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // --- sessions -----------------------------------------------------------------------
+
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        expires_at: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(now())
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn session_user(&self, token_hash: &str) -> Result<Option<SessionUser>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT u.id AS user_id, a.id AS account_id, u.email, a.company, a.balance_cents, a.is_operator \
+             FROM sessions s JOIN users u ON u.id = s.user_id JOIN accounts a ON a.id = u.account_id \
+             WHERE s.token_hash = ? AND s.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn delete_session(&self, token_hash: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ? OR expires_at <= ?")
+            .bind(token_hash)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // --- zones --------------------------------------------------------------------------
+
+    /// Makes the zones table match the settings. Zones that servers still use are kept.
+    pub async fn sync_zones(&self, zones: &[ZoneSettings]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for zone in zones {
+            let Some((first, last)) = zone.pool_bounds() else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO zones (name, label, pool_first, pool_last) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET label = excluded.label, \
+                 pool_first = excluded.pool_first, pool_last = excluded.pool_last",
+            )
+            .bind(&zone.name)
+            .bind(&zone.label)
+            .bind(first.to_string())
+            .bind(last.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn zones(&self) -> Result<Vec<ZoneRecord>, sqlx::Error> {
+        sqlx::query_as("SELECT name, label, pool_first, pool_last FROM zones ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn zone(&self, name: &str) -> Result<Option<ZoneRecord>, sqlx::Error> {
+        sqlx::query_as("SELECT name, label, pool_first, pool_last FROM zones WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Every address a server holds, platform-wide (addresses are not per account).
+    pub async fn used_ips(&self) -> Result<HashSet<String>, sqlx::Error> {
+        let ips: Vec<String> = sqlx::query_scalar("SELECT ip FROM servers")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ips.into_iter().collect())
+    }
+
+    // --- servers ------------------------------------------------------------------------
+
+    pub async fn count_servers(&self, account_id: AccountId) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM servers WHERE account_id = ?")
+            .bind(account_id)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    pub async fn list_servers(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<ServerRecord>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id \
+             WHERE s.account_id = ? ORDER BY s.id"
+        ))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// One server of the account; `None` both when it does not exist and when it belongs to
+    /// another account, so the two cannot be told apart.
+    pub async fn server(
+        &self,
+        account_id: AccountId,
+        id: i64,
+    ) -> Result<Option<ServerRecord>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id \
+             WHERE s.account_id = ? AND s.id = ?"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Servers whose nodes should be running after a restart of the control plane.
+    pub async fn servers_to_restore(&self) -> Result<Vec<ServerRecord>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id \
+             WHERE s.status IN ('running', 'installing') ORDER BY s.id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn alias_taken(
+        &self,
+        account_id: AccountId,
+        alias: &str,
+    ) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM servers WHERE account_id = ? AND alias = ?)",
+        )
+        .bind(account_id)
+        .bind(alias)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    pub async fn insert_server(&self, new: &NewServer<'_>) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "INSERT INTO servers (account_id, alias, zone, kind, ip, channels, cps, status, expires_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'installing', ?, ?) RETURNING id",
+        )
+        .bind(new.account_id)
+        .bind(new.alias)
+        .bind(new.zone)
+        .bind(new.kind.as_str())
+        .bind(new.ip)
+        .bind(new.channels)
+        .bind(new.cps)
+        .bind(new.expires_at)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Records what the node now does; `engine_build` is what the node reported.
+    pub async fn set_status(
+        &self,
+        id: i64,
+        status: ServerStatus,
+        engine_build: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE servers SET status = ?, engine_build = COALESCE(?, engine_build) WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(engine_build)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // --- clusters, media ----------------------------------------------------------------
+
+    pub async fn clusters(&self, account_id: AccountId) -> Result<Vec<ClusterRecord>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT c.id, c.name, COUNT(s.id) AS members FROM clusters c \
+             LEFT JOIN servers s ON s.cluster_id = c.id WHERE c.account_id = ? GROUP BY c.id ORDER BY c.name",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn rtp_servers(&self) -> Result<Vec<RtpRecord>, sqlx::Error> {
+        sqlx::query_as("SELECT ip, aliases, zone FROM rtp_servers ORDER BY zone, ip")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn certificates(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<CertificateRecord>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, subject, sans, issuer, not_after FROM certificates WHERE account_id = ? ORDER BY id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    // --- audit --------------------------------------------------------------------------
+
+    pub async fn audit(
+        &self,
+        account_id: Option<AccountId>,
+        user_id: Option<i64>,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO audit_log (account_id, user_id, action, subject, detail, at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(account_id)
+            .bind(user_id)
+            .bind(action)
+            .bind(subject)
+            .bind(detail)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

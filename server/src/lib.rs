@@ -1,0 +1,122 @@
+//! The sipfleet server: serves the console, owns the store and runs the SIP nodes.
+//!
+//! `main.rs` only parses the command line; everything it runs is here so that tests and
+//! benchmarks start the very same thing ([`Server::start`]).
+
+pub mod config;
+
+use std::net::SocketAddr;
+
+use app::ssr::auth::hash_password;
+use app::ssr::fleet::restore_nodes;
+use app::ssr::settings::Settings;
+use app::ssr::state::AppState;
+use app::ssr::store::Store;
+use app::{shell, App};
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use sip_engine::Engine;
+
+/// The engine build this binary runs (reported by every node it starts).
+pub const ENGINE_BUILD: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("store: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store, syncs zones from the settings and returns the shared state.
+pub async fn prepare(
+    leptos_options: LeptosOptions,
+    settings: Settings,
+) -> Result<AppState, StartError> {
+    let store = Store::open(&settings.database_path()).await?;
+    store.sync_zones(&settings.zones).await?;
+    Ok(AppState::new(
+        leptos_options,
+        store,
+        Engine::new(ENGINE_BUILD),
+        settings,
+    ))
+}
+
+/// The HTTP application: pages, server functions, and the compiled site's files.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .leptos_routes_with_context(&state, routes, || {}, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+}
+
+/// The operator's sign-in, created on first start. Its password is returned once so the
+/// caller can print it; only its hash is kept.
+pub const OPERATOR_EMAIL: &str = "operator@sipfleet.local";
+
+pub async fn ensure_operator(store: &Store) -> Result<Option<String>, StartError> {
+    if store.operator_exists().await? {
+        return Ok(None);
+    }
+    let password = hex_password();
+    let hash = hash_password(password.clone())
+        .await
+        .map_err(|_| StartError::Store(sqlx::Error::Protocol("password hashing failed".into())))?;
+    match store
+        .create_account("sipfleet operator", OPERATOR_EMAIL, &hash, true)
+        .await
+    {
+        Ok(_) => Ok(Some(password)),
+        Err(app::ssr::store::CreateUserError::EmailTaken) => Ok(None),
+        Err(app::ssr::store::CreateUserError::Store(e)) => Err(e.into()),
+    }
+}
+
+fn hex_password() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// A running server: where it listens, its state, and its task.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 for any), restores the nodes of running servers and serves.
+    pub async fn start(state: AppState, addr: SocketAddr) -> Result<Server, StartError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr, source })?;
+        match restore_nodes(&state).await {
+            Ok(n) => tracing::info!(nodes = n, "nodes restored"),
+            Err(error) => tracing::error!(%error, "restoring nodes failed"),
+        }
+        let app = router(state.clone());
+        let engine = state.engine.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "http server stopped");
+            }
+            engine.stop_all().await;
+        });
+        Ok(Server { addr, state, task })
+    }
+}

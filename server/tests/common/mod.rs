@@ -1,0 +1,121 @@
+//! Starting a real sipfleet (fresh store, its own address pool) and calling its server
+//! functions over HTTP as the browser does.
+#![allow(dead_code)]
+
+use app::error::AppError;
+use app::ssr::settings::{Settings, ZoneSettings};
+use leptos::prelude::LeptosOptions;
+use serde::de::DeserializeOwned;
+use server::{prepare, Server};
+
+pub struct TestApp {
+    pub server: Server,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the whole server on port 0 with an empty store and one zone whose pool is `pool`
+/// (each test file uses its own slice of 127.0.0.0/8, so tests never share addresses).
+pub async fn spawn_app(pool: &str) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = Settings {
+        data_dir: dir.path().into(),
+        trial_days: 7,
+        resize_activation_minutes: 15,
+        zones: vec![ZoneSettings {
+            name: "test-zone".into(),
+            label: "Test zone".into(),
+            pool: pool.into(),
+        }],
+    };
+    let options = LeptosOptions::builder().output_name("sipfleet").build();
+    let state = prepare(options, settings).await.expect("store opens");
+    let server = Server::start(state, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("server starts");
+    let base = format!("http://{}", server.addr);
+    TestApp {
+        server,
+        base,
+        _dir: dir,
+    }
+}
+
+/// A browser-like client: keeps its session cookie, posts forms to server functions.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl TestApp {
+    pub fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: self.base.clone(),
+        }
+    }
+
+    /// Signs up a new account and credits it, as the operator would.
+    pub async fn account_with_balance(&self, email: &str, dollars: i64) -> Client {
+        let client = self.client();
+        client
+            .call::<()>(
+                "sign_up",
+                &[
+                    ("company", "Acme Telecom"),
+                    ("email", email),
+                    ("password", "a long enough password"),
+                ],
+            )
+            .await
+            .expect("sign up");
+        if dollars > 0 {
+            let account = self
+                .server
+                .state
+                .store
+                .account_of_email(email)
+                .await
+                .unwrap()
+                .unwrap();
+            self.server
+                .state
+                .store
+                .credit(account, app::model::Usd::dollars(dollars))
+                .await
+                .unwrap();
+        }
+        client
+    }
+}
+
+impl Client {
+    /// Calls `/api/<endpoint>` with a url-encoded form, as an `ActionForm` does.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> Result<T, AppError> {
+        let response = self
+            .http
+            .post(format!("{}/api/{endpoint}", self.base))
+            .header("Accept", "application/json")
+            .form(form)
+            .send()
+            .await
+            .expect("request reaches the server");
+        let ok = response.status().is_success() || response.status().is_redirection();
+        let body = response.bytes().await.expect("body");
+        if ok {
+            Ok(serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{endpoint}: {e}: {}", String::from_utf8_lossy(&body))))
+        } else {
+            Err(serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{endpoint}: {e}: {}", String::from_utf8_lossy(&body))))
+        }
+    }
+}

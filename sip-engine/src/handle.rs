@@ -1,0 +1,153 @@
+//! [`Engine`]: the one API the control plane uses to run nodes.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::{Node, NodeRole, StatsSnapshot};
+use crate::transport::{tcp, udp};
+
+/// Everything needed to start one server's node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// The control plane's id for the server; the engine only uses it as a key.
+    pub id: i64,
+    pub ip: IpAddr,
+    pub udp_port: u16,
+    pub tcp_port: u16,
+    pub role: NodeRole,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {transport} {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running node: its logic, where it listens, and how to stop it.
+struct Running {
+    spec: NodeSpec,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts, stops and reports on the nodes of this process.
+///
+/// Cloning is cheap and every clone sees the same nodes. The map sits behind a std `Mutex`,
+/// not tokio's: it is never held across an `.await`.
+#[derive(Clone, Default)]
+pub struct Engine {
+    nodes: Arc<Mutex<HashMap<i64, Running>>>,
+    build: Arc<str>,
+}
+
+impl Engine {
+    /// `build` names the engine build the nodes report (`Server:` header).
+    pub fn new(build: &str) -> Self {
+        Engine {
+            nodes: Arc::default(),
+            build: build.into(),
+        }
+    }
+
+    pub fn build(&self) -> &str {
+        &self.build
+    }
+
+    /// Binds the node's sockets and starts serving. Binding happens before this returns, so
+    /// a port already in use is reported here and nothing is left half-started. Starting a
+    /// node that runs already with the same spec does nothing; with another spec, the old
+    /// one is stopped first.
+    pub async fn start(&self, spec: NodeSpec) -> Result<(), StartError> {
+        if self.spec(spec.id).as_ref() == Some(&spec) {
+            return Ok(());
+        }
+        self.stop(spec.id).await;
+        let udp_addr = SocketAddr::new(spec.ip, spec.udp_port);
+        let tcp_addr = SocketAddr::new(spec.ip, spec.tcp_port);
+        let socket = UdpSocket::bind(udp_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                transport: "UDP",
+                addr: udp_addr,
+                source,
+            })?;
+        let listener = TcpListener::bind(tcp_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                transport: "TCP",
+                addr: tcp_addr,
+                source,
+            })?;
+        let node = Arc::new(Node::new(spec.role, &self.build));
+        let shutdown = CancellationToken::new();
+        let tasks = vec![
+            tokio::spawn(udp::serve(socket, node.clone(), shutdown.clone())),
+            tokio::spawn(tcp::serve(listener, node.clone(), shutdown.clone())),
+        ];
+        tracing::info!(id = spec.id, %udp_addr, %tcp_addr, role = ?spec.role, "node started");
+        let running = Running {
+            spec,
+            node,
+            shutdown,
+            tasks,
+        };
+        let previous = self.lock().insert(running.spec.id, running);
+        if let Some(previous) = previous {
+            // A concurrent start of the same id won the race; keep the newest.
+            previous.shutdown.cancel();
+        }
+        Ok(())
+    }
+
+    /// Stops a node and waits until its sockets are closed, so the ports are free when this
+    /// returns. Stopping a node that does not run does nothing.
+    pub async fn stop(&self, id: i64) {
+        let Some(running) = self.lock().remove(&id) else {
+            return;
+        };
+        running.shutdown.cancel();
+        for task in running.tasks {
+            let _ = task.await;
+        }
+        tracing::info!(id, "node stopped");
+    }
+
+    /// Stops every node (at process shutdown).
+    pub async fn stop_all(&self) {
+        let ids: Vec<i64> = self.lock().keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+
+    pub fn is_running(&self, id: i64) -> bool {
+        self.lock().contains_key(&id)
+    }
+
+    /// The spec a node runs with, as the node itself holds it.
+    pub fn spec(&self, id: i64) -> Option<NodeSpec> {
+        self.lock().get(&id).map(|r| r.spec.clone())
+    }
+
+    pub fn stats(&self, id: i64) -> Option<StatsSnapshot> {
+        self.lock().get(&id).map(|r| r.node.stats().snapshot())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Running>> {
+        // A panic while holding this lock leaves the map consistent (every update is a
+        // single insert or remove), so a poisoned lock is still safe to use.
+        self.nodes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,309 @@
+//! Bytes ↔ SIP messages.
+//!
+//! Parsing is `rsip`'s. A node must never fall over on input, so [`parse`] also turns a panic
+//! inside the parser into an ordinary error: fuzzing rsip found none, but a node serving
+//! thousands of phones must not depend on that staying true.
+
+use std::net::{IpAddr, SocketAddr};
+
+use rsip::headers::UntypedHeader;
+use rsip::{Header, Headers, Method, Request, Response, SipMessage, StatusCode};
+
+/// Why a buffer is not a SIP message we can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("not valid UTF-8 in the start line or headers")]
+    Encoding,
+    #[error("malformed SIP message: {0}")]
+    Syntax(String),
+    #[error("the SIP parser failed on this input")]
+    ParserPanic,
+}
+
+/// Parses one complete message (a datagram, or one frame cut from a TCP stream).
+pub fn parse(bytes: &[u8]) -> Result<SipMessage, ParseError> {
+    // rsip works on text; a body may be binary, but the head must be UTF-8.
+    let head_end = find_head_end(bytes).unwrap_or(bytes.len());
+    if std::str::from_utf8(&bytes[..head_end]).is_err() {
+        return Err(ParseError::Encoding);
+    }
+    match std::panic::catch_unwind(|| SipMessage::try_from(bytes)) {
+        Ok(Ok(message)) => Ok(message),
+        Ok(Err(error)) => Err(ParseError::Syntax(error.to_string())),
+        Err(_) => Err(ParseError::ParserPanic),
+    }
+}
+
+/// Offset of the blank line that ends the head, counting the `\r\n\r\n` itself.
+pub fn find_head_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
+/// The headers a response copies from its request (RFC 3261 §8.2.6.2), taken from raw text
+/// when rsip could not parse the request, so that a broken request can still get its 400.
+///
+/// Returns `None` when the text does not look like a request carrying those headers: such
+/// input is dropped, since there is nobody identifiable to answer.
+pub fn salvage_request_headers(bytes: &[u8]) -> Option<Headers> {
+    let head_end = find_head_end(bytes).unwrap_or(bytes.len());
+    let text = std::str::from_utf8(&bytes[..head_end]).ok()?;
+    let mut lines = text.split("\r\n");
+    let start = lines.next()?;
+    // A response (or junk that is not a request line) is never answered.
+    if start.starts_with("SIP/") || start.split(' ').count() != 3 || !start.ends_with("SIP/2.0") {
+        return None;
+    }
+    let mut headers = Headers::default();
+    let (mut via, mut from, mut to, mut call_id, mut cseq) = (false, false, false, false, false);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if value.is_empty() || value.len() > 1024 {
+            continue;
+        }
+        match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" => {
+                via = true;
+                headers.push(Header::Via(rsip::headers::Via::new(value)));
+            }
+            "from" | "f" if !from => {
+                from = true;
+                headers.push(Header::From(rsip::headers::From::new(value)));
+            }
+            "to" | "t" if !to => {
+                to = true;
+                headers.push(Header::To(rsip::headers::To::new(value)));
+            }
+            "call-id" | "i" if !call_id => {
+                call_id = true;
+                headers.push(Header::CallId(rsip::headers::CallId::new(value)));
+            }
+            "cseq" if !cseq => {
+                cseq = true;
+                headers.push(Header::CSeq(rsip::headers::CSeq::new(value)));
+            }
+            _ => {}
+        }
+    }
+    (via && from && to && call_id && cseq).then_some(headers)
+}
+
+/// The request line's method token, even when rsip does not know the method (extension
+/// methods get 501, not 400).
+pub fn request_method_token(bytes: &[u8]) -> Option<&str> {
+    let line_end = bytes.iter().position(|&b| b == b'\r')?;
+    let line = std::str::from_utf8(&bytes[..line_end]).ok()?;
+    let mut parts = line.split(' ');
+    let method = parts.next()?;
+    let _uri = parts.next()?;
+    (parts.next()? == "SIP/2.0" && parts.next().is_none()).then_some(method)
+}
+
+/// True when `token` is an RFC 3261 token (the grammar a method name must follow).
+pub fn is_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+/// Builds a response to a request whose headers are `request_headers`: Via (all, with
+/// `received`/`rport` filled in on the top one), From, To (tagged when the request's To
+/// was not), Call-ID and CSeq, then `extra`.
+pub fn response_to(
+    request_headers: &Headers,
+    status: StatusCode,
+    source: SocketAddr,
+    to_tag: &str,
+    extra: Vec<Header>,
+) -> Response {
+    let mut headers = Headers::default();
+    let mut top_via = true;
+    for header in request_headers.iter() {
+        match header {
+            Header::Via(via) if top_via => {
+                top_via = false;
+                headers.push(Header::Via(rsip::headers::Via::new(stamp_via(
+                    via.value(),
+                    source,
+                ))));
+            }
+            Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
+                headers.push(header.clone())
+            }
+            Header::To(to) => {
+                let value = to.value();
+                if has_param(value, "tag") || status == StatusCode::Trying {
+                    headers.push(header.clone());
+                } else {
+                    headers.push(Header::To(rsip::headers::To::new(format!(
+                        "{value};tag={to_tag}"
+                    ))));
+                }
+            }
+            _ => {}
+        }
+    }
+    for header in extra {
+        headers.push(header);
+    }
+    headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
+        "0",
+    )));
+    Response {
+        status_code: status,
+        version: rsip::Version::V2,
+        headers,
+        body: Vec::new(),
+    }
+}
+
+/// Adds `received` when the packet came from another address than the Via names, and fills
+/// an empty `rport` with the source port (RFC 3261 §18.2.1, RFC 3581 §4).
+pub fn stamp_via(value: &str, source: SocketAddr) -> String {
+    let mut parts = value.split(';');
+    let sent = parts.next().unwrap_or_default().to_string();
+    let sent_host = sent
+        .split_whitespace()
+        .nth(1)
+        .map(host_of_sent_by)
+        .unwrap_or_default()
+        .to_string();
+    let mut out = sent;
+    let mut saw_rport = false;
+    for param in parts {
+        let param = param.trim();
+        let name = param
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "rport" => {
+                saw_rport = true;
+                out.push_str(&format!(";rport={}", source.port()));
+            }
+            "received" => {}
+            _ => {
+                out.push(';');
+                out.push_str(param);
+            }
+        }
+    }
+    if saw_rport || sent_host.parse::<IpAddr>().ok() != Some(source.ip()) {
+        out.push_str(&format!(";received={}", source.ip()));
+    }
+    out
+}
+
+/// Where a response to a request that arrived over UDP goes: always the source IP (the
+/// `received` rule), at the source port when the client asked for `rport`, else at the port
+/// its Via names (5060 when it names none). Never anywhere a packet did not come from.
+pub fn udp_response_target(request_headers: &Headers, source: SocketAddr) -> SocketAddr {
+    let Some(top) = request_headers.iter().find_map(|h| match h {
+        Header::Via(via) => Some(via.value()),
+        _ => None,
+    }) else {
+        return source;
+    };
+    let mut parts = top.split(';');
+    let sent_by = parts.next().unwrap_or_default();
+    if parts.any(|p| p.trim().to_ascii_lowercase().starts_with("rport")) {
+        return source;
+    }
+    let port = sent_by
+        .split_whitespace()
+        .nth(1)
+        .and_then(port_of_sent_by)
+        .unwrap_or(5060);
+    SocketAddr::new(source.ip(), port)
+}
+
+fn host_of_sent_by(sent_by: &str) -> &str {
+    if let Some(rest) = sent_by.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    sent_by.split(':').next().unwrap_or_default()
+}
+
+fn port_of_sent_by(sent_by: &str) -> Option<u16> {
+    let after_host = match sent_by.strip_prefix('[') {
+        Some(rest) => rest.split_once(']')?.1,
+        None => sent_by.split_once(':').map(|(_, p)| p).map_or("", |p| p),
+    };
+    after_host.trim_start_matches(':').parse().ok()
+}
+
+fn has_param(value: &str, name: &str) -> bool {
+    value.split(';').skip(1).any(|p| {
+        p.trim()
+            .split('=')
+            .next()
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
+}
+
+/// The methods of RFC 3261 and its extensions that rsip names; any of them that a node does
+/// not serve gets 405 with `Allow`, anything else 501.
+pub fn is_known_method(token: &str) -> bool {
+    Method::all().iter().any(|m| m.to_string() == token)
+}
+
+/// A request, the headers a response needs, and where it came from.
+#[derive(Debug)]
+pub struct Incoming {
+    pub request: Request,
+    pub source: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src() -> SocketAddr {
+        "127.0.0.9:40000".parse().unwrap()
+    }
+
+    #[test]
+    fn rport_is_filled_and_received_added() {
+        let out = stamp_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport", src());
+        assert_eq!(
+            out,
+            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport=40000;received=127.0.0.9"
+        );
+    }
+
+    #[test]
+    fn received_is_left_out_when_the_via_names_the_source() {
+        let out = stamp_via("SIP/2.0/UDP 127.0.0.9:5062;branch=z9hG4bK1", src());
+        assert_eq!(out, "SIP/2.0/UDP 127.0.0.9:5062;branch=z9hG4bK1");
+    }
+
+    #[test]
+    fn udp_responses_go_to_the_source_ip_at_the_via_port_without_rport() {
+        let req = b"OPTIONS sip:a SIP/2.0\r\nVia: SIP/2.0/UDP example.com:5070;branch=z9hG4bKx\r\nFrom: <sip:a>;tag=1\r\nTo: <sip:b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let headers = salvage_request_headers(req).unwrap();
+        assert_eq!(
+            udp_response_target(&headers, src()),
+            "127.0.0.9:5070".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn extension_methods_are_tokens_but_not_known() {
+        assert!(is_token("FOO") && !is_known_method("FOO"));
+        assert!(is_known_method("OPTIONS") && is_known_method("INVITE"));
+        assert!(!is_token("FO O"));
+    }
+
+    #[test]
+    fn salvage_refuses_responses_and_junk() {
+        assert!(salvage_request_headers(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n").is_none());
+        assert!(salvage_request_headers(b"\x00\x01garbage").is_none());
+    }
+}

@@ -1,0 +1,40 @@
+//! The UDP receive loop of one node.
+
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use super::MAX_DATAGRAM;
+use crate::node::{Node, Transport};
+
+/// Serves datagrams until `shutdown` is cancelled. A datagram is handled to the end before
+/// the next is read; the node's work per request is small and bounded, so one task per
+/// socket keeps ordering simple and costs nothing at the loads the first nodes see.
+pub async fn serve(socket: UdpSocket, node: Arc<Node>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (len, source) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                // ICMP port-unreachable from an earlier send surfaces here on Linux; it says
+                // nothing about this socket, which keeps serving.
+                Err(error) => {
+                    tracing::debug!(%error, "udp receive error");
+                    continue;
+                }
+            },
+        };
+        let datagram = &buf[..len];
+        // RFC 5626 keep-alives (CRLF) carry no message and get no answer over UDP.
+        if datagram.iter().all(|&b| b == b'\r' || b == b'\n') {
+            continue;
+        }
+        if let Some(reply) = node.handle(datagram, source, Transport::Udp) {
+            if let Err(error) = socket.send_to(&reply.bytes, reply.target).await {
+                tracing::debug!(%error, target = %reply.target, "udp send failed");
+            }
+        }
+    }
+}
