@@ -1,1 +1,152 @@
-fn main() {}
+//! sipfleet's benchmarks (run with `bash bench/run.sh`, which also measures the wasm bundle).
+//!
+//! - Server-side render of the Servers page for an account with 1,000 servers: the whole
+//!   request through the real router (session lookup, store query, render), body read to
+//!   the end.
+//! - SIP OPTIONS round trip to a node on loopback, as the control plane's probe measures it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use app::model::ServerKind;
+use app::ssr::auth::{hash_password, new_session_token};
+use app::ssr::settings::{Settings, ZoneSettings};
+use app::ssr::store::NewServer;
+use axum::body::Body;
+use axum::http::Request;
+use leptos::prelude::LeptosOptions;
+use sip_engine::{options_ping, Engine, NodeRole, NodeSpec, ProbeTransport};
+use tower::ServiceExt;
+
+const SERVERS: usize = 1_000;
+const RENDERS: usize = 200;
+const PINGS: usize = 2_000;
+
+#[tokio::main]
+async fn main() {
+    render_servers_page().await;
+    options_round_trip().await;
+}
+
+async fn render_servers_page() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = Settings {
+        data_dir: dir.path().into(),
+        trial_days: 7,
+        resize_activation_minutes: 15,
+        zones: vec![ZoneSettings {
+            name: "bench".into(),
+            label: "Bench".into(),
+            pool: "10.0.0.1-10.0.255.254".into(),
+        }],
+    };
+    let options = LeptosOptions::builder().output_name("sipfleet").build();
+    let state = server::prepare(options, settings).await.expect("store");
+    let hash = hash_password("bench password 123".into())
+        .await
+        .expect("hash");
+    let (account, user) = state
+        .store
+        .create_account("Bench Co", "bench@bench.test", &hash, false)
+        .await
+        .expect("account");
+    let (token, token_hash) = new_session_token();
+    state
+        .store
+        .create_session(&token_hash, user, app::ssr::now() + 3600)
+        .await
+        .expect("session");
+    for i in 0..SERVERS {
+        let ip = format!("10.0.{}.{}", i / 250, i % 250 + 1);
+        let alias = format!("switch-{i}");
+        state
+            .store
+            .insert_server(&NewServer {
+                account_id: account,
+                alias: &alias,
+                zone: "bench",
+                kind: if i % 5 == 0 {
+                    ServerKind::Dispatcher
+                } else {
+                    ServerKind::Switch
+                },
+                ip: &ip,
+                channels: 100,
+                cps: 10,
+                expires_at: app::ssr::now() + 86_400,
+            })
+            .await
+            .expect("insert");
+    }
+    let router = server::router(state);
+    let request = || {
+        Request::get("/servers")
+            .header("cookie", format!("sipfleet_session={token}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    let mut bytes = 0;
+    let mut times = Vec::with_capacity(RENDERS);
+    for i in 0..RENDERS + 20 {
+        let started = Instant::now();
+        let response = router.clone().oneshot(request()).await.expect("response");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let elapsed = started.elapsed();
+        if i >= 20 {
+            times.push(elapsed);
+        }
+        bytes = body.len();
+        assert!(
+            String::from_utf8_lossy(&body).contains("switch-999"),
+            "the page lists every server"
+        );
+    }
+    report(
+        &format!(
+            "Servers page SSR, {SERVERS} servers ({} KB of HTML)",
+            bytes / 1024
+        ),
+        &mut times,
+    );
+}
+
+async fn options_round_trip() {
+    let engine = Engine::new("bench");
+    let ip = "127.0.99.1".parse().expect("ip");
+    let port = 15060;
+    engine
+        .start(NodeSpec {
+            id: 1,
+            ip,
+            udp_port: port,
+            tcp_port: port,
+            role: NodeRole::Switch,
+        })
+        .await
+        .expect("node starts");
+    let target = SocketAddr::new(ip, port);
+    let mut times = Vec::with_capacity(PINGS);
+    for _ in 0..PINGS {
+        times.push(
+            options_ping(target, ProbeTransport::Udp, Duration::from_secs(2))
+                .await
+                .expect("200 OK"),
+        );
+    }
+    report("SIP OPTIONS round trip over UDP on loopback", &mut times);
+    engine.stop_all().await;
+}
+
+fn report(what: &str, times: &mut [Duration]) {
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "{what}: median {:.3} ms, p90 {:.3} ms, p99 {:.3} ms over {} runs",
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.9).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        times.len()
+    );
+}

@@ -1,0 +1,88 @@
+import { execFileSync } from 'node:child_process';
+import * as dgram from 'node:dgram';
+import * as path from 'node:path';
+import { expect, type Page } from '@playwright/test';
+
+const root = path.resolve(__dirname, '..', '..');
+const port = 3107;
+
+/** Where the console under test runs and what it is started with. */
+export const E2E = {
+  baseURL: `http://127.0.0.1:${port}`,
+  binary: process.env.SIPFLEET_BIN ?? 'target/debug/sipfleet',
+  dataDir: 'target/e2e-data',
+  serverEnv: {
+    LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+    LEPTOS_SITE_ROOT: 'target/site',
+    LEPTOS_RELOAD_PORT: String(port + 1),
+    SIPFLEET_DATA_DIR: 'target/e2e-data',
+    SIPFLEET_ZONES: 'eu-london=127.0.21.1-127.0.21.200,us-newyork=127.0.22.1-127.0.22.200',
+    RUST_LOG: 'info,sqlx=warn',
+  },
+};
+
+/** A unique email for this run. */
+export function uniqueEmail(prefix: string): string {
+  return `${prefix}-${Date.now()}-${Math.floor(Math.random() * 1e6)}@e2e.test`;
+}
+
+/** Credits an account with the operator's command, against the running console's store. */
+export function credit(email: string, dollars: number): void {
+  execFileSync(path.join(root, E2E.binary), ['credit', '--email', email, '--amount', String(dollars)], {
+    cwd: root,
+    env: { ...process.env, ...E2E.serverEnv },
+    stdio: 'pipe',
+  });
+}
+
+/** Collects console errors and failed page loads; assert it stays empty. */
+export function watchConsole(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') errors.push(msg.text());
+  });
+  page.on('pageerror', (err) => errors.push(err.message));
+  return errors;
+}
+
+/** Waits until the wasm has hydrated the page (the app marks <body> when it has). */
+export async function hydrated(page: Page): Promise<void> {
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+}
+
+/** Signs up through the form and lands on the Servers page. */
+export async function signUp(page: Page, email: string): Promise<void> {
+  await page.goto('/signup');
+  await hydrated(page);
+  await page.getByLabel('Company').fill('Acme Telecom');
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill('a long enough password');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await expect(page).toHaveURL(/\/servers$/);
+}
+
+/** Sends one SIP OPTIONS over UDP and resolves with the status line of the answer. */
+export function sipOptions(ip: string, port = 5060, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket('udp4');
+    const callId = `e2e-${Date.now()}`;
+    socket.bind(0, '127.0.0.1', () => {
+      const local = socket.address();
+      const request =
+        `OPTIONS sip:ping@${ip}:${port} SIP/2.0\r\n` +
+        `Via: SIP/2.0/UDP 127.0.0.1:${local.port};branch=z9hG4bK${callId};rport\r\n` +
+        `Max-Forwards: 70\r\nFrom: <sip:e2e@127.0.0.1>;tag=e2e\r\nTo: <sip:ping@${ip}>\r\n` +
+        `Call-ID: ${callId}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`;
+      socket.send(request, port, ip);
+    });
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`no SIP answer from ${ip}:${port}`));
+    }, timeoutMs);
+    socket.on('message', (msg) => {
+      clearTimeout(timer);
+      socket.close();
+      resolve(msg.toString().split('\r\n')[0]);
+    });
+  });
+}
