@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-export RUSTFLAGS="--cfg erase_components"
+leptos_build_env
 
 echo "== cargo test"
 cargo test --offline -p sip-engine -p app -p server --features app/ssr

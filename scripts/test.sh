@@ -14,8 +14,7 @@ source scripts/env.sh
 
 echo; echo "== build (console, wasm bundle, nodes)"
 cargo leptos build
-# cargo-leptos builds with this flag; the tests use it too so nothing is compiled twice.
-export RUSTFLAGS="--cfg erase_components"
+leptos_build_env
 cargo test --no-run -p sip-engine -p app -p server --features app/ssr
 
 echo; echo "== tests, inside a network namespace with only loopback"
