@@ -42,6 +42,11 @@ async fn render_servers_page() {
     };
     let options = LeptosOptions::builder().output_name("sipfleet").build();
     let state = server::prepare(options, settings).await.expect("store");
+    state
+        .store
+        .sync_zones(&state.settings.zones)
+        .await
+        .expect("zones");
     let hash = hash_password("bench password 123".into())
         .await
         .expect("hash");

@@ -91,8 +91,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `addr` (port 0 for any), restores the nodes of running servers and serves.
+    /// Syncs zones from the settings, binds `addr` (port 0 for any), restores the nodes of
+    /// running servers and serves.
     pub async fn start(state: AppState, addr: SocketAddr) -> Result<Server, StartError> {
+        state.store.sync_zones(&state.settings.zones).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Listen { addr, source })?;
