@@ -98,6 +98,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/certificates") view=pages::certificates::CertificatesPage/>
                     <Route path=path!("/account") view=pages::account::AccountPage/>
                     <Route path=path!("/getting-started") view=pages::getting_started::GettingStartedPage/>
+                    <Route path=path!("/operator") view=pages::operator::OperatorPage/>
                 </Routes>
             </main>
         </Router>

@@ -380,9 +380,12 @@ pub struct ZoneInfo {
     pub free_addresses: u32,
 }
 
-/// The Getting Started checklist.
+/// The Getting Started checklist, with the company details it holds so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checklist {
+    pub company: String,
+    pub address: String,
+    pub country: String,
     pub company_details: bool,
     pub first_top_up: bool,
     pub terms_accepted: bool,
@@ -398,6 +401,64 @@ impl Checklist {
 
     pub fn complete(&self) -> bool {
         self.done() == 3
+    }
+
+    /// The items still open, as the deploy refusal names them.
+    pub fn missing(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if !self.company_details {
+            missing.push("company details");
+        }
+        if !self.first_top_up {
+            missing.push("a first top-up");
+        }
+        if !self.terms_accepted {
+            missing.push("accepting the terms of service");
+        }
+        missing
+    }
+}
+
+/// A postal address for invoices: 5–200 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Address(String);
+
+impl Address {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let s = s.trim();
+        let n = s.chars().count();
+        if !(5..=200).contains(&n) || s.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(AppError::field(
+                "address",
+                "An address has 5 to 200 characters.",
+            ));
+        }
+        Ok(Address(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A country as an ISO 3166-1 alpha-2 code (GB, US, IN…), upper-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Country(String);
+
+impl Country {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let s = s.trim().to_ascii_uppercase();
+        if s.len() != 2 || !s.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(AppError::field(
+                "country",
+                "Enter the two-letter country code, such as GB or US.",
+            ));
+        }
+        Ok(Country(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -459,4 +520,103 @@ mod tests {
         assert_eq!(Usd(123456).to_string(), "$1234.56");
         assert_eq!(deploy_requirement(2), Usd::dollars(60));
     }
+}
+
+/// What the Actions menu of a server can do. Each one acts on the node at once ("these
+/// actions occur in real-time"), so the console asks for confirmation first and says what
+/// happens to live calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ServerCommand {
+    Install,
+    Start,
+    Stop,
+    Restart,
+    OsCycle,
+    PowerCycle,
+}
+
+impl ServerCommand {
+    pub const ALL: [ServerCommand; 6] = [
+        ServerCommand::Install,
+        ServerCommand::Start,
+        ServerCommand::Stop,
+        ServerCommand::Restart,
+        ServerCommand::OsCycle,
+        ServerCommand::PowerCycle,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerCommand::Install => "install",
+            ServerCommand::Start => "start",
+            ServerCommand::Stop => "stop",
+            ServerCommand::Restart => "restart",
+            ServerCommand::OsCycle => "os_cycle",
+            ServerCommand::PowerCycle => "power_cycle",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ServerCommand::Install => "Install Server",
+            ServerCommand::Start => "Start Server",
+            ServerCommand::Stop => "Stop Server",
+            ServerCommand::Restart => "Restart Server",
+            ServerCommand::OsCycle => "OS Cycle",
+            ServerCommand::PowerCycle => "Power Cycle",
+        }
+    }
+
+    /// What the action does to the node and its live calls, shown before confirming.
+    pub fn consequence(self) -> &'static str {
+        match self {
+            ServerCommand::Install => {
+                "Reinstalls the node from the standard configuration: ports and flags go back to \
+                 their defaults and the node restarts. Live calls are dropped; registrations are kept."
+            }
+            ServerCommand::Start => "Starts the node. It answers SIP again once it is up.",
+            ServerCommand::Stop => {
+                "Stops the node at once: live calls are dropped and it answers no SIP until started."
+            }
+            ServerCommand::Restart => "Restarts the node: live calls are dropped and it comes back within seconds.",
+            ServerCommand::OsCycle => {
+                "Graceful restart: the node refuses new calls, lets live calls finish (up to the \
+                 drain timeout), then restarts."
+            }
+            ServerCommand::PowerCycle => {
+                "Hard restart, like pressing the power button: the node stops at once with no \
+                 goodbyes to callers, then starts again."
+            }
+        }
+    }
+}
+
+impl FromStr for ServerCommand {
+    type Err = AppError;
+    fn from_str(s: &str) -> Result<Self, AppError> {
+        ServerCommand::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| AppError::field("action", "Unknown server action."))
+    }
+}
+
+/// An account as the operator's page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRow {
+    pub id: i64,
+    pub company: String,
+    pub email: String,
+    pub balance: Usd,
+    pub servers: i64,
+}
+
+/// A cluster and what its members add up to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRow {
+    pub id: i64,
+    pub name: String,
+    pub members: i64,
+    pub channels: i64,
+    pub cps: i64,
 }

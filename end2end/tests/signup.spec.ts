@@ -12,7 +12,7 @@ test('signing up lands on an empty Servers page that leads to Getting Started', 
 
   await empty.getByRole('link', { name: /Getting Started/ }).click();
   await expect(page).toHaveURL(/\/getting-started$/);
-  await expect(page.getByTestId('checklist-progress')).toHaveText('1 of 3 complete');
+  await expect(page.getByTestId('checklist-progress')).toHaveText('0 of 3 complete');
 
   expect(errors).toEqual([]);
 });

@@ -17,8 +17,10 @@ export const E2E = {
     LEPTOS_RELOAD_PORT: String(port + 1),
     SIPFLEET_DATA_DIR: 'target/e2e-data',
     SIPFLEET_ZONES: 'eu-london=127.0.21.1-127.0.21.200,us-newyork=127.0.22.1-127.0.22.200',
+    SIPFLEET_OPERATOR_PASSWORD: 'operator password for e2e',
     RUST_LOG: 'info,sqlx=warn',
   },
+  operator: { email: 'operator@sipfleet.local', password: 'operator password for e2e' },
 };
 
 /** A unique email for this run. */
@@ -59,6 +61,37 @@ export async function signUp(page: Page, email: string): Promise<void> {
   await page.getByLabel('Password').fill('a long enough password');
   await page.getByRole('button', { name: 'Create account' }).click();
   await expect(page).toHaveURL(/\/servers$/);
+}
+
+/** Completes the Getting Started checklist: company details and terms through the page,
+ *  the first top-up through the operator's command. */
+export async function completeChecklist(page: Page, email: string, dollars = 100): Promise<void> {
+  await page.goto('/getting-started');
+  await hydrated(page);
+  await page.getByLabel('Address').fill('1 Dock Road, London');
+  await page.getByLabel('Country (two letters)').fill('GB');
+  await page.getByRole('button', { name: 'Save company details' }).click();
+  await expect(page.locator('li[data-item="company"]')).toHaveClass('done');
+  await page.getByRole('button', { name: 'Accept the terms of service' }).click();
+  await expect(page.locator('li[data-item="terms"]')).toHaveClass('done');
+  credit(email, dollars);
+  await page.reload();
+  await expect(page.getByTestId('checklist-progress')).toHaveText('3 of 3 complete');
+}
+
+/** Signs up, completes the checklist and deploys one server; returns its IP. */
+export async function deployedServer(page: Page, kind = 'switch'): Promise<string> {
+  const email = uniqueEmail('srv');
+  await signUp(page, email);
+  await completeChecklist(page, email);
+  await page.goto('/servers');
+  await hydrated(page);
+  await page.getByLabel('Zone').selectOption('eu-london');
+  await page.getByLabel('Type').selectOption(kind);
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  const row = page.locator('table.servers tbody tr').first();
+  await expect(row.getByTestId('status')).toHaveText('Running');
+  return (await row.getAttribute('data-ip')) ?? '';
 }
 
 /** Sends one SIP OPTIONS over UDP and resolves with the status line of the answer. */

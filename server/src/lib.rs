@@ -57,15 +57,21 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The operator's sign-in, created on first start. Its password is returned once so the
-/// caller can print it; only its hash is kept.
+/// The operator's sign-in, created on first start.
 pub const OPERATOR_EMAIL: &str = "operator@sipfleet.local";
 
-pub async fn ensure_operator(store: &Store) -> Result<Option<String>, StartError> {
+/// Creates the operator on first start. The password is `initial_password` when given
+/// (`SIPFLEET_OPERATOR_PASSWORD`, for automated set-ups), else a random one returned once so
+/// the caller can print it; only its hash is kept either way.
+pub async fn ensure_operator(
+    store: &Store,
+    initial_password: Option<String>,
+) -> Result<Option<String>, StartError> {
     if store.operator_exists().await? {
         return Ok(None);
     }
-    let password = hex_password();
+    let given = initial_password.is_some();
+    let password = initial_password.unwrap_or_else(hex_password);
     let hash = hash_password(password.clone())
         .await
         .map_err(|_| StartError::Store(sqlx::Error::Protocol("password hashing failed".into())))?;
@@ -73,6 +79,7 @@ pub async fn ensure_operator(store: &Store) -> Result<Option<String>, StartError
         .create_account("sipfleet operator", OPERATOR_EMAIL, &hash, true)
         .await
     {
+        Ok(_) if given => Ok(None),
         Ok(_) => Ok(Some(password)),
         Err(app::ssr::store::CreateUserError::EmailTaken) => Ok(None),
         Err(app::ssr::store::CreateUserError::Store(e)) => Err(e.into()),

@@ -66,7 +66,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            if let Some(password) = ensure_operator(&state.store)
+            // For automated set-ups: the operator's first password from the environment.
+            let initial = std::env::var("SIPFLEET_OPERATOR_PASSWORD")
+                .ok()
+                .filter(|p| p.len() >= 10);
+            if let Some(password) = ensure_operator(&state.store, initial)
                 .await
                 .map_err(|e| e.to_string())?
             {

@@ -1,4 +1,4 @@
-//! The Getting Started checklist and the account's own figures.
+//! The Getting Started checklist and the account's own details.
 
 use leptos::prelude::*;
 
@@ -9,15 +9,44 @@ use crate::model::Checklist;
 pub async fn get_checklist() -> Result<Checklist, AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
-    let record = expect_context::<AppState>()
+    let state = expect_context::<AppState>();
+    Ok(crate::ssr::fleet::checklist(&state, user.account_id).await?)
+}
+
+/// The checklist's first item: the company's billing details.
+#[server(prefix = "/api", endpoint = "save_company_details")]
+pub async fn save_company_details(
+    company: String,
+    address: String,
+    country: String,
+) -> Result<(), AppError> {
+    use crate::model::{Address, CompanyName, Country};
+    use crate::ssr::{auth::require_user, state::AppState};
+    let user = require_user().await?;
+    let company = CompanyName::parse(&company)?;
+    let address = Address::parse(&address)?;
+    let country = Country::parse(&country)?;
+    let state = expect_context::<AppState>();
+    state
         .store
-        .checklist(user.account_id)
+        .set_company_details(
+            user.account_id,
+            company.as_str(),
+            address.as_str(),
+            country.as_str(),
+        )
         .await?;
-    Ok(Checklist {
-        company_details: !record.company.trim().is_empty(),
-        first_top_up: record.first_top_up_at.is_some(),
-        terms_accepted: record.terms_accepted_at.is_some(),
-    })
+    state
+        .store
+        .audit(
+            Some(user.account_id),
+            Some(user.user_id),
+            "account.company_details",
+            company.as_str(),
+            &format!("{}, {}", address.as_str(), country.as_str()),
+        )
+        .await?;
+    Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "accept_terms")]

@@ -1,4 +1,4 @@
-//! Clusters and media relays as the console lists them.
+//! Media relays and certificates as the console lists them.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -6,35 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::AppError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterRow {
-    pub id: i64,
-    pub name: String,
-    pub members: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RtpRow {
     pub ip: String,
     pub aliases: String,
     pub zone: String,
-}
-
-#[server(prefix = "/api", endpoint = "list_clusters")]
-pub async fn list_clusters() -> Result<Vec<ClusterRow>, AppError> {
-    use crate::ssr::{auth::require_user, state::AppState};
-    let user = require_user().await?;
-    let clusters = expect_context::<AppState>()
-        .store
-        .clusters(user.account_id)
-        .await?;
-    Ok(clusters
-        .into_iter()
-        .map(|c| ClusterRow {
-            id: c.id,
-            name: c.name,
-            members: c.members,
-        })
-        .collect())
 }
 
 /// The operator's media relays: the same list for every signed-in account.

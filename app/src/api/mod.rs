@@ -6,4 +6,6 @@
 pub mod account;
 pub mod auth;
 pub mod catalog;
+pub mod clusters;
+pub mod operator;
 pub mod servers;

@@ -69,28 +69,43 @@ pub async fn list_zones() -> Result<Vec<ZoneInfo>, AppError> {
         .collect())
 }
 
-/// Deploys a server; returns it once its node answers (status Running).
+/// Deploys a server; returns it once its node answers (status Running). Blank optional
+/// fields take their defaults: an alias like `switch-3`, 100 channels, 10 CPS, no cluster.
 #[server(prefix = "/api", endpoint = "deploy_server")]
 pub async fn deploy_server(
     zone: String,
     kind: String,
+    #[server(default)] cluster: Option<String>,
+    #[server(default)] alias: Option<String>,
     #[server(default)] channels: Option<String>,
     #[server(default)] cps: Option<String>,
 ) -> Result<ServerRow, AppError> {
-    use crate::model::{Channels, Cps, ServerKind};
+    use crate::model::{Alias, Channels, Cps, ServerKind};
     use crate::ssr::fleet::{deploy, DeployRequest, DEFAULT_CHANNELS, DEFAULT_CPS};
     use crate::ssr::{auth::require_user, state::AppState};
     use std::str::FromStr;
 
+    fn given(value: &Option<String>) -> Option<&str> {
+        value.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+
     let user = require_user().await?;
     let kind = ServerKind::from_str(&kind)?;
-    let channels = match channels.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let channels = match given(&channels) {
         Some(text) => Channels::parse(text)?,
         None => Channels::new(DEFAULT_CHANNELS).ok_or(AppError::Internal)?,
     };
-    let cps = match cps.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let cps = match given(&cps) {
         Some(text) => Cps::parse(text)?,
         None => Cps::new(DEFAULT_CPS).ok_or(AppError::Internal)?,
+    };
+    let alias = given(&alias).map(Alias::parse).transpose()?;
+    let cluster_id = match given(&cluster) {
+        Some(text) => Some(
+            text.parse::<i64>()
+                .map_err(|_| AppError::field("cluster", "Choose one of your clusters."))?,
+        ),
+        None => None,
     };
     let state = expect_context::<AppState>();
     deploy(
@@ -99,9 +114,23 @@ pub async fn deploy_server(
         DeployRequest {
             zone: zone.trim().to_string(),
             kind,
+            cluster_id,
+            alias,
             channels,
             cps,
         },
     )
     .await
+}
+
+/// Runs one of the Actions menu's actions on the caller's server, on its node, now.
+#[server(prefix = "/api", endpoint = "run_server_action")]
+pub async fn run_server_action(id: i64, action: String) -> Result<ServerRow, AppError> {
+    use crate::model::ServerCommand;
+    use crate::ssr::{auth::require_user, fleet, state::AppState};
+    use std::str::FromStr;
+    let user = require_user().await?;
+    let action = ServerCommand::from_str(&action)?;
+    let state = expect_context::<AppState>();
+    fleet::run_action(&state, &user, id, action).await
 }

@@ -20,6 +20,7 @@ pub fn Nav() -> impl IntoView {
                                 <A href="/clusters">"Clusters"</A>
                                 <A href="/rtp-servers">"RTP Servers"</A>
                                 <A href="/certificates">"Certificates"</A>
+                                {me.is_operator.then(|| view! { <A href="/operator">"Operator"</A> })}
                                 <A href="/account">
                                     "Account " <span class="balance" data-testid="balance">{me.balance.to_string()}</span>
                                 </A>

@@ -3,20 +3,26 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::servers::get_server;
+use crate::api::servers::{get_server, RunServerAction};
 use crate::components::forms::load_error;
+use crate::components::forms::FormError;
 use crate::error::AppError;
+use crate::model::ServerCommand;
 
 #[component]
 pub fn ServerPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
-    let server = Resource::new(id, |id| async move {
-        match id {
-            Some(id) => get_server(id).await,
-            None => Err(AppError::NotFound),
-        }
-    });
+    let action = ServerAction::<RunServerAction>::new();
+    let server = Resource::new(
+        move || (id(), action.version().get()),
+        |(id, _)| async move {
+            match id {
+                Some(id) => get_server(id).await,
+                None => Err(AppError::NotFound),
+            }
+        },
+    );
     view! {
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -42,10 +48,54 @@ pub fn ServerPage() -> impl IntoView {
                                 <dt>"Status"</dt><dd data-testid="status">{s.status.label()}</dd>
                             </dl>
                         </section>
+                        <Actions id=s.id action/>
                     }
                     .into_any(),
                 }
             })}
         </Transition>
+    }
+}
+
+/// The Actions menu: each action first shows what it will do to live calls, and runs only
+/// when confirmed.
+#[component]
+fn Actions(id: i64, action: ServerAction<RunServerAction>) -> impl IntoView {
+    let chosen = RwSignal::new(None::<ServerCommand>);
+    let error = Signal::derive(move || action.value().get().and_then(Result::err));
+    // A finished action closes the confirmation.
+    let done = move || action.version().get();
+    view! {
+        <section class="card actions">
+            <h2>"Actions"</h2>
+            <p class="hint">"These actions occur in real time and can affect live calls."</p>
+            <div class="buttons">
+                {ServerCommand::ALL
+                    .into_iter()
+                    .map(|a| view! {
+                        <button type="button" class="secondary" data-action=a.as_str() on:click=move |_| chosen.set(Some(a))>
+                            {a.label()}
+                        </button>
+                    })
+                    .collect_view()}
+            </div>
+            {move || {
+                let _ = done();
+                chosen.get().map(|a| view! {
+                    <div class="confirm" role="dialog" aria-label="Confirm action">
+                        <p><strong>{a.label()}</strong>": "{a.consequence()}</p>
+                        <ActionForm action=action attr:class="inline">
+                            <input type="hidden" name="id" value=id.to_string()/>
+                            <input type="hidden" name="action" value=a.as_str()/>
+                            <button type="submit" disabled=move || action.pending().get()>
+                                {move || if action.pending().get() { "Working…" } else { "Confirm" }}
+                            </button>
+                            <button type="button" class="secondary" on:click=move |_| chosen.set(None)>"Cancel"</button>
+                        </ActionForm>
+                    </div>
+                })
+            }}
+            <FormError error/>
+        </section>
     }
 }

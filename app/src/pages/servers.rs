@@ -3,15 +3,17 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 
+use crate::api::clusters::list_clusters;
 use crate::api::servers::{list_servers, list_zones, DeployServer};
 use crate::components::forms::{load_error, FieldError, FormError};
-use crate::model::{ServerKind, ServerRow, ZoneInfo};
+use crate::model::{ClusterRow, ServerKind, ServerRow, ZoneInfo};
 
 #[component]
 pub fn ServersPage() -> impl IntoView {
     let deploy = ServerAction::<DeployServer>::new();
     let servers = Resource::new(move || deploy.version().get(), |_| list_servers());
     let zones = Resource::new(move || deploy.version().get(), |_| list_zones());
+    let clusters = Resource::new(|| (), |_| list_clusters());
     view! {
         <h1>"Servers"</h1>
         <Transition fallback=|| view! { <p class="loading">"Loading servers…"</p> }>
@@ -21,8 +23,9 @@ pub fn ServersPage() -> impl IntoView {
                     Err(error) => return load_error(error),
                 };
                 let zones = zones.await.unwrap_or_default();
+                let clusters = clusters.await.unwrap_or_default();
                 view! {
-                    <DeployForm deploy zones/>
+                    <DeployForm deploy zones clusters/>
                     {if rows.is_empty() { empty_state() } else { server_table(rows) }}
                 }
                 .into_any()
@@ -32,7 +35,11 @@ pub fn ServersPage() -> impl IntoView {
 }
 
 #[component]
-fn DeployForm(deploy: ServerAction<DeployServer>, zones: Vec<ZoneInfo>) -> impl IntoView {
+fn DeployForm(
+    deploy: ServerAction<DeployServer>,
+    zones: Vec<ZoneInfo>,
+    clusters: Vec<ClusterRow>,
+) -> impl IntoView {
     let error = Signal::derive(move || deploy.value().get().and_then(Result::err));
     view! {
         <section class="card deploy">
@@ -60,6 +67,32 @@ fn DeployForm(deploy: ServerAction<DeployServer>, zones: Vec<ZoneInfo>) -> impl 
                             .collect_view()}
                     </select>
                     <FieldError error field="kind"/>
+                </label>
+                <label>
+                    "Cluster"
+                    <select name="cluster">
+                        <option value="">"None"</option>
+                        {clusters
+                            .into_iter()
+                            .map(|c| view! { <option value=c.id.to_string()>{c.name}</option> })
+                            .collect_view()}
+                    </select>
+                    <FieldError error field="cluster"/>
+                </label>
+                <label>
+                    "Alias"
+                    <input type="text" name="alias" placeholder="automatic" maxlength="40"/>
+                    <FieldError error field="alias"/>
+                </label>
+                <label>
+                    "Channels"
+                    <input type="text" name="channels" inputmode="numeric" placeholder="100"/>
+                    <FieldError error field="channels"/>
+                </label>
+                <label>
+                    "CPS"
+                    <input type="text" name="cps" inputmode="numeric" placeholder="10"/>
+                    <FieldError error field="cps"/>
                 </label>
                 <button type="submit" disabled=move || deploy.pending().get()>
                     {move || if deploy.pending().get() { "Deploying…" } else { "Deploy" }}

@@ -10,7 +10,10 @@ use super::now;
 use super::state::AppState;
 use super::store::{NewServer, ServerRecord, SessionUser, ZoneRecord};
 use crate::error::AppError;
-use crate::model::{deploy_requirement, Channels, Cps, ServerKind, ServerRow, ServerStatus, Usd};
+use crate::model::{
+    deploy_requirement, Alias, Channels, Checklist, Cps, ServerCommand, ServerKind, ServerRow,
+    ServerStatus, Usd,
+};
 
 /// Channels and CPS a server gets when the deploy form does not say.
 pub const DEFAULT_CHANNELS: u32 = 100;
@@ -25,13 +28,30 @@ const FIRST_ANSWER: Duration = Duration::from_secs(3);
 pub struct DeployRequest {
     pub zone: String,
     pub kind: ServerKind,
+    /// One of the account's clusters (checked here, not trusted from the form).
+    pub cluster_id: Option<i64>,
+    /// `None` picks the next free `<kind>-<n>`.
+    pub alias: Option<Alias>,
     pub channels: Channels,
     pub cps: Cps,
 }
 
-/// Deploys a server for the signed-in user's account: checks the balance rule, takes the
-/// zone's next free address, stores the server as Installing, starts its node and marks it
-/// Running once the node answers.
+/// The Getting Started checklist of an account.
+pub async fn checklist(state: &AppState, account_id: i64) -> Result<Checklist, sqlx::Error> {
+    let record = state.store.checklist(account_id).await?;
+    Ok(Checklist {
+        company: record.company,
+        address: record.address.unwrap_or_default(),
+        country: record.country.unwrap_or_default(),
+        company_details: record.company_details_at.is_some(),
+        first_top_up: record.first_top_up_at.is_some(),
+        terms_accepted: record.terms_accepted_at.is_some(),
+    })
+}
+
+/// Deploys a server for the signed-in user's account: checks the checklist and the balance
+/// rule, takes the zone's next free address, stores the server as Installing, starts its
+/// node and marks it Running once the node answers. A refused deploy stores nothing.
 pub async fn deploy(
     state: &AppState,
     user: &SessionUser,
@@ -40,6 +60,22 @@ pub async fn deploy(
     let store = &state.store;
     let record = {
         let _one_at_a_time = state.deploy_lock.lock().await;
+        let list = checklist(state, user.account_id).await?;
+        if !list.complete() {
+            return Err(AppError::Refused(format!(
+                "Complete the Getting Started checklist before deploying: {} still open.",
+                list.missing().join(", ")
+            )));
+        }
+        if let Some(cluster) = request.cluster_id {
+            if store
+                .cluster_name(user.account_id, cluster)
+                .await?
+                .is_none()
+            {
+                return Err(AppError::field("cluster", "Choose one of your clusters."));
+            }
+        }
         let zone = store
             .zone(&request.zone)
             .await?
@@ -55,8 +91,17 @@ pub async fn deploy(
                 missing = Usd(needed.0 - balance.0),
             )));
         }
+        let alias = match &request.alias {
+            Some(alias) if store.alias_taken(user.account_id, alias.as_str()).await? => {
+                return Err(AppError::field(
+                    "alias",
+                    "Another of your servers has this alias.",
+                ));
+            }
+            Some(alias) => alias.as_str().to_string(),
+            None => next_alias(state, user.account_id, request.kind).await?,
+        };
         let ip = next_free_address(state, &zone).await?;
-        let alias = next_alias(state, user.account_id, request.kind).await?;
         let expires_at = now() + i64::from(state.settings.trial_days) * 24 * 3600;
         let id = store
             .insert_server(&NewServer {
@@ -64,6 +109,7 @@ pub async fn deploy(
                 alias: &alias,
                 zone: &zone.name,
                 kind: request.kind,
+                cluster_id: request.cluster_id,
                 ip: &ip.to_string(),
                 channels: request.channels.get(),
                 cps: request.cps.get(),
@@ -132,6 +178,69 @@ pub async fn bring_up(state: &AppState, server: &ServerRecord) -> Result<Duratio
             )))
         }
     }
+}
+
+/// Runs an Actions-menu action on one of the account's servers. Every action acts on the
+/// node itself; the stored status follows what the node did.
+///
+/// The node carries no calls yet (calls arrive with the switch engine), so the graceful
+/// drain of OS Cycle ends at once and Restart and Power Cycle differ only in what they will
+/// do to calls; each still really stops and restarts the node.
+pub async fn run_action(
+    state: &AppState,
+    user: &SessionUser,
+    id: i64,
+    action: ServerCommand,
+) -> Result<ServerRow, AppError> {
+    let store = &state.store;
+    let server = store
+        .server(user.account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if server.status() == ServerStatus::Expired && action != ServerCommand::Stop {
+        return Err(AppError::Refused(
+            "This server has expired: top up your balance to renew it before starting it again."
+                .into(),
+        ));
+    }
+    store
+        .audit(
+            Some(user.account_id),
+            Some(user.user_id),
+            &format!("server.{}", action.as_str()),
+            &format!("server {id}"),
+            &server.ip,
+        )
+        .await?;
+    match action {
+        ServerCommand::Stop => {
+            state.engine.stop(id).await;
+            store.set_status(id, ServerStatus::Stopped, None).await?;
+        }
+        ServerCommand::Start => {
+            bring_up(state, &server).await?;
+        }
+        ServerCommand::Restart | ServerCommand::OsCycle | ServerCommand::PowerCycle => {
+            store.set_status(id, ServerStatus::Rebooting, None).await?;
+            state.engine.stop(id).await;
+            bring_up(state, &server).await?;
+        }
+        ServerCommand::Install => {
+            store.set_status(id, ServerStatus::Installing, None).await?;
+            state.engine.stop(id).await;
+            store.reset_config(id).await?;
+            let fresh = store
+                .server(user.account_id, id)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            bring_up(state, &fresh).await?;
+        }
+    }
+    let server = store
+        .server(user.account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(row(&server))
 }
 
 /// Starts the node of every server stored as Running (or caught mid-install by a restart).

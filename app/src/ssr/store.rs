@@ -75,6 +75,7 @@ pub struct NewServer<'a> {
     pub alias: &'a str,
     pub zone: &'a str,
     pub kind: ServerKind,
+    pub cluster_id: Option<i64>,
     pub ip: &'a str,
     pub channels: u32,
     pub cps: u32,
@@ -116,8 +117,43 @@ pub struct CertificateRecord {
 #[derive(Debug, Clone, FromRow)]
 pub struct ChecklistRecord {
     pub company: String,
+    pub address: Option<String>,
+    pub country: Option<String>,
+    pub company_details_at: Option<i64>,
     pub first_top_up_at: Option<i64>,
     pub terms_accepted_at: Option<i64>,
+}
+
+/// An account as the operator sees it.
+#[derive(Debug, Clone, FromRow)]
+pub struct AccountSummary {
+    pub id: AccountId,
+    pub company: String,
+    pub email: String,
+    pub balance_cents: i64,
+    pub servers: i64,
+}
+
+/// A cluster with what its members add up to.
+#[derive(Debug, Clone, FromRow)]
+pub struct ClusterTotals {
+    pub id: i64,
+    pub name: String,
+    pub members: i64,
+    pub channels: i64,
+    pub cps: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("a cluster with this name exists already")]
+    NameTaken,
+    #[error("the cluster still has servers")]
+    NotEmpty,
+    #[error("no such cluster")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +269,49 @@ impl Store {
 
     pub async fn checklist(&self, account_id: AccountId) -> Result<ChecklistRecord, sqlx::Error> {
         sqlx::query_as(
-            "SELECT company, first_top_up_at, terms_accepted_at FROM accounts WHERE id = ?",
+            "SELECT company, address, country, company_details_at, first_top_up_at, terms_accepted_at \
+             FROM accounts WHERE id = ?",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    pub async fn set_company_details(
+        &self,
+        account_id: AccountId,
+        company: &str,
+        address: &str,
+        country: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE accounts SET company = ?, address = ?, country = ?, company_details_at = ? WHERE id = ?",
+        )
+        .bind(company)
+        .bind(address)
+        .bind(country)
+        .bind(now())
+        .bind(account_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every provider account (not the operator's), for the operator's page.
+    pub async fn accounts(&self) -> Result<Vec<AccountSummary>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT a.id, a.company, \
+               (SELECT email FROM users u WHERE u.account_id = a.id ORDER BY u.id LIMIT 1) AS email, \
+               a.balance_cents, (SELECT COUNT(*) FROM servers s WHERE s.account_id = a.id) AS servers \
+             FROM accounts a WHERE a.is_operator = 0 ORDER BY a.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn account_exists(&self, account_id: AccountId) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE id = ? AND is_operator = 0)",
         )
         .bind(account_id)
         .fetch_one(&self.pool)
@@ -400,13 +478,14 @@ impl Store {
 
     pub async fn insert_server(&self, new: &NewServer<'_>) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
-            "INSERT INTO servers (account_id, alias, zone, kind, ip, channels, cps, status, expires_at, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'installing', ?, ?) RETURNING id",
+            "INSERT INTO servers (account_id, alias, zone, kind, cluster_id, ip, channels, cps, status, expires_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'installing', ?, ?) RETURNING id",
         )
         .bind(new.account_id)
         .bind(new.alias)
         .bind(new.zone)
         .bind(new.kind.as_str())
+        .bind(new.cluster_id)
         .bind(new.ip)
         .bind(new.channels)
         .bind(new.cps)
@@ -434,6 +513,20 @@ impl Store {
         Ok(())
     }
 
+    /// Puts a server's configuration back to the standard one (Install Server).
+    pub async fn reset_config(&self, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE servers SET interconnect = 0, uac_auth_username = NULL, uac_auth_password = NULL, \
+             fqdn = NULL, auto_upgrade = 0, disable_uac_ping = 0, uac_location_sharing = 0, \
+             tls_internals = 0, restrict_direct = 0, tcp_sip_trace = 0, udp_port = 5060, tcp_port = 5060, \
+             tls_port = 5061, config_version = config_version + 1 WHERE id = ?",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     // --- clusters, media ----------------------------------------------------------------
 
     pub async fn clusters(&self, account_id: AccountId) -> Result<Vec<ClusterRecord>, sqlx::Error> {
@@ -444,6 +537,102 @@ impl Store {
         .bind(account_id)
         .fetch_all(&self.pool)
         .await
+    }
+
+    pub async fn cluster_totals(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<ClusterTotals>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT c.id, c.name, COUNT(s.id) AS members, COALESCE(SUM(s.channels), 0) AS channels, \
+             COALESCE(SUM(s.cps), 0) AS cps FROM clusters c LEFT JOIN servers s ON s.cluster_id = c.id \
+             WHERE c.account_id = ? GROUP BY c.id ORDER BY c.name",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The cluster's name when it belongs to the account.
+    pub async fn cluster_name(
+        &self,
+        account_id: AccountId,
+        id: i64,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT name FROM clusters WHERE account_id = ? AND id = ?")
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn create_cluster(
+        &self,
+        account_id: AccountId,
+        name: &str,
+    ) -> Result<i64, ClusterError> {
+        let created = sqlx::query_scalar(
+            "INSERT INTO clusters (account_id, name, created_at) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(account_id)
+        .bind(name)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await;
+        match created {
+            Ok(id) => Ok(id),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(ClusterError::NameTaken)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn rename_cluster(
+        &self,
+        account_id: AccountId,
+        id: i64,
+        name: &str,
+    ) -> Result<(), ClusterError> {
+        let renamed = sqlx::query("UPDATE clusters SET name = ? WHERE account_id = ? AND id = ?")
+            .bind(name)
+            .bind(account_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await;
+        match renamed {
+            Ok(done) if done.rows_affected() == 1 => Ok(()),
+            Ok(_) => Err(ClusterError::NotFound),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(ClusterError::NameTaken)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes an empty cluster; one that still has servers is refused and left as it is.
+    pub async fn delete_cluster(&self, account_id: AccountId, id: i64) -> Result<(), ClusterError> {
+        let mut tx = self.pool.begin().await?;
+        let members: Option<i64> = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM servers s WHERE s.cluster_id = c.id) FROM clusters c \
+             WHERE c.account_id = ? AND c.id = ?",
+        )
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match members {
+            None => return Err(ClusterError::NotFound),
+            Some(n) if n > 0 => return Err(ClusterError::NotEmpty),
+            Some(_) => {}
+        }
+        sqlx::query("DELETE FROM clusters WHERE account_id = ? AND id = ?")
+            .bind(account_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn rtp_servers(&self) -> Result<Vec<RtpRecord>, sqlx::Error> {

@@ -17,6 +17,11 @@ pub struct TestApp {
 /// Starts the whole server on port 0 with an empty store and one zone whose pool is `pool`
 /// (each test file uses its own slice of 127.0.0.0/8, so tests never share addresses).
 pub async fn spawn_app(pool: &str) -> TestApp {
+    // Server-side errors (logged, never sent to the client) show up in a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = Settings {
         data_dir: dir.path().into(),
@@ -59,7 +64,8 @@ impl TestApp {
         }
     }
 
-    /// Signs up a new account and credits it, as the operator would.
+    /// Signs up a new account, completes its Getting Started checklist and credits it, as
+    /// the operator would (no credit when `dollars` is 0).
     pub async fn account_with_balance(&self, email: &str, dollars: i64) -> Client {
         let client = self.client();
         client
@@ -73,6 +79,18 @@ impl TestApp {
             )
             .await
             .expect("sign up");
+        client
+            .call::<()>(
+                "save_company_details",
+                &[
+                    ("company", "Acme Telecom"),
+                    ("address", "1 Dock Road, London"),
+                    ("country", "gb"),
+                ],
+            )
+            .await
+            .expect("company details");
+        client.call::<()>("accept_terms", &[]).await.expect("terms");
         if dollars > 0 {
             let account = self
                 .server

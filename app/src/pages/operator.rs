@@ -1,0 +1,57 @@
+//! The operator's page: provider accounts and crediting their balance.
+
+use leptos::prelude::*;
+
+use crate::api::operator::{list_accounts, CreditAccount};
+use crate::components::forms::{load_error, FieldError, FormError};
+use crate::error::AppError;
+
+#[component]
+pub fn OperatorPage() -> impl IntoView {
+    let credit = ServerAction::<CreditAccount>::new();
+    let accounts = Resource::new(move || credit.version().get(), |_| list_accounts());
+    let error = Signal::derive(move || credit.value().get().and_then(Result::err));
+    view! {
+        <h1>"Operator"</h1>
+        <FormError error/>
+        <FieldError error field="amount"/>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match accounts.await {
+                    Err(AppError::NotFound) => view! { <p class="empty">"Page not found."</p> }.into_any(),
+                    Err(error) => load_error(error),
+                    Ok(rows) => view! {
+                        <table class="accounts">
+                            <thead><tr><th>"Company"</th><th>"Email"</th><th>"Servers"</th><th>"Balance"</th><th>"Credit"</th></tr></thead>
+                            <tbody>
+                                {rows
+                                    .into_iter()
+                                    .map(|a| {
+                                        let id = a.id.to_string();
+                                        let key = a.email.clone();
+                                        view! {
+                                            <tr data-email=key>
+                                                <td>{a.company}</td>
+                                                <td>{a.email}</td>
+                                                <td>{a.servers}</td>
+                                                <td class="balance">{a.balance.to_string()}</td>
+                                                <td>
+                                                    <ActionForm action=credit attr:class="inline compact">
+                                                        <input type="hidden" name="account_id" value=id/>
+                                                        <input type="text" name="amount" aria-label="Amount in USD" placeholder="USD" required size="8"/>
+                                                        <button type="submit">"Credit"</button>
+                                                    </ActionForm>
+                                                </td>
+                                            </tr>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </tbody>
+                        </table>
+                    }
+                    .into_any(),
+                }
+            })}
+        </Transition>
+    }
+}

@@ -1,0 +1,315 @@
+//! Console features acting on real nodes and refusing what they must, with nothing changed
+//! after a refusal.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use app::error::AppError;
+use app::model::{AccountRow, ClusterRow, ServerRow, ServerStatus};
+use sip_engine::{options_ping, ProbeTransport};
+
+async fn audit_actions(app: &common::TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id")
+        .fetch_all(app.server.state.store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_silences_the_node_and_start_brings_it_back() {
+    let app = common::spawn_app("127.0.66.1-127.0.66.20").await;
+    let client = app.account_with_balance("actions@acme.test", 100).await;
+    let row: ServerRow = client
+        .call(
+            "deploy_server",
+            &[("zone", "test-zone"), ("kind", "switch")],
+        )
+        .await
+        .unwrap();
+    let target: SocketAddr = format!("{}:5060", row.ip).parse().unwrap();
+    let id = row.id.to_string();
+
+    let stopped: ServerRow = client
+        .call("run_server_action", &[("id", &id), ("action", "stop")])
+        .await
+        .unwrap();
+    assert_eq!(stopped.status, ServerStatus::Stopped);
+    assert!(
+        options_ping(target, ProbeTransport::Udp, Duration::from_millis(700))
+            .await
+            .is_err()
+    );
+
+    let started: ServerRow = client
+        .call("run_server_action", &[("id", &id), ("action", "start")])
+        .await
+        .unwrap();
+    assert_eq!(started.status, ServerStatus::Running);
+    options_ping(target, ProbeTransport::Udp, Duration::from_secs(3))
+        .await
+        .expect("answers again");
+
+    for action in ["restart", "os_cycle", "power_cycle", "install"] {
+        let after: ServerRow = client
+            .call("run_server_action", &[("id", &id), ("action", action)])
+            .await
+            .unwrap();
+        assert_eq!(after.status, ServerStatus::Running, "{action}");
+        options_ping(target, ProbeTransport::Tcp, Duration::from_secs(3))
+            .await
+            .expect(action);
+    }
+    let log = audit_actions(&app).await;
+    for action in [
+        "server.deploy",
+        "server.stop",
+        "server.start",
+        "server.restart",
+        "server.install",
+    ] {
+        assert!(
+            log.iter().any(|a| a == action),
+            "{action} missing from {log:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_accounts_server_and_cluster_cannot_be_touched() {
+    let app = common::spawn_app("127.0.67.1-127.0.67.20").await;
+    let a = app.account_with_balance("a@alpha.test", 100).await;
+    let a_cluster: i64 = a
+        .call("create_cluster", &[("name", "Alpha core")])
+        .await
+        .unwrap();
+    let a_server: ServerRow = a
+        .call(
+            "deploy_server",
+            &[
+                ("zone", "test-zone"),
+                ("kind", "switch"),
+                ("cluster", &a_cluster.to_string()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(a_server.cluster.as_deref(), Some("Alpha core"));
+
+    let b = app.account_with_balance("b@bravo.test", 100).await;
+    let id = a_server.id.to_string();
+    assert_eq!(
+        b.call::<ServerRow>("run_server_action", &[("id", &id), ("action", "stop")])
+            .await,
+        Err(AppError::NotFound)
+    );
+    let target: SocketAddr = format!("{}:5060", a_server.ip).parse().unwrap();
+    options_ping(target, ProbeTransport::Udp, Duration::from_secs(3))
+        .await
+        .expect("A's node untouched");
+
+    let cluster = a_cluster.to_string();
+    assert_eq!(
+        b.call::<()>("rename_cluster", &[("id", &cluster), ("name", "Mine now")])
+            .await,
+        Err(AppError::NotFound)
+    );
+    assert_eq!(
+        b.call::<()>("delete_cluster", &[("id", &cluster)]).await,
+        Err(AppError::NotFound)
+    );
+    let refused = b
+        .call::<ServerRow>(
+            "deploy_server",
+            &[
+                ("zone", "test-zone"),
+                ("kind", "switch"),
+                ("cluster", &cluster),
+            ],
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(AppError::Field { ref field, .. }) if field == "cluster"),
+        "{refused:?}"
+    );
+    assert!(b
+        .call::<Vec<ServerRow>>("list_servers", &[])
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A provider is not the operator: the operator's functions do not exist for it.
+    assert_eq!(
+        b.call::<Vec<AccountRow>>("list_accounts", &[]).await,
+        Err(AppError::NotFound)
+    );
+    assert_eq!(
+        b.call::<()>("credit_account", &[("account_id", "1"), ("amount", "1000")])
+            .await,
+        Err(AppError::NotFound)
+    );
+
+    let clusters: Vec<ClusterRow> = a.call("list_clusters", &[]).await.unwrap();
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(
+        (
+            clusters[0].name.as_str(),
+            clusters[0].members,
+            clusters[0].channels
+        ),
+        ("Alpha core", 1, 100)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_servers_is_not_deleted_and_names_are_unique() {
+    let app = common::spawn_app("127.0.68.1-127.0.68.20").await;
+    let client = app.account_with_balance("clusters@acme.test", 100).await;
+    let id: i64 = client
+        .call("create_cluster", &[("name", "Core")])
+        .await
+        .unwrap();
+    let duplicate = client
+        .call::<i64>("create_cluster", &[("name", "Core")])
+        .await;
+    assert!(
+        matches!(duplicate, Err(AppError::Field { ref field, .. }) if field == "name"),
+        "{duplicate:?}"
+    );
+    let bad = client
+        .call::<i64>("create_cluster", &[("name", "a;b")])
+        .await;
+    assert!(matches!(bad, Err(AppError::Field { .. })), "{bad:?}");
+
+    client
+        .call::<ServerRow>(
+            "deploy_server",
+            &[
+                ("zone", "test-zone"),
+                ("kind", "switch"),
+                ("cluster", &id.to_string()),
+            ],
+        )
+        .await
+        .unwrap();
+    let refused = client
+        .call::<()>("delete_cluster", &[("id", &id.to_string())])
+        .await;
+    assert!(matches!(refused, Err(AppError::Refused(_))), "{refused:?}");
+    let clusters: Vec<ClusterRow> = client.call("list_clusters", &[]).await.unwrap();
+    assert_eq!(
+        clusters
+            .iter()
+            .map(|c| (c.name.as_str(), c.members))
+            .collect::<Vec<_>>(),
+        vec![("Core", 1)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_waits_for_the_checklist_and_names_what_is_open() {
+    let app = common::spawn_app("127.0.69.1-127.0.69.20").await;
+    let client = app.client();
+    client
+        .call::<()>(
+            "sign_up",
+            &[
+                ("company", "Acme"),
+                ("email", "new@acme.test"),
+                ("password", "a long enough password"),
+            ],
+        )
+        .await
+        .unwrap();
+    let account = app
+        .server
+        .state
+        .store
+        .account_of_email("new@acme.test")
+        .await
+        .unwrap()
+        .unwrap();
+    app.server
+        .state
+        .store
+        .credit(account, app::model::Usd::dollars(500))
+        .await
+        .unwrap();
+    match client
+        .call::<ServerRow>(
+            "deploy_server",
+            &[("zone", "test-zone"), ("kind", "switch")],
+        )
+        .await
+    {
+        Err(AppError::Refused(message)) => {
+            assert!(message.contains("company details"), "{message}");
+            assert!(
+                message.contains("accepting the terms of service"),
+                "{message}"
+            );
+            assert!(!message.contains("top-up"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let bad = client
+        .call::<()>(
+            "save_company_details",
+            &[("company", "Acme"), ("address", "x"), ("country", "GB")],
+        )
+        .await;
+    assert!(bad.unwrap_err().for_field("address").is_some());
+    assert!(client
+        .call::<Vec<ServerRow>>("list_servers", &[])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_credits_accounts_and_it_is_audited() {
+    let app = common::spawn_app("127.0.71.1-127.0.71.10").await;
+    server::ensure_operator(&app.server.state.store, Some("operator password 1".into()))
+        .await
+        .unwrap();
+    app.account_with_balance("customer@acme.test", 0).await;
+    let operator = app.client();
+    operator
+        .call::<()>(
+            "sign_in",
+            &[
+                ("email", server::OPERATOR_EMAIL),
+                ("password", "operator password 1"),
+            ],
+        )
+        .await
+        .unwrap();
+    let accounts: Vec<AccountRow> = operator.call("list_accounts", &[]).await.unwrap();
+    let customer = accounts
+        .iter()
+        .find(|a| a.email == "customer@acme.test")
+        .expect("listed");
+    let id = customer.id.to_string();
+    let bad = operator
+        .call::<()>("credit_account", &[("account_id", &id), ("amount", "-5")])
+        .await;
+    assert!(bad.unwrap_err().for_field("amount").is_some());
+    operator
+        .call::<()>(
+            "credit_account",
+            &[("account_id", &id), ("amount", "42.50")],
+        )
+        .await
+        .unwrap();
+    let accounts: Vec<AccountRow> = operator.call("list_accounts", &[]).await.unwrap();
+    let customer = accounts
+        .iter()
+        .find(|a| a.email == "customer@acme.test")
+        .unwrap();
+    assert_eq!(customer.balance.to_string(), "$42.50");
+    assert!(audit_actions(&app)
+        .await
+        .iter()
+        .any(|a| a == "account.credit"));
+}
