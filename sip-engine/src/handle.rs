@@ -8,8 +8,15 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::digest::Authenticator;
+use crate::location::LocationStore;
 use crate::node::{Node, NodeRole, StatsSnapshot};
+use crate::registrar::{Registrar, UserDirectory};
 use crate::transport::{tcp, udp};
+
+/// How long a nonce of [`Engine::with_directory`] stays valid: long enough for a slow phone
+/// to answer its challenge, short enough that a captured one soon becomes useless.
+const NONCE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Everything needed to start one server's node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +55,8 @@ struct Running {
 pub struct Engine {
     nodes: Arc<Mutex<HashMap<i64, Running>>>,
     build: Arc<str>,
+    /// Given to every node started afterwards; `None` leaves REGISTER unserved (405).
+    registrar: Option<Registrar>,
 }
 
 impl Engine {
@@ -56,7 +65,28 @@ impl Engine {
         Engine {
             nodes: Arc::default(),
             build: build.into(),
+            registrar: None,
         }
+    }
+
+    /// Nodes started from now on serve REGISTER: users come from `directory`, bindings live
+    /// in `store` (shared by every node, so any of them can find a user registered at
+    /// another). Nonces are sealed with a secret random to this engine and live 5 minutes;
+    /// use [`with_registrar`](Self::with_registrar) to choose them.
+    pub fn with_directory(
+        self,
+        directory: Arc<dyn UserDirectory>,
+        store: Arc<dyn LocationStore>,
+    ) -> Self {
+        let auth = Arc::new(Authenticator::with_random_secret(NONCE_LIFETIME));
+        self.with_registrar(Registrar::new(directory, store, auth))
+    }
+
+    /// Nodes started from now on serve REGISTER with `registrar` (its directory, store,
+    /// nonce secret and Expires bounds).
+    pub fn with_registrar(mut self, registrar: Registrar) -> Self {
+        self.registrar = Some(registrar);
+        self
     }
 
     pub fn build(&self) -> &str {
@@ -88,7 +118,11 @@ impl Engine {
                 addr: tcp_addr,
                 source,
             })?;
-        let node = Arc::new(Node::new(spec.role, &self.build));
+        let mut node = Node::new(spec.role, &self.build);
+        if let Some(registrar) = &self.registrar {
+            node = node.with_registrar(registrar.clone());
+        }
+        let node = Arc::new(node);
         let shutdown = CancellationToken::new();
         let tasks = vec![
             tokio::spawn(udp::serve(socket, node.clone(), shutdown.clone())),

@@ -248,6 +248,83 @@ fn has_param(value: &str, name: &str) -> bool {
     })
 }
 
+/// The header parameters (`;name=value`) of a name-addr header value such as From, To,
+/// Contact or Via. Semicolons inside `<...>` belong to the URI and inside quotes to the display
+/// name, so they are skipped; a parameter without `=` has the empty value.
+pub fn header_params(value: &str) -> Vec<(&str, &str)> {
+    let mut params = Vec::new();
+    let mut in_quotes = false;
+    let mut in_angle = false;
+    let mut escaped = false;
+    let mut start: Option<usize> = None;
+    for (at, &b) in value.as_bytes().iter().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if in_quotes => escaped = true,
+            b'"' if !in_angle => in_quotes = !in_quotes,
+            b'<' if !in_quotes => in_angle = true,
+            b'>' if !in_quotes => in_angle = false,
+            b';' if !in_quotes && !in_angle => {
+                if let Some(from) = start {
+                    params.push(split_param(&value[from..at]));
+                }
+                start = Some(at + 1);
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = start {
+        params.push(split_param(&value[from..]));
+    }
+    params
+}
+
+fn split_param(segment: &str) -> (&str, &str) {
+    match segment.split_once('=') {
+        Some((name, value)) => (name.trim(), value.trim().trim_matches('"')),
+        None => (segment.trim(), ""),
+    }
+}
+
+/// The value of the header parameter `name` (case-insensitive), if present.
+pub fn header_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    header_params(value)
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// Splits a header value that may hold a comma-separated list (Contact, Via), leaving commas
+/// inside quotes and `<...>` alone.
+pub fn split_header_list(value: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (at, &b) in value.as_bytes().iter().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if in_quotes => escaped = true,
+            b'"' if !in_angle => in_quotes = !in_quotes,
+            b'<' if !in_quotes => in_angle = true,
+            b'>' if !in_quotes => in_angle = false,
+            b',' if !in_quotes && !in_angle => {
+                items.push(value[start..at].trim());
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(value[start..].trim());
+    items.retain(|item| !item.is_empty());
+    items
+}
+
 /// The methods of RFC 3261 and its extensions that rsip names; any of them that a node does
 /// not serve gets 405 with `Allow`, anything else 501.
 pub fn is_known_method(token: &str) -> bool {
@@ -299,6 +376,26 @@ mod tests {
         assert!(is_token("FOO") && !is_known_method("FOO"));
         assert!(is_known_method("OPTIONS") && is_known_method("INVITE"));
         assert!(!is_token("FO O"));
+    }
+
+    #[test]
+    fn header_params_skip_semicolons_and_commas_inside_uris_and_quotes() {
+        let value = r#""a;b" <sip:x@h;transport=tcp>;expires=60;tag="q;r";lr"#;
+        assert_eq!(
+            header_params(value),
+            [("expires", "60"), ("tag", "q;r"), ("lr", "")]
+        );
+        assert_eq!(header_param(value, "EXPIRES"), Some("60"));
+        assert_eq!(header_param(value, "transport"), None);
+        let list = r#""x, y" <sip:a@h>;expires=1, <sip:b@h;p=1,2>, sip:c@h"#;
+        assert_eq!(
+            split_header_list(list),
+            [
+                r#""x, y" <sip:a@h>;expires=1"#,
+                "<sip:b@h;p=1,2>",
+                "sip:c@h"
+            ]
+        );
     }
 
     #[test]

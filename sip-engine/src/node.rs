@@ -1,20 +1,26 @@
 //! One server's SIP behaviour: given a message and where it came from, what to answer.
 //!
-//! The first engine build serves OPTIONS (the health ping every SIP peer and the control
-//! plane send) and answers every other request with the status RFC 3261 prescribes for a
-//! method it does not serve. Registrar, proxy and dispatcher behaviour arrive in later builds
-//! behind the same entry point, [`Node::handle`].
+//! Every request passes the server transaction layer first, so a retransmission is answered
+//! from memory and never handled twice. A node serves OPTIONS (the health ping every SIP peer
+//! and the control plane send), REGISTER when it was given a [`Registrar`], and answers every
+//! other request with the status RFC 3261 prescribes for a method it does not serve. Proxy
+//! and dispatcher behaviour arrive in later builds behind the same entry point,
+//! [`Node::handle`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, SipMessage, StatusCode};
+use tokio::time::Instant;
 
 use crate::message::{
-    is_known_method, is_token, parse, request_method_token, response_to, salvage_request_headers,
-    udp_response_target,
+    header_param, is_known_method, is_token, parse, request_method_token, response_to,
+    salvage_request_headers, udp_response_target,
 };
+use crate::registrar::Registrar;
+use crate::transaction::{Key, Outbound, Received, ResponseDisposition, TransactionLayer};
 use crate::transport::tcp::FrameError;
 
 /// What a server is for: a Dispatcher balances load over switches, a Switch is a cluster
@@ -25,13 +31,7 @@ pub enum NodeRole {
     Switch,
 }
 
-/// The transport a message arrived on; responses over UDP go to a computed address, over a
-/// stream back on the same connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
+pub use crate::transport::Transport;
 
 /// Counters a node keeps about its own traffic. Plain atomics: read by the control plane at
 /// any moment without stopping the node.
@@ -70,8 +70,8 @@ pub struct Reply {
     pub target: SocketAddr,
 }
 
-/// The methods this build serves; everything else RFC 3261 defines gets 405 with this list.
-const ALLOWED: &[Method] = &[Method::Options];
+/// The methods every node serves; everything else RFC 3261 defines gets 405 with the list.
+const ALWAYS_ALLOWED: &[Method] = &[Method::Options];
 
 /// One running server's SIP logic, shared by its transports.
 #[derive(Debug)]
@@ -82,6 +82,12 @@ pub struct Node {
     /// To-tag for responses this node generates statelessly.
     to_tag: String,
     stats: NodeStats,
+    /// Absorbs retransmitted requests and retransmits what UDP may lose; the UDP loop drives
+    /// its timers.
+    transactions: TransactionLayer,
+    /// Serves REGISTER when the control plane gave the engine SIP users; without it REGISTER
+    /// gets 405 like any method this node does not serve.
+    registrar: Option<Registrar>,
 }
 
 impl Node {
@@ -91,7 +97,24 @@ impl Node {
             server_header: format!("sipfleet/{build}"),
             to_tag: format!("{:016x}", rand::random::<u64>()),
             stats: NodeStats::default(),
+            transactions: TransactionLayer::default(),
+            registrar: None,
         }
+    }
+
+    /// The same node, serving REGISTER with `registrar`.
+    pub fn with_registrar(mut self, registrar: Registrar) -> Self {
+        self.registrar = Some(registrar);
+        self
+    }
+
+    pub fn registrar(&self) -> Option<&Registrar> {
+        self.registrar.as_ref()
+    }
+
+    /// The node's transaction layer, whose timers the UDP loop fires.
+    pub fn transactions(&self) -> &TransactionLayer {
+        &self.transactions
     }
 
     pub fn role(&self) -> NodeRole {
@@ -112,19 +135,84 @@ impl Node {
                 if !has_core_headers(&request.headers) {
                     return self.reject(bytes, source, transport, "Missing Mandatory Header");
                 }
-                let (status, extra) = match request.method {
-                    // ACK never gets a response (RFC 3261 §17.2.1).
-                    Method::Ack => return None,
-                    Method::Options => (StatusCode::OK, self.capabilities()),
-                    _ => (StatusCode::MethodNotAllowed, vec![allow_header()]),
+                let now = Instant::now();
+                let key = Key::of_request(&request);
+                if let Some(key) = &key {
+                    let is_ack = request.method == Method::Ack;
+                    let to_tag = request.headers.iter().find_map(|h| match h {
+                        Header::To(to) => header_param(to.value(), "tag"),
+                        _ => None,
+                    });
+                    match self
+                        .transactions
+                        .server
+                        .receive(key, is_ack, to_tag, transport, now)
+                    {
+                        Received::Retransmission(resend) => {
+                            return resend.map(|out| {
+                                self.stats.responses.fetch_add(1, Ordering::Relaxed);
+                                Reply {
+                                    bytes: out.bytes,
+                                    target: match transport {
+                                        Transport::Udp => out.target,
+                                        Transport::Tcp => source,
+                                    },
+                                }
+                            });
+                        }
+                        Received::Unmatched | Received::New | Received::Untracked => {}
+                    }
+                }
+                let mut reason = None;
+                let (status, extra) = match (&request.method, &self.registrar) {
+                    // ACK never gets a response (RFC 3261 §17.2.1); one that no transaction
+                    // absorbed acknowledges a 2xx, which this node never sends to INVITE.
+                    (Method::Ack, _) => return None,
+                    (Method::Options, _) => (StatusCode::OK, self.capabilities()),
+                    (Method::Register, Some(registrar)) => {
+                        let answer =
+                            registrar.register(&request, source, transport, SystemTime::now());
+                        reason = answer.reason;
+                        (answer.status, answer.headers)
+                    }
+                    _ => (StatusCode::MethodNotAllowed, vec![self.allow_header()]),
                 };
-                Some(self.reply(&request.headers, status, extra, source, transport))
+                let code = status.code();
+                let mut reply = self.reply(&request.headers, status, extra, source, transport);
+                if let Some(reason) = reason {
+                    reply.bytes = with_reason(&reply.bytes, code, reason);
+                }
+                if let Some(key) = &key {
+                    let sent = Outbound {
+                        bytes: reply.bytes.clone(),
+                        target: reply.target,
+                    };
+                    self.transactions
+                        .server
+                        .respond(key, code, sent, Some(&self.to_tag), now);
+                }
+                Some(reply)
             }
-            // Responses would belong to client transactions; this build starts none, so any
-            // response that arrives is stray and is dropped (RFC 3261 §18.1.2).
-            Ok(SipMessage::Response(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                None
+            // A response belongs to one of our client transactions or is stray and dropped
+            // (RFC 3261 §18.1.2).
+            Ok(SipMessage::Response(response)) => {
+                match self
+                    .transactions
+                    .client
+                    .receive_response(&response, Instant::now())
+                {
+                    ResponseDisposition::Matched { send } => send.map(|out| Reply {
+                        bytes: out.bytes,
+                        target: match transport {
+                            Transport::Udp => out.target,
+                            Transport::Tcp => source,
+                        },
+                    }),
+                    ResponseDisposition::Stray => {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                }
             }
             Err(_) => {
                 // rsip only knows the methods it names: a well-formed request with an
@@ -136,7 +224,7 @@ impl Node {
                             return Some(self.reply(
                                 &headers,
                                 StatusCode::NotImplemented,
-                                vec![allow_header()],
+                                vec![self.allow_header()],
                                 source,
                                 transport,
                             ));
@@ -182,7 +270,7 @@ impl Node {
         }
         self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
         let mut reply = self.reply(&headers, StatusCode::BadRequest, vec![], source, transport);
-        reply.bytes = with_reason(&reply.bytes, reason);
+        reply.bytes = with_reason(&reply.bytes, 400, reason);
         Some(reply)
     }
 
@@ -209,17 +297,21 @@ impl Node {
         }
     }
 
+    /// `Allow`: what this node serves, REGISTER included when it has a registrar.
+    fn allow_header(&self) -> Header {
+        let mut methods: Vec<String> = ALWAYS_ALLOWED.iter().map(|m| m.to_string()).collect();
+        if self.registrar.is_some() {
+            methods.push(Method::Register.to_string());
+        }
+        Header::Allow(rsip::headers::Allow::new(methods.join(", ")))
+    }
+
     fn capabilities(&self) -> Vec<Header> {
         vec![
-            allow_header(),
+            self.allow_header(),
             Header::Accept(rsip::headers::Accept::new("application/sdp")),
         ]
     }
-}
-
-fn allow_header() -> Header {
-    let methods: Vec<String> = ALLOWED.iter().map(|m| m.to_string()).collect();
-    Header::Allow(rsip::headers::Allow::new(methods.join(", ")))
 }
 
 fn has_core_headers(headers: &rsip::Headers) -> bool {
@@ -237,11 +329,11 @@ fn has_core_headers(headers: &rsip::Headers) -> bool {
     via && from && to && call_id && cseq
 }
 
-/// Replaces the default reason phrase of a 400 with one that says what was wrong.
-fn with_reason(response: &[u8], reason: &str) -> Vec<u8> {
+/// Replaces the default reason phrase with one that says what was wrong.
+fn with_reason(response: &[u8], code: u16, reason: &str) -> Vec<u8> {
     let text = String::from_utf8_lossy(response);
     match text.split_once("\r\n") {
-        Some((_, rest)) => format!("SIP/2.0 400 {reason}\r\n{rest}").into_bytes(),
+        Some((_, rest)) => format!("SIP/2.0 {code} {reason}\r\n{rest}").into_bytes(),
         None => response.to_vec(),
     }
 }
@@ -294,6 +386,84 @@ mod tests {
             .handle(&request("FROBNICATE"), src(), Transport::Udp)
             .unwrap();
         assert!(text(&reply).starts_with("SIP/2.0 501 "), "{}", text(&reply));
+    }
+
+    #[test]
+    fn a_retransmitted_invite_gets_the_same_final_response_from_its_transaction() {
+        let n = node();
+        let first = n.handle(&request("INVITE"), src(), Transport::Udp).unwrap();
+        let again = n.handle(&request("INVITE"), src(), Transport::Udp).unwrap();
+        assert_eq!(first.bytes, again.bytes);
+        assert_eq!(n.transactions().server.len(), 1);
+        let ack = String::from_utf8(request("ACK"))
+            .unwrap()
+            .replace("To: <sip:node@127.0.0.1>", "To: <sip:node@127.0.0.1>;tag=x");
+        assert!(n.handle(ack.as_bytes(), src(), Transport::Udp).is_none());
+        assert_eq!(n.stats().snapshot().requests, 3);
+    }
+
+    fn registrar_node() -> Node {
+        use crate::digest::{Authenticator, Secret};
+        use crate::location::MemoryLocationStore;
+        use crate::registrar::MemoryDirectory;
+        use std::sync::Arc;
+        let directory = Arc::new(MemoryDirectory::new());
+        directory.insert("alice", None, Secret::Password("pw".into()));
+        let auth = Arc::new(Authenticator::with_random_secret(
+            std::time::Duration::from_secs(300),
+        ));
+        let store = Arc::new(MemoryLocationStore::new());
+        node().with_registrar(Registrar::new(directory, store, auth))
+    }
+
+    #[test]
+    fn without_a_registrar_register_gets_405_and_allow_omits_it() {
+        let reply = node()
+            .handle(&request("REGISTER"), src(), Transport::Udp)
+            .unwrap();
+        assert!(text(&reply).starts_with("SIP/2.0 405 "));
+        assert!(text(&reply).contains("Allow: OPTIONS\r\n"));
+    }
+
+    #[test]
+    fn with_a_registrar_register_is_challenged_and_allow_lists_it() {
+        let n = registrar_node();
+        let register = String::from_utf8(request("REGISTER"))
+            .unwrap()
+            .replace("To: <sip:node@", "To: <sip:alice@");
+        let reply = n
+            .handle(register.as_bytes(), src(), Transport::Udp)
+            .unwrap();
+        assert!(text(&reply).starts_with("SIP/2.0 401 "), "{}", text(&reply));
+        assert!(text(&reply).contains("algorithm=SHA-256"));
+        assert!(text(&reply).contains("algorithm=MD5"));
+        let again = n
+            .handle(register.as_bytes(), src(), Transport::Udp)
+            .unwrap();
+        assert_eq!(
+            reply.bytes, again.bytes,
+            "a retransmission gets the same challenge"
+        );
+        let options = n
+            .handle(&request("OPTIONS"), src(), Transport::Udp)
+            .unwrap();
+        assert!(text(&options).starts_with("SIP/2.0 200 OK\r\n"));
+        assert!(text(&options).contains("Allow: OPTIONS, REGISTER\r\n"));
+    }
+
+    #[test]
+    fn a_register_without_a_user_in_to_gets_400_with_the_reason() {
+        let register = String::from_utf8(request("REGISTER"))
+            .unwrap()
+            .replace("To: <sip:node@", "To: <sip:");
+        let reply = registrar_node()
+            .handle(register.as_bytes(), src(), Transport::Udp)
+            .unwrap();
+        assert!(
+            text(&reply).starts_with("SIP/2.0 400 Invalid Address-of-Record\r\n"),
+            "{}",
+            text(&reply)
+        );
     }
 
     #[test]

@@ -11,3 +11,28 @@ pub const MAX_HEAD: usize = 64 * 1024;
 pub const MAX_BODY: usize = 256 * 1024;
 /// Largest datagram read; bigger ones are truncated by the kernel and fail to parse.
 pub const MAX_DATAGRAM: usize = 65_535;
+
+/// The transport a message arrived on. Over UDP a response goes to an address computed from
+/// the Via (and is retransmitted by the transaction layer); over a stream it goes back on the
+/// same connection, and the stream itself guarantees delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// Reliable transports get no retransmissions and zero-length wait timers (RFC 3261
+    /// §17: Timers G, E, A are UDP-only; D, I, J, K are 0 over a reliable transport).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// The token used in a Via `sent-protocol` for this transport.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::MAX_DATAGRAM;
@@ -13,9 +14,28 @@ use crate::node::{Node, Transport};
 /// socket keeps ordering simple and costs nothing at the loads the first nodes see.
 pub async fn serve(socket: UdpSocket, node: Arc<Node>, shutdown: CancellationToken) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let transactions = node.transactions();
     loop {
+        let deadline = transactions.next_deadline();
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let (len, source) = tokio::select! {
             _ = shutdown.cancelled() => return,
+            // Transaction timers: retransmissions of what UDP may have lost.
+            _ = timer => {
+                for out in transactions.poll(Instant::now()) {
+                    if let Err(error) = socket.send_to(&out.bytes, out.target).await {
+                        tracing::debug!(%error, target = %out.target, "udp retransmission failed");
+                    }
+                }
+                continue;
+            }
+            // A new timer may be due before the one slept on.
+            _ = transactions.changed() => continue,
             received = socket.recv_from(&mut buf) => match received {
                 Ok(received) => received,
                 // ICMP port-unreachable from an earlier send surfaces here on Linux; it says

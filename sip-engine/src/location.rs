@@ -1,0 +1,422 @@
+//! The location service: which contacts each address-of-record is reachable at.
+//!
+//! [`LocationStore`] is the only owner of bindings; the registrar changes them only through
+//! it. The trait is synchronous and object-safe: the node answers from memory on its receive
+//! loop, so a persistent backend (SQL, Redis) keeps a write-through cache behind this trait
+//! and persists off the hot path, as Kamailio's usrloc does. [`MemoryLocationStore`] is the
+//! in-memory one, shareable by every node of a process through an `Arc`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use crate::transport::Transport;
+
+/// One contact of an address-of-record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The Contact URI as the phone sent it (without `<>` or header parameters).
+    pub contact: String,
+    /// When it lapses unless refreshed (wall-clock: a store may be shared across hosts).
+    pub expires_at: SystemTime,
+    /// Where the REGISTER actually came from: behind NAT, the only address that reaches
+    /// the phone (RFC 3581).
+    pub received: SocketAddr,
+    pub transport: Transport,
+    /// Call-ID and CSeq of the REGISTER that last wrote it: they order updates (RFC 3261
+    /// §10.3 step 7).
+    pub call_id: String,
+    pub cseq: u32,
+    pub user_agent: Option<String>,
+    /// Last answer to a keep-alive, and the round trip it measured.
+    pub last_keepalive: Option<SystemTime>,
+    pub latency: Option<Duration>,
+}
+
+impl Binding {
+    /// Seconds left before it lapses, as a 200 OK reports it.
+    pub fn expires_in(&self, now: SystemTime) -> u64 {
+        self.expires_at
+            .duration_since(now)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+/// One change a REGISTER asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Add or refresh this binding (matched by contact URI).
+    Upsert(Binding),
+    /// Remove the binding of `contact` (a contact with expires 0).
+    Remove {
+        contact: String,
+        call_id: String,
+        cseq: u32,
+    },
+    /// `Contact: *` with `Expires: 0`: remove every binding of the AOR.
+    RemoveAll { call_id: String, cseq: u32 },
+}
+
+/// Why a store refused a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Same Call-ID as the stored binding with a CSeq not above it: an old or reordered
+    /// REGISTER. Nothing was changed.
+    #[error("out-of-order REGISTER for {contact}")]
+    OutOfOrder { contact: String },
+    /// The backend could not do it (a persistent store's I/O); nothing was changed.
+    #[error("location store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The location service. Implementations must apply a list of changes atomically: all or
+/// none (RFC 3261 §10.3 step 7), and never return a binding past its expiry.
+pub trait LocationStore: Send + Sync + std::fmt::Debug {
+    /// Applies `changes` to `aor` and returns its live bindings afterwards.
+    fn apply(
+        &self,
+        aor: &str,
+        changes: &[Change],
+        now: SystemTime,
+    ) -> Result<Vec<Binding>, StoreError>;
+
+    /// The live bindings of `aor`.
+    fn lookup(&self, aor: &str, now: SystemTime) -> Result<Vec<Binding>, StoreError>;
+
+    /// Removes one binding without ordering checks (a phone that stopped answering
+    /// keep-alives). True if it existed.
+    fn remove(&self, aor: &str, contact: &str) -> Result<bool, StoreError>;
+
+    /// Removes every binding of `aor` (the user was deleted). Returns how many there were.
+    fn remove_all(&self, aor: &str) -> Result<usize, StoreError>;
+
+    /// Records a keep-alive answer for a binding. False if the binding does not exist.
+    fn record_keepalive(
+        &self,
+        aor: &str,
+        contact: &str,
+        at: SystemTime,
+        latency: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Drops lapsed bindings; returns how many.
+    fn purge_expired(&self, now: SystemTime) -> Result<usize, StoreError>;
+}
+
+/// Contact URIs compare with scheme and host case-insensitive (RFC 3261 §19.1.4), the user
+/// part as is. This is the key bindings are matched by.
+pub fn contact_key(uri: &str) -> String {
+    let uri = uri.trim();
+    match uri.split_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((scheme, user)) => format!(
+                "{}:{}@{}",
+                scheme.to_ascii_lowercase(),
+                user,
+                host.to_ascii_lowercase()
+            ),
+            None => format!("{user}@{}", host.to_ascii_lowercase()),
+        },
+        None => uri.to_ascii_lowercase(),
+    }
+}
+
+/// Bindings in memory, behind one std `Mutex` (never held across an `.await`; each operation
+/// touches one AOR's short list).
+#[derive(Debug, Default)]
+pub struct MemoryLocationStore {
+    aors: Mutex<HashMap<String, Vec<Binding>>>,
+}
+
+impl MemoryLocationStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Binding>>> {
+        // Every operation works on a copy and swaps it in whole, so a poisoned map is intact.
+        self.aors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Checks the ordering rule for one stored binding: same Call-ID needs a higher CSeq.
+fn in_order(stored: &Binding, call_id: &str, cseq: u32) -> bool {
+    stored.call_id != call_id || cseq > stored.cseq
+}
+
+impl LocationStore for MemoryLocationStore {
+    fn apply(
+        &self,
+        aor: &str,
+        changes: &[Change],
+        now: SystemTime,
+    ) -> Result<Vec<Binding>, StoreError> {
+        let mut aors = self.lock();
+        let mut bindings: Vec<Binding> = aors
+            .get(aor)
+            .map(|list| {
+                list.iter()
+                    .filter(|b| b.expires_at > now)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for change in changes {
+            match change {
+                Change::Upsert(binding) => {
+                    let key = contact_key(&binding.contact);
+                    match bindings.iter_mut().find(|b| contact_key(&b.contact) == key) {
+                        Some(stored) => {
+                            if !in_order(stored, &binding.call_id, binding.cseq) {
+                                return Err(StoreError::OutOfOrder {
+                                    contact: binding.contact.clone(),
+                                });
+                            }
+                            // Keep-alive history belongs to the contact, not the REGISTER.
+                            let (last_keepalive, latency) = (stored.last_keepalive, stored.latency);
+                            *stored = binding.clone();
+                            stored.last_keepalive = stored.last_keepalive.or(last_keepalive);
+                            stored.latency = stored.latency.or(latency);
+                        }
+                        None => bindings.push(binding.clone()),
+                    }
+                }
+                Change::Remove {
+                    contact,
+                    call_id,
+                    cseq,
+                } => {
+                    let key = contact_key(contact);
+                    if let Some(at) = bindings.iter().position(|b| contact_key(&b.contact) == key) {
+                        if !in_order(&bindings[at], call_id, *cseq) {
+                            return Err(StoreError::OutOfOrder {
+                                contact: contact.clone(),
+                            });
+                        }
+                        bindings.remove(at);
+                    }
+                }
+                Change::RemoveAll { call_id, cseq } => {
+                    if let Some(stored) = bindings.iter().find(|b| !in_order(b, call_id, *cseq)) {
+                        return Err(StoreError::OutOfOrder {
+                            contact: stored.contact.clone(),
+                        });
+                    }
+                    bindings.clear();
+                }
+            }
+        }
+        if bindings.is_empty() {
+            aors.remove(aor);
+        } else {
+            aors.insert(aor.to_string(), bindings.clone());
+        }
+        Ok(bindings)
+    }
+
+    fn lookup(&self, aor: &str, now: SystemTime) -> Result<Vec<Binding>, StoreError> {
+        Ok(self
+            .lock()
+            .get(aor)
+            .map(|list| {
+                list.iter()
+                    .filter(|b| b.expires_at > now)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn remove(&self, aor: &str, contact: &str) -> Result<bool, StoreError> {
+        let key = contact_key(contact);
+        let mut aors = self.lock();
+        let Some(list) = aors.get_mut(aor) else {
+            return Ok(false);
+        };
+        let before = list.len();
+        list.retain(|b| contact_key(&b.contact) != key);
+        let removed = list.len() != before;
+        if list.is_empty() {
+            aors.remove(aor);
+        }
+        Ok(removed)
+    }
+
+    fn remove_all(&self, aor: &str) -> Result<usize, StoreError> {
+        Ok(self.lock().remove(aor).map_or(0, |list| list.len()))
+    }
+
+    fn record_keepalive(
+        &self,
+        aor: &str,
+        contact: &str,
+        at: SystemTime,
+        latency: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = contact_key(contact);
+        let mut aors = self.lock();
+        let Some(binding) = aors
+            .get_mut(aor)
+            .and_then(|list| list.iter_mut().find(|b| contact_key(&b.contact) == key))
+        else {
+            return Ok(false);
+        };
+        binding.last_keepalive = Some(at);
+        binding.latency = Some(latency);
+        Ok(true)
+    }
+
+    fn purge_expired(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        let mut aors = self.lock();
+        aors.retain(|_, list| {
+            let before = list.len();
+            list.retain(|b| b.expires_at > now);
+            purged += before - list.len();
+            !list.is_empty()
+        });
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    const AOR: &str = "sip:alice@sip.example";
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn binding(contact: &str, call_id: &str, cseq: u32, lifetime: u64) -> Binding {
+        Binding {
+            contact: contact.into(),
+            expires_at: now() + Duration::from_secs(lifetime),
+            received: "198.51.100.7:40000".parse().unwrap(),
+            transport: Transport::Udp,
+            call_id: call_id.into(),
+            cseq,
+            user_agent: Some("phone".into()),
+            last_keepalive: None,
+            latency: None,
+        }
+    }
+
+    #[test]
+    fn several_contacts_are_kept_and_a_refresh_replaces_the_matching_one() {
+        let store = MemoryLocationStore::new();
+        let a = binding("sip:alice@10.0.0.1:5060", "c1", 1, 3600);
+        let b = binding("sip:alice@10.0.0.2:5060", "c2", 1, 3600);
+        store
+            .apply(AOR, &[Change::Upsert(a), Change::Upsert(b)], now())
+            .unwrap();
+        let refreshed = binding("sip:alice@10.0.0.1:5060", "c1", 2, 60);
+        let list = store
+            .apply(AOR, &[Change::Upsert(refreshed.clone())], now())
+            .unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0], refreshed);
+        assert_eq!(store.lookup(AOR, now()).unwrap(), list);
+    }
+
+    #[test]
+    fn an_out_of_order_register_changes_nothing() {
+        let store = MemoryLocationStore::new();
+        let first = binding("sip:alice@10.0.0.1", "c1", 5, 3600);
+        store
+            .apply(AOR, &[Change::Upsert(first.clone())], now())
+            .unwrap();
+        let other = binding("sip:alice@10.0.0.9", "c1", 6, 3600);
+        let old = binding("sip:alice@10.0.0.1", "c1", 5, 10);
+        let result = store.apply(AOR, &[Change::Upsert(other), Change::Upsert(old)], now());
+        assert!(matches!(result, Err(StoreError::OutOfOrder { .. })));
+        assert_eq!(store.lookup(AOR, now()).unwrap(), vec![first]);
+        // Another Call-ID (a rebooted phone) may overwrite whatever its CSeq.
+        let rebooted = binding("sip:alice@10.0.0.1", "c9", 1, 3600);
+        assert!(store.apply(AOR, &[Change::Upsert(rebooted)], now()).is_ok());
+    }
+
+    #[test]
+    fn removal_honours_ordering_and_remove_all_clears_the_aor() {
+        let store = MemoryLocationStore::new();
+        store
+            .apply(
+                AOR,
+                &[
+                    Change::Upsert(binding("sip:alice@10.0.0.1", "c1", 5, 3600)),
+                    Change::Upsert(binding("sip:alice@10.0.0.2", "c2", 5, 3600)),
+                ],
+                now(),
+            )
+            .unwrap();
+        let stale_remove = Change::Remove {
+            contact: "SIP:alice@10.0.0.1".into(),
+            call_id: "c1".into(),
+            cseq: 4,
+        };
+        assert!(store.apply(AOR, &[stale_remove], now()).is_err());
+        let remove = Change::Remove {
+            contact: "SIP:alice@10.0.0.1".into(),
+            call_id: "c1".into(),
+            cseq: 6,
+        };
+        assert_eq!(store.apply(AOR, &[remove], now()).unwrap().len(), 1);
+        let all = Change::RemoveAll {
+            call_id: "c3".into(),
+            cseq: 1,
+        };
+        assert!(store.apply(AOR, &[all], now()).unwrap().is_empty());
+        assert!(store.lookup(AOR, now()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn expired_bindings_are_never_returned_and_purge_drops_them() {
+        let store = MemoryLocationStore::new();
+        store
+            .apply(
+                AOR,
+                &[
+                    Change::Upsert(binding("sip:alice@10.0.0.1", "c1", 1, 60)),
+                    Change::Upsert(binding("sip:alice@10.0.0.2", "c2", 1, 3600)),
+                ],
+                now(),
+            )
+            .unwrap();
+        let later = now() + Duration::from_secs(61);
+        assert_eq!(store.lookup(AOR, later).unwrap().len(), 1);
+        assert_eq!(store.purge_expired(later).unwrap(), 1);
+        assert_eq!(store.purge_expired(later).unwrap(), 0);
+    }
+
+    #[test]
+    fn keep_alive_results_are_recorded_and_survive_a_refresh() {
+        let store = MemoryLocationStore::new();
+        let contact = "sip:alice@10.0.0.1";
+        store
+            .apply(
+                AOR,
+                &[Change::Upsert(binding(contact, "c1", 1, 3600))],
+                now(),
+            )
+            .unwrap();
+        assert!(store
+            .record_keepalive(AOR, contact, now(), Duration::from_millis(42))
+            .unwrap());
+        store
+            .apply(
+                AOR,
+                &[Change::Upsert(binding(contact, "c1", 2, 3600))],
+                now(),
+            )
+            .unwrap();
+        let list = store.lookup(AOR, now()).unwrap();
+        assert_eq!(list[0].latency, Some(Duration::from_millis(42)));
+        assert!(store.remove(AOR, contact).unwrap());
+        assert_eq!(store.remove_all(AOR).unwrap(), 0);
+    }
+}
