@@ -355,7 +355,7 @@ pub struct Me {
 }
 
 /// One row of the Servers list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServerRow {
     pub id: i64,
     pub alias: String,
@@ -370,6 +370,28 @@ pub struct ServerRow {
     /// The day the paid or trial period ends, as `YYYY-MM-DD` (UTC).
     pub expires: String,
     pub status: ServerStatus,
+    /// The control plane's last measurement of the node; `None` until one was made.
+    pub health: Option<Health>,
+}
+
+/// Round trips the control plane measured to a node, in microseconds; `None` when that
+/// ping got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Health {
+    /// SIP OPTIONS round trip.
+    pub sip_us: Option<u32>,
+    /// ICMP echo round trip.
+    pub icmp_us: Option<u32>,
+}
+
+impl Health {
+    /// "0.42 ms", or "✗ no answer".
+    pub fn describe(us: Option<u32>) -> String {
+        match us {
+            Some(us) => format!("{:.2} ms", f64::from(us) / 1000.0),
+            None => "✗ no answer".into(),
+        }
+    }
 }
 
 /// A zone a server can be deployed into, with how many addresses it has left.

@@ -4,6 +4,7 @@
 //! benchmarks start the very same thing ([`Server::start`]).
 
 pub mod config;
+pub mod live;
 
 use std::net::SocketAddr;
 
@@ -17,6 +18,9 @@ use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use sip_engine::Engine;
+
+/// How often the control plane pings every running node (SIP OPTIONS and ICMP echo).
+pub const MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The engine build this binary runs (reported by every node it starts).
 pub const ENGINE_BUILD: &str = env!("CARGO_PKG_VERSION");
@@ -52,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     Router::new()
+        .route("/live/servers", axum::routing::get(live::servers))
         .leptos_routes_with_context(&state, routes, || {}, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
@@ -112,6 +117,7 @@ impl Server {
             Ok(n) => tracing::info!(nodes = n, "nodes restored"),
             Err(error) => tracing::error!(%error, "restoring nodes failed"),
         }
+        let monitor = app::ssr::monitor::spawn(state.clone(), MONITOR_INTERVAL);
         let app = router(state.clone());
         let engine = state.engine.clone();
         let task = tokio::spawn(async move {
@@ -124,6 +130,7 @@ impl Server {
             {
                 tracing::error!(%error, "http server stopped");
             }
+            monitor.abort();
             engine.stop_all().await;
         });
         Ok(Server { addr, state, task })

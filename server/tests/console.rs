@@ -313,3 +313,51 @@ async fn the_operator_credits_accounts_and_it_is_audited() {
         .iter()
         .any(|a| a == "account.credit"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_reaches_a_live_page_within_a_second() {
+    use futures::StreamExt;
+    let app = common::spawn_app("127.0.72.1-127.0.72.10").await;
+    let client = app.account_with_balance("live@acme.test", 100).await;
+    let row: ServerRow = client
+        .call(
+            "deploy_server",
+            &[("zone", "test-zone"), ("kind", "switch")],
+        )
+        .await
+        .unwrap();
+    assert!(
+        row.health.is_some_and(|h| h.sip_us.is_some()),
+        "deploy measures the node: {row:?}"
+    );
+
+    let stranger = reqwest::get(format!("{}/live/servers", app.base))
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    let events = client.get("/live/servers").await;
+    assert_eq!(events.status(), reqwest::StatusCode::OK);
+    let mut body = events.bytes_stream();
+    let started = std::time::Instant::now();
+    let stopped: ServerRow = client
+        .call(
+            "run_server_action",
+            &[("id", &row.id.to_string()), ("action", "stop")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stopped.status, ServerStatus::Stopped);
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while !seen.contains("\"status\":\"Stopped\"") {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("the change arrives within a second")
+            .expect("stream open")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: rows"), "{seen}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}

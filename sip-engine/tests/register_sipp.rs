@@ -78,7 +78,10 @@ async fn run_sipp(target: SocketAddr, scenario_file: &str, password: &str) -> (b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_registers_with_the_right_password_and_never_with_a_wrong_one() {
     // The test command installs SIPp; without it this test must fail, not pass unseen.
-    assert!(sipp_installed(), "sipp is not installed (Debian package sip-tester)");
+    assert!(
+        sipp_installed(),
+        "sipp is not installed (Debian package sip-tester)"
+    );
     let ip: IpAddr = "127.0.70.201".parse().unwrap();
     let port = 5060;
     let directory = Arc::new(MemoryDirectory::new());

@@ -8,7 +8,7 @@ use crate::model::{ServerRow, ZoneInfo};
 /// The caller's servers, oldest first.
 #[server(prefix = "/api", endpoint = "list_servers")]
 pub async fn list_servers() -> Result<Vec<ServerRow>, AppError> {
-    use crate::ssr::{auth::require_user, fleet::row, state::AppState};
+    use crate::ssr::{auth::require_user, fleet::server_row, state::AppState};
     let user = require_user().await?;
     let state = expect_context::<AppState>();
     Ok(state
@@ -16,7 +16,7 @@ pub async fn list_servers() -> Result<Vec<ServerRow>, AppError> {
         .list_servers(user.account_id)
         .await?
         .iter()
-        .map(row)
+        .map(|s| server_row(&state, s))
         .collect())
 }
 
@@ -24,7 +24,7 @@ pub async fn list_servers() -> Result<Vec<ServerRow>, AppError> {
 /// that does not exist.
 #[server(prefix = "/api", endpoint = "get_server")]
 pub async fn get_server(id: i64) -> Result<ServerRow, AppError> {
-    use crate::ssr::{auth::require_user, fleet::row, state::AppState};
+    use crate::ssr::{auth::require_user, fleet::server_row, state::AppState};
     let user = require_user().await?;
     let state = expect_context::<AppState>();
     let server = state
@@ -32,7 +32,7 @@ pub async fn get_server(id: i64) -> Result<ServerRow, AppError> {
         .server(user.account_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    Ok(row(&server))
+    Ok(server_row(&state, &server))
 }
 
 /// Zones a server can be deployed into.

@@ -140,7 +140,7 @@ pub async fn deploy(
         .server(user.account_id, record.id)
         .await?
         .ok_or(AppError::Internal)?;
-    Ok(row(&record))
+    Ok(server_row(state, &record))
 }
 
 /// Starts a stored server's node and waits for its first OPTIONS answer. The server ends
@@ -150,34 +150,66 @@ pub async fn bring_up(state: &AppState, server: &ServerRecord) -> Result<Duratio
     let target = SocketAddr::new(spec.ip, spec.udp_port);
     if let Err(error) = state.engine.start(spec).await {
         tracing::warn!(server = server.id, %error, "node did not start");
-        state
-            .store
-            .set_status(server.id, ServerStatus::Stopped, None)
-            .await?;
+        mark(
+            state,
+            server.account_id,
+            server.id,
+            ServerStatus::Stopped,
+            None,
+        )
+        .await?;
         return Err(AppError::Refused(format!(
             "The server's node could not start ({error}). It is stored as Stopped."
         )));
     }
     match options_ping(target, ProbeTransport::Udp, FIRST_ANSWER).await {
         Ok(rtt) => {
-            state
-                .store
-                .set_status(server.id, ServerStatus::Running, Some(state.engine.build()))
-                .await?;
+            mark(
+                state,
+                server.account_id,
+                server.id,
+                ServerStatus::Running,
+                Some(state.engine.build()),
+            )
+            .await?;
             tracing::info!(server = server.id, %target, ?rtt, "node answered OPTIONS");
+            let health = state.monitor.measure(target.ip(), target.port()).await;
+            state.monitor.record(server.id, health);
+            state.monitor.changed(server.account_id, Some(server.id));
             Ok(rtt)
         }
         Err(error) => {
             state.engine.stop(server.id).await;
-            state
-                .store
-                .set_status(server.id, ServerStatus::Stopped, None)
-                .await?;
+            mark(
+                state,
+                server.account_id,
+                server.id,
+                ServerStatus::Stopped,
+                None,
+            )
+            .await?;
             Err(AppError::Refused(format!(
                 "The server's node did not answer a SIP OPTIONS ping ({error}). It is stored as Stopped."
             )))
         }
     }
+}
+
+/// Stores a server's new status and tells the account's live pages. A status other than
+/// Running drops the last health measurement: it described a node that no longer runs.
+async fn mark(
+    state: &AppState,
+    account_id: i64,
+    id: i64,
+    status: ServerStatus,
+    engine_build: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    state.store.set_status(id, status, engine_build).await?;
+    if status != ServerStatus::Running {
+        state.monitor.forget(id);
+    }
+    state.monitor.changed(account_id, Some(id));
+    Ok(())
 }
 
 /// Runs an Actions-menu action on one of the account's servers. Every action acts on the
@@ -215,18 +247,18 @@ pub async fn run_action(
     match action {
         ServerCommand::Stop => {
             state.engine.stop(id).await;
-            store.set_status(id, ServerStatus::Stopped, None).await?;
+            mark(state, user.account_id, id, ServerStatus::Stopped, None).await?;
         }
         ServerCommand::Start => {
             bring_up(state, &server).await?;
         }
         ServerCommand::Restart | ServerCommand::OsCycle | ServerCommand::PowerCycle => {
-            store.set_status(id, ServerStatus::Rebooting, None).await?;
+            mark(state, user.account_id, id, ServerStatus::Rebooting, None).await?;
             state.engine.stop(id).await;
             bring_up(state, &server).await?;
         }
         ServerCommand::Install => {
-            store.set_status(id, ServerStatus::Installing, None).await?;
+            mark(state, user.account_id, id, ServerStatus::Installing, None).await?;
             state.engine.stop(id).await;
             store.reset_config(id).await?;
             let fresh = store
@@ -240,7 +272,7 @@ pub async fn run_action(
         .server(user.account_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
-    Ok(row(&server))
+    Ok(server_row(state, &server))
 }
 
 /// Starts the node of every server stored as Running (or caught mid-install by a restart).
@@ -272,9 +304,20 @@ pub fn node_spec(server: &ServerRecord) -> Result<NodeSpec, AppError> {
     })
 }
 
-/// The list's view of a stored server. Live figures (channels in use, current CPS) are 0
-/// until the node carries calls.
-pub fn row(server: &ServerRecord) -> ServerRow {
+/// The list's view of a stored server, with the monitor's latest measurement. Live figures
+/// (channels in use, current CPS) are 0 until the node carries calls.
+pub fn server_row(state: &AppState, server: &ServerRecord) -> ServerRow {
+    let health = match server.status() {
+        ServerStatus::Running => state.monitor.health(server.id),
+        _ => None,
+    };
+    ServerRow {
+        health,
+        ..row(server)
+    }
+}
+
+fn row(server: &ServerRecord) -> ServerRow {
     ServerRow {
         id: server.id,
         alias: server.alias.clone(),
@@ -288,6 +331,7 @@ pub fn row(server: &ServerRecord) -> ServerRow {
         cps: server.cps as u32,
         expires: super::date(server.expires_at),
         status: server.status(),
+        health: None,
     }
 }
 

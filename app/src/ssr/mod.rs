@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod fleet;
+pub mod monitor;
 pub mod settings;
 pub mod state;
 pub mod store;

@@ -7,6 +7,7 @@ use leptos::prelude::LeptosOptions;
 use sip_engine::Engine;
 
 use super::auth::LoginLimiter;
+use super::monitor::SharedMonitor;
 use super::settings::Settings;
 use super::store::Store;
 
@@ -22,6 +23,8 @@ pub struct AppState {
     /// Deploys pick the next free address of a pool; one at a time keeps two deploys from
     /// picking the same one (the unique index would refuse the second anyway).
     pub deploy_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Node health and the live-update channel.
+    pub monitor: SharedMonitor,
 }
 
 impl AppState {
@@ -38,6 +41,7 @@ impl AppState {
             settings: Arc::new(settings),
             login_limiter: Arc::default(),
             deploy_lock: Arc::default(),
+            monitor: Arc::default(),
         }
     }
 }

@@ -462,6 +462,16 @@ impl Store {
         .await
     }
 
+    /// Servers whose nodes should be answering now (what the monitor measures).
+    pub async fn servers_with_nodes(&self) -> Result<Vec<ServerRecord>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id \
+             WHERE s.status = 'running' ORDER BY s.id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+    }
+
     pub async fn alias_taken(
         &self,
         account_id: AccountId,

@@ -112,6 +112,15 @@ impl TestApp {
 }
 
 impl Client {
+    /// A plain GET with this client's session.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request reaches the server")
+    }
+
     /// Calls `/api/<endpoint>` with a url-encoded form, as an `ActionForm` does.
     pub async fn call<T: DeserializeOwned>(
         &self,
