@@ -75,6 +75,7 @@ async fn render_servers_page() {
                 } else {
                     ServerKind::Switch
                 },
+                cluster_id: None,
                 ip: &ip,
                 channels: 100,
                 cps: 10,
