@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::digest::Authenticator;
 use crate::location::LocationStore;
-use crate::node::{Node, NodeRole, StatsSnapshot};
+use crate::node::{Node, NodeConfig, NodeRole, StatsSnapshot};
 use crate::registrar::{Registrar, UserDirectory};
 use crate::transport::{tcp, udp};
 
@@ -98,9 +98,17 @@ impl Engine {
     /// node that runs already with the same spec does nothing; with another spec, the old
     /// one is stopped first.
     pub async fn start(&self, spec: NodeSpec) -> Result<(), StartError> {
-        if self.spec(spec.id).as_ref() == Some(&spec) {
+        let current = self.spec(spec.id);
+        if current.as_ref() == Some(&spec) {
             return Ok(());
         }
+        // A running node moving to other addresses keeps running unless every new address
+        // can be bound: try each one that changes before stopping the old node. (Another
+        // process could take a port in the instant between; then the error comes below.)
+        if let Some(current) = &current {
+            probe_free(current, &spec).await?;
+        }
+        let config = self.config(spec.id);
         self.stop(spec.id).await;
         let udp_addr = SocketAddr::new(spec.ip, spec.udp_port);
         let tcp_addr = SocketAddr::new(spec.ip, spec.tcp_port);
@@ -121,6 +129,9 @@ impl Engine {
         let mut node = Node::new(spec.role, &self.build);
         if let Some(registrar) = &self.registrar {
             node = node.with_registrar(registrar.clone());
+        }
+        if let Some(config) = config {
+            node.configure(config);
         }
         let node = Arc::new(node);
         let shutdown = CancellationToken::new();
@@ -173,6 +184,22 @@ impl Engine {
         self.lock().get(&id).map(|r| r.spec.clone())
     }
 
+    /// Pushes a configuration to a running node; false when the node does not run.
+    pub fn configure(&self, id: i64, config: NodeConfig) -> bool {
+        match self.lock().get(&id) {
+            Some(running) => {
+                running.node.configure(config);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The configuration a node runs, as the node itself holds it.
+    pub fn config(&self, id: i64) -> Option<NodeConfig> {
+        self.lock().get(&id).map(|r| r.node.config())
+    }
+
     pub fn stats(&self, id: i64) -> Option<StatsSnapshot> {
         self.lock().get(&id).map(|r| r.node.stats().snapshot())
     }
@@ -183,5 +210,86 @@ impl Engine {
         self.nodes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Binds and releases each address of `next` that `current` does not already hold.
+async fn probe_free(current: &NodeSpec, next: &NodeSpec) -> Result<(), StartError> {
+    let udp = SocketAddr::new(next.ip, next.udp_port);
+    if udp != SocketAddr::new(current.ip, current.udp_port) {
+        UdpSocket::bind(udp)
+            .await
+            .map_err(|source| StartError::Bind {
+                transport: "UDP",
+                addr: udp,
+                source,
+            })?;
+    }
+    let tcp = SocketAddr::new(next.ip, next.tcp_port);
+    if tcp != SocketAddr::new(current.ip, current.tcp_port) {
+        TcpListener::bind(tcp)
+            .await
+            .map_err(|source| StartError::Bind {
+                transport: "TCP",
+                addr: tcp,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(port: u16) -> NodeSpec {
+        NodeSpec {
+            id: 1,
+            ip: "127.0.73.1".parse().unwrap(),
+            udp_port: port,
+            tcp_port: port,
+            role: NodeRole::Switch,
+        }
+    }
+
+    #[tokio::test]
+    async fn moving_to_a_taken_port_fails_and_the_old_node_keeps_running_with_its_config() {
+        let engine = Engine::new("test");
+        engine.start(spec(15070)).await.unwrap();
+        engine.configure(
+            1,
+            NodeConfig {
+                version: 4,
+                ..NodeConfig::default()
+            },
+        );
+        let _squatter = UdpSocket::bind("127.0.73.1:15071").await.unwrap();
+        assert!(matches!(
+            engine.start(spec(15071)).await,
+            Err(StartError::Bind {
+                transport: "UDP",
+                ..
+            })
+        ));
+        assert_eq!(engine.spec(1), Some(spec(15070)));
+        let rtt = crate::options_ping(
+            "127.0.73.1:15070".parse().unwrap(),
+            crate::ProbeTransport::Udp,
+            std::time::Duration::from_secs(2),
+        )
+        .await;
+        assert!(rtt.is_ok(), "old node still answers: {rtt:?}");
+
+        engine.start(spec(15072)).await.unwrap();
+        assert_eq!(
+            engine.config(1).map(|c| c.version),
+            Some(4),
+            "config survives a rebind"
+        );
+        assert!(
+            UdpSocket::bind("127.0.73.1:15070").await.is_ok(),
+            "old port released"
+        );
+        engine.stop_all().await;
     }
 }

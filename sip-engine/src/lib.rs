@@ -35,6 +35,6 @@ pub mod transport;
 pub use digest::Secret;
 pub use handle::{Engine, NodeSpec, StartError};
 pub use location::{Binding, LocationStore, MemoryLocationStore};
-pub use node::{NodeRole, NodeStats};
+pub use node::{NodeConfig, NodeRole, NodeStats};
 pub use probe::{options_ping, PingError, ProbeTransport};
 pub use registrar::{MemoryDirectory, Registrar, UserDirectory};

@@ -7,8 +7,9 @@
 //! and dispatcher behaviour arrive in later builds behind the same entry point,
 //! [`Node::handle`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 use std::time::SystemTime;
 
 use rsip::headers::UntypedHeader;
@@ -73,6 +74,33 @@ pub struct Reply {
 /// The methods every node serves; everything else RFC 3261 defines gets 405 with the list.
 const ALWAYS_ALLOWED: &[Method] = &[Method::Options];
 
+/// A server's configuration as the control plane pushes it to its node. The node runs
+/// exactly this (the control plane reads it back through [`crate::Engine::config`]);
+/// `version` says which of the control plane's configurations it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeConfig {
+    pub version: i64,
+    /// Takes calls handed over by the account's other servers.
+    pub interconnect: bool,
+    /// No NAT keep-alives to registered contacts.
+    pub disable_uac_ping: bool,
+    pub uac_location_sharing: bool,
+    pub tls_internals: bool,
+    /// Serve requests (other than OPTIONS pings) only from `allowed_sources`: a switch that
+    /// takes traffic only through its cluster's dispatchers.
+    pub restrict_direct: bool,
+    pub allowed_sources: Vec<IpAddr>,
+    pub tcp_sip_trace: bool,
+    pub auto_upgrade: bool,
+    /// `us` or `eu`.
+    pub data_zone: String,
+    pub fqdn: Option<String>,
+    pub uac_auth_username: Option<String>,
+    /// When set, new calls (INVITE) are refused with 503 and this reason: an expired server,
+    /// or one draining before a restart.
+    pub refusing: Option<String>,
+}
+
 /// One running server's SIP logic, shared by its transports.
 #[derive(Debug)]
 pub struct Node {
@@ -88,6 +116,9 @@ pub struct Node {
     /// Serves REGISTER when the control plane gave the engine SIP users; without it REGISTER
     /// gets 405 like any method this node does not serve.
     registrar: Option<Registrar>,
+    /// Read on every request, written only when the control plane pushes a change: a std
+    /// `RwLock`, never held across an `.await`.
+    config: RwLock<NodeConfig>,
 }
 
 impl Node {
@@ -99,7 +130,45 @@ impl Node {
             stats: NodeStats::default(),
             transactions: TransactionLayer::default(),
             registrar: None,
+            config: RwLock::default(),
         }
+    }
+
+    /// Replaces what the node runs with `config`, effective from the next request.
+    pub fn configure(&self, config: NodeConfig) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// The configuration the node runs now.
+    pub fn config(&self) -> NodeConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Why a request is refused by configuration before its method is served, if it is.
+    fn policy_refusal(
+        &self,
+        method: &Method,
+        source: SocketAddr,
+    ) -> Option<(StatusCode, &'static str, Vec<Header>)> {
+        if matches!(method, Method::Options | Method::Ack) {
+            return None;
+        }
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
+        if config.restrict_direct && !config.allowed_sources.contains(&source.ip()) {
+            return Some((StatusCode::Forbidden, "Direct Requests Not Allowed", vec![]));
+        }
+        if *method == Method::Invite && config.refusing.is_some() {
+            let retry = Header::RetryAfter(rsip::headers::RetryAfter::new("300"));
+            return Some((
+                StatusCode::ServiceUnavailable,
+                "Service Unavailable",
+                vec![retry],
+            ));
+        }
+        None
     }
 
     /// The same node, serving REGISTER with `registrar`.
@@ -164,7 +233,15 @@ impl Node {
                     }
                 }
                 let mut reason = None;
+                let refusal = self.policy_refusal(&request.method, source);
                 let (status, extra) = match (&request.method, &self.registrar) {
+                    _ if refusal.is_some() => match refusal {
+                        Some((status, why, headers)) => {
+                            reason = Some(why);
+                            (status, headers)
+                        }
+                        None => return None,
+                    },
                     // ACK never gets a response (RFC 3261 §17.2.1); one that no transaction
                     // absorbed acknowledges a 2xx, which this node never sends to INVITE.
                     (Method::Ack, _) => return None,
@@ -464,6 +541,47 @@ mod tests {
             "{}",
             text(&reply)
         );
+    }
+
+    #[test]
+    fn restrict_direct_refuses_other_sources_but_still_answers_pings() {
+        let n = node();
+        n.configure(NodeConfig {
+            restrict_direct: true,
+            allowed_sources: vec!["127.0.0.7".parse().unwrap()],
+            ..NodeConfig::default()
+        });
+        let reply = n.handle(&request("INVITE"), src(), Transport::Udp).unwrap();
+        assert!(
+            text(&reply).starts_with("SIP/2.0 403 Direct Requests Not Allowed\r\n"),
+            "{}",
+            text(&reply)
+        );
+        let reply = n
+            .handle(&request("OPTIONS"), src(), Transport::Udp)
+            .unwrap();
+        assert!(text(&reply).starts_with("SIP/2.0 200 OK"));
+        let dispatcher: SocketAddr = "127.0.0.7:5060".parse().unwrap();
+        let other = String::from_utf8(request("INVITE"))
+            .unwrap()
+            .replace("z9hG4bKabc", "z9hG4bKother");
+        let reply = n
+            .handle(other.as_bytes(), dispatcher, Transport::Udp)
+            .unwrap();
+        assert!(text(&reply).starts_with("SIP/2.0 405 "), "{}", text(&reply));
+    }
+
+    #[test]
+    fn a_refusing_node_answers_invite_with_503_and_retry_after() {
+        let n = node();
+        n.configure(NodeConfig {
+            refusing: Some("expired".into()),
+            ..NodeConfig::default()
+        });
+        let reply = n.handle(&request("INVITE"), src(), Transport::Udp).unwrap();
+        assert!(text(&reply).starts_with("SIP/2.0 503 "), "{}", text(&reply));
+        assert!(text(&reply).contains("Retry-After: 300"));
+        assert_eq!(n.config().refusing.as_deref(), Some("expired"));
     }
 
     #[test]
