@@ -642,3 +642,92 @@ pub struct ClusterRow {
     pub channels: i64,
     pub cps: i64,
 }
+
+/// A server's configuration as the detail page edits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerConfig {
+    pub cluster_id: Option<i64>,
+    pub interconnect: bool,
+    pub uac_auth_username: Option<String>,
+    /// Whether a UAC Auth password is stored; the password itself is never sent back.
+    pub uac_auth_password_set: bool,
+    pub fqdn: Option<String>,
+    pub auto_upgrade: bool,
+    pub disable_uac_ping: bool,
+    pub uac_location_sharing: bool,
+    pub tls_internals: bool,
+    pub restrict_direct: bool,
+    pub tcp_sip_trace: bool,
+    pub data_zone: DataZone,
+    pub udp_port: u16,
+    pub tcp_port: u16,
+    pub tls_port: u16,
+    pub failover_enabled: bool,
+    pub failover_target_id: Option<i64>,
+    /// The control plane's version of this configuration.
+    pub version: i64,
+}
+
+/// Where a server's data (CDRs, routing) is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DataZone {
+    Us,
+    Eu,
+}
+
+impl DataZone {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataZone::Us => "us",
+            DataZone::Eu => "eu",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "us" => Ok(DataZone::Us),
+            "eu" => Ok(DataZone::Eu),
+            _ => Err(AppError::field("data_zone", "Choose US or EU.")),
+        }
+    }
+}
+
+/// A fully qualified domain name for WebRTC/TLS: labels of letters, digits and dashes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fqdn(String);
+
+impl Fqdn {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let s = s.trim().trim_end_matches('.').to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if s.len() > 253 || s.split('.').count() < 2 || !s.split('.').all(label_ok) {
+            return Err(AppError::field(
+                "fqdn",
+                "Enter a domain name such as sip.example.com.",
+            ));
+        }
+        Ok(Fqdn(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Everything the detail page's configuration sections show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerConfigView {
+    pub server_id: i64,
+    pub config: ServerConfig,
+    pub clusters: Vec<(i64, String)>,
+    /// Other members of the server's cluster: the only allowed failover targets.
+    pub failover_candidates: Vec<(i64, String)>,
+    /// The configuration version the node runs, `None` when it does not run.
+    pub node_version: Option<i64>,
+}

@@ -7,5 +7,6 @@ pub mod account;
 pub mod auth;
 pub mod catalog;
 pub mod clusters;
+pub mod config;
 pub mod operator;
 pub mod servers;

@@ -3,11 +3,13 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
+use crate::api::config::{get_server_config, SaveServerConfig};
 use crate::api::servers::{get_server, RunServerAction};
 use crate::components::forms::load_error;
-use crate::components::forms::FormError;
+use crate::components::forms::{FieldError, FormError};
 use crate::error::AppError;
 use crate::model::ServerCommand;
+use crate::model::ServerConfigView;
 
 #[component]
 pub fn ServerPage() -> impl IntoView {
@@ -49,6 +51,7 @@ pub fn ServerPage() -> impl IntoView {
                             </dl>
                         </section>
                         <Actions id=s.id action/>
+                        <ConfigSections id=s.id/>
                     }
                     .into_any(),
                 }
@@ -97,5 +100,117 @@ fn Actions(id: i64, action: ServerAction<RunServerAction>) -> impl IntoView {
             }}
             <FormError error/>
         </section>
+    }
+}
+
+/// Capacity Failover and Server Config: one form, saved and pushed to the node at once.
+#[component]
+fn ConfigSections(id: i64) -> impl IntoView {
+    let save = ServerAction::<SaveServerConfig>::new();
+    let config = Resource::new(move || save.version().get(), move |_| get_server_config(id));
+    let error = Signal::derive(move || save.value().get().and_then(Result::err));
+    let saved = move || matches!(save.value().get(), Some(Ok(_)));
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match config.await {
+                    Ok(view) => config_form(view, save, error).into_any(),
+                    Err(error) => view! { <p class="form-error">{error.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Transition>
+        <p class="saved" role="status">{move || saved().then_some("Saved and applied to the node.")}</p>
+    }
+}
+
+fn config_form(
+    view: ServerConfigView,
+    save: ServerAction<SaveServerConfig>,
+    error: Signal<Option<AppError>>,
+) -> impl IntoView {
+    let c = view.config;
+    let checkbox = move |name: &'static str, label: &'static str, checked: bool| {
+        view! {
+            <label class="check">
+                <input type="checkbox" name=name checked=checked/>
+                {label}
+            </label>
+        }
+    };
+    let cluster_options = view
+        .clusters
+        .into_iter()
+        .map(|(cid, name)| view! { <option value=cid.to_string() selected=c.cluster_id == Some(cid)>{name}</option> })
+        .collect_view();
+    let failover_options = view
+        .failover_candidates
+        .into_iter()
+        .map(|(sid, label)| view! { <option value=sid.to_string() selected=c.failover_target_id == Some(sid)>{label}</option> })
+        .collect_view();
+    let running = match view.node_version {
+        Some(v) => format!("The node runs configuration version {v}."),
+        None => "The node is not running; the configuration applies when it starts.".to_string(),
+    };
+    view! {
+        <ActionForm action=save attr:class="config">
+            <input type="hidden" name="id" value=view.server_id.to_string()/>
+            <section class="card">
+                <h2>"Capacity Failover"</h2>
+                <p class="hint">"At its CPS or channel limit, this server hands the next call to the chosen member of its cluster when that one has room."</p>
+                {checkbox("failover_enabled", "Enable capacity failover", c.failover_enabled)}
+                <label>"Failover target"
+                    <select name="failover_target">
+                        <option value="">"None"</option>
+                        {failover_options}
+                    </select>
+                </label>
+                <FieldError error field="failover_target"/>
+            </section>
+            <section class="card">
+                <h2>"Server Config"</h2>
+                <p class="hint" data-testid="node-version">{running}</p>
+                <label>"Cluster"
+                    <select name="cluster">
+                        <option value="">"None"</option>
+                        {cluster_options}
+                    </select>
+                </label>
+                <FieldError error field="cluster"/>
+                <div class="checks">
+                    {checkbox("interconnect", "Interconnect", c.interconnect)}
+                    {checkbox("auto_upgrade", "Auto Upgrade", c.auto_upgrade)}
+                    {checkbox("disable_uac_ping", "Disable UAC Ping", c.disable_uac_ping)}
+                    {checkbox("uac_location_sharing", "UAC Location Array Sharing", c.uac_location_sharing)}
+                    {checkbox("tls_internals", "TLS Internals", c.tls_internals)}
+                    {checkbox("restrict_direct", "Restrict Direct", c.restrict_direct)}
+                    {checkbox("tcp_sip_trace", "TCP SIP Trace", c.tcp_sip_trace)}
+                </div>
+                <label>"UAC Auth username" <input type="text" name="uac_auth_username" value=c.uac_auth_username.unwrap_or_default()/></label>
+                <FieldError error field="uac_auth_username"/>
+                <label>"UAC Auth password"
+                    <input type="password" name="uac_auth_password" autocomplete="new-password"
+                        placeholder=if c.uac_auth_password_set { "stored (leave blank to keep)" } else { "" }/>
+                </label>
+                <FieldError error field="uac_auth_password"/>
+                <label>"WebRTC / TLS FQDN" <input type="text" name="fqdn" value=c.fqdn.unwrap_or_default() placeholder="sip.example.com"/></label>
+                <FieldError error field="fqdn"/>
+                <label>"Data zone"
+                    <select name="data_zone">
+                        <option value="us" selected=c.data_zone == crate::model::DataZone::Us>"US"</option>
+                        <option value="eu" selected=c.data_zone == crate::model::DataZone::Eu>"EU"</option>
+                    </select>
+                </label>
+                <div class="ports">
+                    <label>"UDP port" <input type="text" name="udp_port" inputmode="numeric" value=c.udp_port.to_string()/></label>
+                    <label>"TCP port" <input type="text" name="tcp_port" inputmode="numeric" value=c.tcp_port.to_string()/></label>
+                    <label>"TLS port" <input type="text" name="tls_port" inputmode="numeric" value=c.tls_port.to_string()/></label>
+                </div>
+                <FieldError error field="udp_port"/>
+                <FieldError error field="tcp_port"/>
+                <FieldError error field="tls_port"/>
+                <FormError error/>
+                <button type="submit">"Save configuration"</button>
+            </section>
+        </ActionForm>
     }
 }

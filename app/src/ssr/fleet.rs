@@ -162,6 +162,7 @@ pub async fn bring_up(state: &AppState, server: &ServerRecord) -> Result<Duratio
             "The server's node could not start ({error}). It is stored as Stopped."
         )));
     }
+    super::config::push(state, server.account_id, server.id).await?;
     match options_ping(target, ProbeTransport::Udp, FIRST_ANSWER).await {
         Ok(rtt) => {
             mark(

@@ -164,6 +164,33 @@ pub enum CreateUserError {
     Store(#[from] sqlx::Error),
 }
 
+const CONFIG_COLUMNS: &str = "cluster_id, interconnect, uac_auth_username, uac_auth_password, fqdn, \
+     auto_upgrade, disable_uac_ping, uac_location_sharing, tls_internals, restrict_direct, tcp_sip_trace, \
+     data_zone, udp_port, tcp_port, tls_port, failover_enabled, failover_target_id, config_version";
+
+/// A server's stored configuration.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct ConfigRecord {
+    pub cluster_id: Option<i64>,
+    pub interconnect: bool,
+    pub uac_auth_username: Option<String>,
+    pub uac_auth_password: Option<String>,
+    pub fqdn: Option<String>,
+    pub auto_upgrade: bool,
+    pub disable_uac_ping: bool,
+    pub uac_location_sharing: bool,
+    pub tls_internals: bool,
+    pub restrict_direct: bool,
+    pub tcp_sip_trace: bool,
+    pub data_zone: String,
+    pub udp_port: i64,
+    pub tcp_port: i64,
+    pub tls_port: i64,
+    pub failover_enabled: bool,
+    pub failover_target_id: Option<i64>,
+    pub config_version: i64,
+}
+
 const SERVER_COLUMNS: &str =
     "s.id, s.account_id, s.alias, s.zone, s.kind, c.name AS cluster, s.ip, \
      s.channels, s.cps, s.status, s.expires_at, s.udp_port, s.tcp_port";
@@ -535,6 +562,82 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    pub async fn server_config(
+        &self,
+        account_id: AccountId,
+        id: i64,
+    ) -> Result<Option<ConfigRecord>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {CONFIG_COLUMNS} FROM servers WHERE account_id = ? AND id = ?"
+        ))
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Stores a new configuration (and its next version); the UAC Auth password is kept
+    /// when `uac_auth_password` is `None`.
+    pub async fn save_config(
+        &self,
+        account_id: AccountId,
+        id: i64,
+        c: &ConfigRecord,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE servers SET cluster_id = ?, interconnect = ?, uac_auth_username = ?, \
+             uac_auth_password = COALESCE(?, uac_auth_password), fqdn = ?, auto_upgrade = ?, \
+             disable_uac_ping = ?, uac_location_sharing = ?, tls_internals = ?, restrict_direct = ?, \
+             tcp_sip_trace = ?, data_zone = ?, udp_port = ?, tcp_port = ?, tls_port = ?, \
+             failover_enabled = ?, failover_target_id = ?, config_version = config_version + 1 \
+             WHERE account_id = ? AND id = ? RETURNING config_version",
+        )
+        .bind(c.cluster_id)
+        .bind(c.interconnect)
+        .bind(&c.uac_auth_username)
+        .bind(&c.uac_auth_password)
+        .bind(&c.fqdn)
+        .bind(c.auto_upgrade)
+        .bind(c.disable_uac_ping)
+        .bind(c.uac_location_sharing)
+        .bind(c.tls_internals)
+        .bind(c.restrict_direct)
+        .bind(c.tcp_sip_trace)
+        .bind(&c.data_zone)
+        .bind(c.udp_port)
+        .bind(c.tcp_port)
+        .bind(c.tls_port)
+        .bind(c.failover_enabled)
+        .bind(c.failover_target_id)
+        .bind(account_id)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Members of a cluster: (id, alias, ip, kind).
+    pub async fn cluster_members(
+        &self,
+        account_id: AccountId,
+        cluster_id: i64,
+    ) -> Result<Vec<(i64, String, String, String)>, sqlx::Error> {
+        sqlx::query_as("SELECT id, alias, ip, kind FROM servers WHERE account_id = ? AND cluster_id = ? ORDER BY id")
+            .bind(account_id)
+            .bind(cluster_id)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn cluster_options(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name FROM clusters WHERE account_id = ? ORDER BY name")
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
     }
 
     // --- clusters, media ----------------------------------------------------------------

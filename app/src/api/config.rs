@@ -1,0 +1,111 @@
+//! A server's configuration: Server Config and Capacity Failover on the detail page.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::model::ServerConfigView;
+
+#[server(prefix = "/api", endpoint = "get_server_config")]
+pub async fn get_server_config(id: i64) -> Result<ServerConfigView, AppError> {
+    use crate::ssr::{auth::require_user, config, state::AppState};
+    let user = require_user().await?;
+    config::view(&expect_context::<AppState>(), user.account_id, id).await
+}
+
+/// Saves and applies a configuration. Checkboxes are present when ticked; a blank UAC
+/// Auth password keeps the stored one.
+#[server(prefix = "/api", endpoint = "save_server_config")]
+#[allow(clippy::too_many_arguments)]
+pub async fn save_server_config(
+    id: i64,
+    #[server(default)] cluster: Option<String>,
+    #[server(default)] interconnect: Option<String>,
+    #[server(default)] uac_auth_username: Option<String>,
+    #[server(default)] uac_auth_password: Option<String>,
+    #[server(default)] fqdn: Option<String>,
+    #[server(default)] auto_upgrade: Option<String>,
+    #[server(default)] disable_uac_ping: Option<String>,
+    #[server(default)] uac_location_sharing: Option<String>,
+    #[server(default)] tls_internals: Option<String>,
+    #[server(default)] restrict_direct: Option<String>,
+    #[server(default)] tcp_sip_trace: Option<String>,
+    data_zone: String,
+    udp_port: String,
+    tcp_port: String,
+    tls_port: String,
+    #[server(default)] failover_enabled: Option<String>,
+    #[server(default)] failover_target: Option<String>,
+) -> Result<ServerConfigView, AppError> {
+    use crate::model::{DataZone, Fqdn, Port};
+    use crate::ssr::store::ConfigRecord;
+    use crate::ssr::{auth::require_user, config, state::AppState};
+
+    fn given(value: &Option<String>) -> Option<&str> {
+        value.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+    fn port(field: &str, text: &str) -> Result<i64, AppError> {
+        Port::parse(text)
+            .map(|p| i64::from(p.get()))
+            .map_err(|e| AppError::field(field, e.for_field("port").unwrap_or_default()))
+    }
+    fn id_of(field: &str, value: &Option<String>) -> Result<Option<i64>, AppError> {
+        given(value)
+            .map(|text| {
+                text.parse::<i64>()
+                    .map_err(|_| AppError::field(field, "Choose one of the listed servers."))
+            })
+            .transpose()
+    }
+
+    let user = require_user().await?;
+    let udp_port = port("udp_port", &udp_port)?;
+    let tcp_port = port("tcp_port", &tcp_port)?;
+    let tls_port = port("tls_port", &tls_port)?;
+    if tls_port == tcp_port {
+        return Err(AppError::field(
+            "tls_port",
+            "TLS and TCP are both TCP: they need different ports.",
+        ));
+    }
+    let username = given(&uac_auth_username).map(str::to_string);
+    if username
+        .as_ref()
+        .is_some_and(|u| u.len() > 64 || u.chars().any(char::is_whitespace))
+    {
+        return Err(AppError::field(
+            "uac_auth_username",
+            "A username has up to 64 characters and no spaces.",
+        ));
+    }
+    let password = given(&uac_auth_password).map(str::to_string);
+    if password.as_ref().is_some_and(|p| p.len() > 128) {
+        return Err(AppError::field(
+            "uac_auth_password",
+            "Use at most 128 characters.",
+        ));
+    }
+    let record = ConfigRecord {
+        cluster_id: id_of("cluster", &cluster)?,
+        interconnect: interconnect.is_some(),
+        uac_auth_username: username,
+        uac_auth_password: password,
+        fqdn: given(&fqdn)
+            .map(Fqdn::parse)
+            .transpose()?
+            .map(|f| f.as_str().to_string()),
+        auto_upgrade: auto_upgrade.is_some(),
+        disable_uac_ping: disable_uac_ping.is_some(),
+        uac_location_sharing: uac_location_sharing.is_some(),
+        tls_internals: tls_internals.is_some(),
+        restrict_direct: restrict_direct.is_some(),
+        tcp_sip_trace: tcp_sip_trace.is_some(),
+        data_zone: DataZone::parse(&data_zone)?.as_str().to_string(),
+        udp_port,
+        tcp_port,
+        tls_port,
+        failover_enabled: failover_enabled.is_some(),
+        failover_target_id: id_of("failover_target", &failover_target)?,
+        config_version: 0,
+    };
+    config::save(&expect_context::<AppState>(), &user, id, record).await
+}

@@ -1,0 +1,208 @@
+//! Server configuration: what the detail page edits, checked, stored, and pushed to the
+//! node at once. The node's own report ([`sip_engine::Engine::config`]) is what the page
+//! compares against to show a pending update.
+
+use std::net::IpAddr;
+
+use sip_engine::{NodeConfig, StartError};
+
+use super::fleet::node_spec;
+use super::state::AppState;
+use super::store::{ConfigRecord, SessionUser};
+use crate::error::AppError;
+use crate::model::{DataZone, ServerConfig, ServerConfigView, ServerKind};
+
+/// What a node runs for a stored configuration. Restrict Direct admits the dispatchers of
+/// the server's own cluster.
+pub async fn node_config(
+    state: &AppState,
+    account_id: i64,
+    record: &ConfigRecord,
+) -> Result<NodeConfig, sqlx::Error> {
+    let allowed_sources = match (record.restrict_direct, record.cluster_id) {
+        (true, Some(cluster)) => state
+            .store
+            .cluster_members(account_id, cluster)
+            .await?
+            .into_iter()
+            .filter(|(_, _, _, kind)| kind == ServerKind::Dispatcher.as_str())
+            .filter_map(|(_, _, ip, _)| ip.parse::<IpAddr>().ok())
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(NodeConfig {
+        version: record.config_version,
+        interconnect: record.interconnect,
+        disable_uac_ping: record.disable_uac_ping,
+        uac_location_sharing: record.uac_location_sharing,
+        tls_internals: record.tls_internals,
+        restrict_direct: record.restrict_direct,
+        allowed_sources,
+        tcp_sip_trace: record.tcp_sip_trace,
+        auto_upgrade: record.auto_upgrade,
+        data_zone: record.data_zone.clone(),
+        fqdn: record.fqdn.clone(),
+        uac_auth_username: record.uac_auth_username.clone(),
+        refusing: None,
+    })
+}
+
+/// Pushes a server's stored configuration to its node, when the node runs.
+pub async fn push(state: &AppState, account_id: i64, server_id: i64) -> Result<(), AppError> {
+    if !state.engine.is_running(server_id) {
+        return Ok(());
+    }
+    let record = state
+        .store
+        .server_config(account_id, server_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let config = node_config(state, account_id, &record).await?;
+    state.engine.configure(server_id, config);
+    Ok(())
+}
+
+/// The detail page's configuration sections.
+pub async fn view(
+    state: &AppState,
+    account_id: i64,
+    id: i64,
+) -> Result<ServerConfigView, AppError> {
+    let record = state
+        .store
+        .server_config(account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let failover_candidates = match record.cluster_id {
+        Some(cluster) => state
+            .store
+            .cluster_members(account_id, cluster)
+            .await?
+            .into_iter()
+            .filter(|(member, ..)| *member != id)
+            .map(|(member, alias, ip, _)| (member, format!("{alias} ({ip})")))
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(ServerConfigView {
+        server_id: id,
+        config: ServerConfig {
+            cluster_id: record.cluster_id,
+            interconnect: record.interconnect,
+            uac_auth_username: record.uac_auth_username.clone(),
+            uac_auth_password_set: record.uac_auth_password.is_some(),
+            fqdn: record.fqdn.clone(),
+            auto_upgrade: record.auto_upgrade,
+            disable_uac_ping: record.disable_uac_ping,
+            uac_location_sharing: record.uac_location_sharing,
+            tls_internals: record.tls_internals,
+            restrict_direct: record.restrict_direct,
+            tcp_sip_trace: record.tcp_sip_trace,
+            data_zone: DataZone::parse(&record.data_zone).unwrap_or(DataZone::Us),
+            udp_port: record.udp_port as u16,
+            tcp_port: record.tcp_port as u16,
+            tls_port: record.tls_port as u16,
+            failover_enabled: record.failover_enabled,
+            failover_target_id: record.failover_target_id,
+            version: record.config_version,
+        },
+        clusters: state.store.cluster_options(account_id).await?,
+        failover_candidates,
+        node_version: state.engine.config(id).map(|c| c.version),
+    })
+}
+
+/// Checks and applies a new configuration. Ports that change are rebound first: a port in
+/// use is an error on its field, the node keeps its old sockets and nothing is stored.
+pub async fn save(
+    state: &AppState,
+    user: &SessionUser,
+    id: i64,
+    new: ConfigRecord,
+) -> Result<ServerConfigView, AppError> {
+    let store = &state.store;
+    let server = store
+        .server(user.account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let old = store
+        .server_config(user.account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if let Some(cluster) = new.cluster_id {
+        if store
+            .cluster_name(user.account_id, cluster)
+            .await?
+            .is_none()
+        {
+            return Err(AppError::field("cluster", "Choose one of your clusters."));
+        }
+    }
+    if new.failover_enabled {
+        let (Some(cluster), Some(target)) = (new.cluster_id, new.failover_target_id) else {
+            return Err(AppError::field(
+                "failover_target",
+                "Capacity failover needs another server of this server's cluster as its target.",
+            ));
+        };
+        let members = store.cluster_members(user.account_id, cluster).await?;
+        if target == id || !members.iter().any(|(member, ..)| *member == target) {
+            return Err(AppError::field(
+                "failover_target",
+                "The failover target must be another server in the same cluster.",
+            ));
+        }
+    }
+    let moved = new.udp_port != old.udp_port || new.tcp_port != old.tcp_port;
+    if moved && state.engine.is_running(id) {
+        let mut spec = node_spec(&server)?;
+        spec.udp_port = new.udp_port as u16;
+        spec.tcp_port = new.tcp_port as u16;
+        if let Err(StartError::Bind {
+            transport, addr, ..
+        }) = state.engine.start(spec).await
+        {
+            let field = if transport == "UDP" {
+                "udp_port"
+            } else {
+                "tcp_port"
+            };
+            return Err(AppError::field(
+                field,
+                format!(
+                    "{transport} port {} on {} is in use; the server keeps its current ports.",
+                    addr.port(),
+                    addr.ip()
+                ),
+            ));
+        }
+    }
+    let version = store.save_config(user.account_id, id, &new).await?;
+    store
+        .audit(
+            Some(user.account_id),
+            Some(user.user_id),
+            "server.config",
+            &format!("server {id}"),
+            &format!("configuration version {version}"),
+        )
+        .await?;
+    // Restrict Direct lists of the clusters it left and joined change too.
+    let mut affected = vec![id];
+    for cluster in [old.cluster_id, new.cluster_id].into_iter().flatten() {
+        affected.extend(
+            store
+                .cluster_members(user.account_id, cluster)
+                .await?
+                .into_iter()
+                .map(|(m, ..)| m),
+        );
+    }
+    affected.sort_unstable();
+    affected.dedup();
+    for member in affected {
+        push(state, user.account_id, member).await?;
+    }
+    state.monitor.changed(user.account_id, Some(id));
+    view(state, user.account_id, id).await
+}
