@@ -361,3 +361,102 @@ async fn a_stopped_node_reaches_a_live_page_within_a_second() {
     assert!(seen.contains("event: rows"), "{seen}");
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_checked_scoped_and_never_sent_back_with_their_key() {
+    use app::api::certificates::{AttachedCertificate, CertificateRow};
+    let app = common::spawn_app("127.0.77.1-127.0.77.10").await;
+    let a = app.account_with_balance("certs@alpha.test", 100).await;
+    let server: ServerRow = a
+        .call(
+            "deploy_server",
+            &[("zone", "test-zone"), ("kind", "switch")],
+        )
+        .await
+        .unwrap();
+    let chain = include_str!("../../end2end/fixtures/sip.example.com.crt");
+    let key = include_str!("../../end2end/fixtures/sip.example.com.key");
+    let other = include_str!("../../end2end/fixtures/other.key");
+
+    let refused = a
+        .call::<i64>("upload_certificate", &[("chain", chain), ("key", other)])
+        .await
+        .unwrap_err();
+    assert!(refused.for_field("key").is_some(), "{refused:?}");
+    assert!(a
+        .call::<Vec<CertificateRow>>("list_certificates", &[])
+        .await
+        .unwrap()
+        .is_empty());
+
+    let id: i64 = a
+        .call("upload_certificate", &[("chain", chain), ("key", key)])
+        .await
+        .unwrap();
+    let listed = a.get("/certificates").await.text().await.unwrap();
+    assert!(
+        listed.contains("sip.example.com") && !listed.contains("PRIVATE KEY"),
+        "the page never carries the key"
+    );
+    let (sid, cid) = (server.id.to_string(), id.to_string());
+    a.call::<()>(
+        "attach_certificate",
+        &[
+            ("server_id", &sid),
+            ("certificate_id", &cid),
+            ("usage", "server"),
+        ],
+    )
+    .await
+    .unwrap();
+    let attached: Vec<AttachedCertificate> = a
+        .call("server_certificates", &[("server_id", &sid)])
+        .await
+        .unwrap();
+    assert_eq!(
+        attached
+            .iter()
+            .map(|c| c.usage.as_str())
+            .collect::<Vec<_>>(),
+        vec!["server"]
+    );
+
+    let b = app.account_with_balance("certs@bravo.test", 0).await;
+    assert_eq!(
+        b.call::<()>(
+            "attach_certificate",
+            &[
+                ("server_id", &sid),
+                ("certificate_id", &cid),
+                ("usage", "client")
+            ]
+        )
+        .await,
+        Err(AppError::NotFound)
+    );
+    assert_eq!(
+        b.call::<()>("delete_certificate", &[("id", &cid)]).await,
+        Err(AppError::NotFound)
+    );
+    assert!(b
+        .call::<Vec<CertificateRow>>("list_certificates", &[])
+        .await
+        .unwrap()
+        .is_empty());
+    let attached: Vec<AttachedCertificate> = a
+        .call("server_certificates", &[("server_id", &sid)])
+        .await
+        .unwrap();
+    assert_eq!(attached.len(), 1, "B changed nothing");
+    a.call::<()>(
+        "detach_certificate",
+        &[("server_id", &sid), ("certificate_id", &cid)],
+    )
+    .await
+    .unwrap();
+    assert!(a
+        .call::<Vec<AttachedCertificate>>("server_certificates", &[("server_id", &sid)])
+        .await
+        .unwrap()
+        .is_empty());
+}

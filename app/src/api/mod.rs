@@ -6,6 +6,7 @@
 pub mod account;
 pub mod auth;
 pub mod catalog;
+pub mod certificates;
 pub mod clusters;
 pub mod config;
 pub mod operator;

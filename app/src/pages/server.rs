@@ -3,6 +3,9 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
+use crate::api::certificates::{
+    list_certificates, server_certificates, AttachCertificate, DetachCertificate,
+};
 use crate::api::config::{get_server_config, SaveServerConfig};
 use crate::api::servers::{get_server, RunServerAction};
 use crate::components::forms::load_error;
@@ -51,6 +54,7 @@ pub fn ServerPage() -> impl IntoView {
                             </dl>
                         </section>
                         <Actions id=s.id action/>
+                        <CertificatesSection id=s.id/>
                         <ConfigSections id=s.id/>
                     }
                     .into_any(),
@@ -212,5 +216,66 @@ fn config_form(
                 <button type="submit">"Save configuration"</button>
             </section>
         </ActionForm>
+    }
+}
+
+/// The server's certificates: attached ones with Detach, and a form to attach one of the
+/// account's certificates as Server or Client.
+#[component]
+fn CertificatesSection(id: i64) -> impl IntoView {
+    let attach = ServerAction::<AttachCertificate>::new();
+    let detach = ServerAction::<DetachCertificate>::new();
+    let attached = Resource::new(
+        move || (attach.version().get(), detach.version().get()),
+        move |_| server_certificates(id),
+    );
+    let available = Resource::new(|| (), |_| list_certificates());
+    let error = Signal::derive(move || attach.value().get().and_then(Result::err));
+    view! {
+        <section class="card certificates">
+            <h2>"Certificates"</h2>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let attached = attached.await.unwrap_or_default();
+                    let available = available.await.unwrap_or_default();
+                    view! {
+                        <ul class="attached">
+                            {attached
+                                .into_iter()
+                                .map(|c| {
+                                    let text = format!("{} — {}", c.subject, if c.usage == "server" { "Server" } else { "Client" });
+                                    view! {
+                                        <li data-certificate=c.id>
+                                            {text}
+                                            <ActionForm action=detach attr:class="inline compact">
+                                                <input type="hidden" name="server_id" value=id.to_string()/>
+                                                <input type="hidden" name="certificate_id" value=c.id.to_string()/>
+                                                <button type="submit" class="secondary">"Detach"</button>
+                                            </ActionForm>
+                                        </li>
+                                    }
+                                })
+                                .collect_view()}
+                        </ul>
+                        <ActionForm action=attach attr:class="inline">
+                            <input type="hidden" name="server_id" value=id.to_string()/>
+                            <label>"Certificate"
+                                <select name="certificate_id" required>
+                                    {available.into_iter().map(|c| view! { <option value=c.id.to_string()>{c.subject}</option> }).collect_view()}
+                                </select>
+                            </label>
+                            <label>"Type"
+                                <select name="usage">
+                                    <option value="server">"Server"</option>
+                                    <option value="client">"Client"</option>
+                                </select>
+                            </label>
+                            <button type="submit">"Attach"</button>
+                        </ActionForm>
+                    }
+                })}
+            </Transition>
+            <FormError error/>
+        </section>
     }
 }

@@ -2,6 +2,7 @@
 //! functions. Compiled with the `ssr` feature only; the browser bundle never sees it.
 
 pub mod auth;
+pub mod certs;
 pub mod config;
 pub mod fleet;
 pub mod monitor;

@@ -766,6 +766,107 @@ impl Store {
         .await
     }
 
+    pub async fn insert_certificate(
+        &self,
+        account_id: AccountId,
+        chain_pem: &str,
+        key_pem: &str,
+        subject: &str,
+        sans: &str,
+        issuer: &str,
+        not_after: i64,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "INSERT INTO certificates (account_id, chain_pem, key_pem, subject, sans, issuer, not_after, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(account_id)
+        .bind(chain_pem)
+        .bind(key_pem)
+        .bind(subject)
+        .bind(sans)
+        .bind(issuer)
+        .bind(not_after)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Deletes a certificate of the account (detaching it from its servers); false when the
+    /// account has no such certificate.
+    pub async fn delete_certificate(
+        &self,
+        account_id: AccountId,
+        id: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM certificates WHERE account_id = ? AND id = ?")
+            .bind(account_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Attaches (or changes the usage of) a certificate on a server, both the account's;
+    /// false when either is not.
+    pub async fn attach_certificate(
+        &self,
+        account_id: AccountId,
+        server_id: i64,
+        certificate_id: i64,
+        usage: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "INSERT INTO server_certificates (server_id, certificate_id, usage) \
+             SELECT s.id, c.id, ? FROM servers s, certificates c \
+             WHERE s.id = ? AND s.account_id = ? AND c.id = ? AND c.account_id = ? \
+             ON CONFLICT (server_id, certificate_id) DO UPDATE SET usage = excluded.usage",
+        )
+        .bind(usage)
+        .bind(server_id)
+        .bind(account_id)
+        .bind(certificate_id)
+        .bind(account_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn detach_certificate(
+        &self,
+        account_id: AccountId,
+        server_id: i64,
+        certificate_id: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "DELETE FROM server_certificates WHERE server_id = ? AND certificate_id = ? \
+             AND server_id IN (SELECT id FROM servers WHERE account_id = ?)",
+        )
+        .bind(server_id)
+        .bind(certificate_id)
+        .bind(account_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Certificates attached to one of the account's servers: (id, subject, usage).
+    pub async fn server_certificates(
+        &self,
+        account_id: AccountId,
+        server_id: i64,
+    ) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT c.id, c.subject, sc.usage FROM server_certificates sc \
+             JOIN certificates c ON c.id = sc.certificate_id JOIN servers s ON s.id = sc.server_id \
+             WHERE s.account_id = ? AND s.id = ? ORDER BY c.id",
+        )
+        .bind(account_id)
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     // --- audit --------------------------------------------------------------------------
 
     pub async fn audit(
