@@ -149,6 +149,18 @@ async fn another_accounts_server_and_cluster_cannot_be_touched() {
             .await,
         Err(AppError::NotFound)
     );
+    assert_eq!(
+        b.call::<()>(
+            "add_rtp_server",
+            &[
+                ("ip", "127.0.90.1"),
+                ("aliases", "x"),
+                ("zone", "test-zone")
+            ]
+        )
+        .await,
+        Err(AppError::NotFound)
+    );
 
     let clusters: Vec<ClusterRow> = a.call("list_clusters", &[]).await.unwrap();
     assert_eq!(clusters.len(), 1);

@@ -62,3 +62,64 @@ pub async fn credit_account(account_id: i64, amount: String) -> Result<(), AppEr
         .await?;
     Ok(())
 }
+
+/// Adds a media relay to a zone.
+#[server(prefix = "/api", endpoint = "add_rtp_server")]
+pub async fn add_rtp_server(ip: String, aliases: String, zone: String) -> Result<(), AppError> {
+    use crate::model::ServerIp;
+    use crate::ssr::state::AppState;
+    let operator = require_operator().await?;
+    let ip = ServerIp::parse(&ip)?;
+    let aliases: Vec<&str> = aliases
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    if aliases.iter().any(|a| {
+        a.len() > 64
+            || a.chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || ".-_".contains(c)))
+    }) {
+        return Err(AppError::field(
+            "aliases",
+            "Aliases are names of letters, digits, dots and dashes, separated by commas.",
+        ));
+    }
+    let state = expect_context::<AppState>();
+    if state.store.zone(zone.trim()).await?.is_none() {
+        return Err(AppError::field("zone", "Choose one of the zones."));
+    }
+    if !state
+        .store
+        .add_rtp_server(&ip.to_string(), &aliases.join(", "), zone.trim())
+        .await?
+    {
+        return Err(AppError::field("ip", "This address is listed already."));
+    }
+    state
+        .store
+        .audit(
+            None,
+            Some(operator.user_id),
+            "rtp.add",
+            &ip.to_string(),
+            zone.trim(),
+        )
+        .await?;
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "remove_rtp_server")]
+pub async fn remove_rtp_server(ip: String) -> Result<(), AppError> {
+    use crate::ssr::state::AppState;
+    let operator = require_operator().await?;
+    let state = expect_context::<AppState>();
+    if !state.store.remove_rtp_server(ip.trim()).await? {
+        return Err(AppError::NotFound);
+    }
+    state
+        .store
+        .audit(None, Some(operator.user_id), "rtp.remove", ip.trim(), "")
+        .await?;
+    Ok(())
+}

@@ -748,6 +748,30 @@ impl Store {
         Ok(())
     }
 
+    /// Adds a media relay; false when the address is listed already.
+    pub async fn add_rtp_server(
+        &self,
+        ip: &str,
+        aliases: &str,
+        zone: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let added = sqlx::query("INSERT INTO rtp_servers (ip, aliases, zone) VALUES (?, ?, ?) ON CONFLICT (ip) DO NOTHING")
+            .bind(ip)
+            .bind(aliases)
+            .bind(zone)
+            .execute(&self.pool)
+            .await?;
+        Ok(added.rows_affected() == 1)
+    }
+
+    pub async fn remove_rtp_server(&self, ip: &str) -> Result<bool, sqlx::Error> {
+        let removed = sqlx::query("DELETE FROM rtp_servers WHERE ip = ?")
+            .bind(ip)
+            .execute(&self.pool)
+            .await?;
+        Ok(removed.rows_affected() == 1)
+    }
+
     pub async fn rtp_servers(&self) -> Result<Vec<RtpRecord>, sqlx::Error> {
         sqlx::query_as("SELECT ip, aliases, zone FROM rtp_servers ORDER BY zone, ip")
             .fetch_all(&self.pool)
