@@ -372,6 +372,8 @@ pub struct ServerRow {
     pub status: ServerStatus,
     /// The control plane's last measurement of the node; `None` until one was made.
     pub health: Option<Health>,
+    /// A resize waiting for its time: the new channel count and when it becomes active.
+    pub pending_resize: Option<(u32, String)>,
 }
 
 /// Round trips the control plane measured to a node, in microseconds; `None` when that

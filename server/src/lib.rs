@@ -22,6 +22,9 @@ use sip_engine::Engine;
 /// How often the control plane pings every running node (SIP OPTIONS and ICMP echo).
 pub const MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// How often renewals, expiries and due resizes are looked at.
+pub const SCHEDULE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The engine build this binary runs (reported by every node it starts).
 pub const ENGINE_BUILD: &str = env!("CARGO_PKG_VERSION");
 
@@ -118,6 +121,7 @@ impl Server {
             Err(error) => tracing::error!(%error, "restoring nodes failed"),
         }
         let monitor = app::ssr::monitor::spawn(state.clone(), MONITOR_INTERVAL);
+        let schedule = app::ssr::schedule::spawn(state.clone(), SCHEDULE_INTERVAL);
         let app = router(state.clone());
         let engine = state.engine.clone();
         let task = tokio::spawn(async move {
@@ -131,6 +135,7 @@ impl Server {
                 tracing::error!(%error, "http server stopped");
             }
             monitor.abort();
+            schedule.abort();
             engine.stop_all().await;
         });
         Ok(Server { addr, state, task })

@@ -134,3 +134,19 @@ pub async fn run_server_action(id: i64, action: String) -> Result<ServerRow, App
     let state = expect_context::<AppState>();
     fleet::run_action(&state, &user, id, action).await
 }
+
+/// Resizes a server's channels ("active at …" after the configured delay; 1001 or more
+/// reboots now and needs `confirm_reboot`).
+#[server(prefix = "/api", endpoint = "resize_capacity")]
+pub async fn resize_capacity(
+    id: i64,
+    channels: String,
+    #[server(default)] confirm_reboot: Option<String>,
+) -> Result<ServerRow, AppError> {
+    use crate::model::Channels;
+    use crate::ssr::{auth::require_user, fleet, state::AppState};
+    let user = require_user().await?;
+    let channels = Channels::parse(&channels)?;
+    let state = expect_context::<AppState>();
+    fleet::resize(&state, &user, id, channels, confirm_reboot.is_some()).await
+}

@@ -7,7 +7,7 @@ use crate::api::certificates::{
     list_certificates, server_certificates, AttachCertificate, DetachCertificate,
 };
 use crate::api::config::{get_server_config, SaveServerConfig};
-use crate::api::servers::{get_server, RunServerAction};
+use crate::api::servers::{get_server, ResizeCapacity, RunServerAction};
 use crate::components::forms::load_error;
 use crate::components::forms::{FieldError, FormError};
 use crate::error::AppError;
@@ -19,9 +19,10 @@ pub fn ServerPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
     let action = ServerAction::<RunServerAction>::new();
+    let resize = ServerAction::<ResizeCapacity>::new();
     let server = Resource::new(
-        move || (id(), action.version().get()),
-        |(id, _)| async move {
+        move || (id(), action.version().get(), resize.version().get()),
+        |(id, _, _)| async move {
             match id {
                 Some(id) => get_server(id).await,
                 None => Err(AppError::NotFound),
@@ -51,9 +52,19 @@ pub fn ServerPage() -> impl IntoView {
                                 <dt>"CPS"</dt><dd>{format!("{} / {}", s.cps_now, s.cps)}</dd>
                                 <dt>"Expires"</dt><dd>{s.expires}</dd>
                                 <dt>"Status"</dt><dd data-testid="status">{s.status.label()}</dd>
+                                {s.pending_resize.clone().map(|(channels, at)| view! {
+                                    <dt>"Resize"</dt><dd data-testid="pending-resize">{format!("{channels} channels, active at {at}")}</dd>
+                                })}
                             </dl>
                         </section>
+                        {(s.status == crate::model::ServerStatus::Expired).then(|| view! {
+                            <p class="banner expired" role="alert">
+                                "This server has expired: its period ended and your balance could not renew it. "
+                                "It refuses new calls (503) until a top-up renews it."
+                            </p>
+                        })}
                         <Actions id=s.id action/>
+                        <Resize id=s.id channels=s.channels resize/>
                         <CertificatesSection id=s.id/>
                         <ConfigSections id=s.id/>
                     }
@@ -276,6 +287,40 @@ fn CertificatesSection(id: i64) -> impl IntoView {
                 })}
             </Transition>
             <FormError error/>
+        </section>
+    }
+}
+
+/// Resize Capacity: a new channel count, active after the platform's delay; 1001 or more
+/// reboots the server at once, so it asks for confirmation.
+#[component]
+fn Resize(id: i64, channels: u32, resize: ServerAction<ResizeCapacity>) -> impl IntoView {
+    let error = Signal::derive(move || resize.value().get().and_then(Result::err));
+    let done = move || match resize.value().get() {
+        Some(Ok(row)) => row
+            .pending_resize
+            .map(|(n, at)| format!("{n} channels will be active at {at}."))
+            .or_else(|| {
+                Some(format!(
+                    "Now {} channels; the server rebooted.",
+                    row.channels
+                ))
+            }),
+        _ => None,
+    };
+    view! {
+        <section class="card resize">
+            <h2>"Resize Capacity"</h2>
+            <p class="hint">{format!("Now {channels} channels. A new count becomes active after a short delay; 1001 or more reboots the server at once and drops all calls.")}</p>
+            <ActionForm action=resize attr:class="inline">
+                <input type="hidden" name="id" value=id.to_string()/>
+                <label>"New channels" <input type="text" name="channels" inputmode="numeric" required/></label>
+                <label class="check"><input type="checkbox" name="confirm_reboot"/>"Reboot now if needed (drops all calls)"</label>
+                <button type="submit">"Resize"</button>
+            </ActionForm>
+            <FieldError error field="channels"/>
+            <FormError error/>
+            <p class="saved" data-testid="resize-result">{done}</p>
         </section>
     }
 }

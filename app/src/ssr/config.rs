@@ -10,7 +10,7 @@ use super::fleet::node_spec;
 use super::state::AppState;
 use super::store::{ConfigRecord, SessionUser};
 use crate::error::AppError;
-use crate::model::{DataZone, ServerConfig, ServerConfigView, ServerKind};
+use crate::model::{DataZone, ServerConfig, ServerConfigView, ServerKind, ServerStatus};
 
 /// What a node runs for a stored configuration. Restrict Direct admits the dispatchers of
 /// the server's own cluster.
@@ -57,7 +57,11 @@ pub async fn push(state: &AppState, account_id: i64, server_id: i64) -> Result<(
         .server_config(account_id, server_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let config = node_config(state, account_id, &record).await?;
+    let mut config = node_config(state, account_id, &record).await?;
+    let server = state.store.server(account_id, server_id).await?;
+    if server.is_some_and(|s| s.status() == ServerStatus::Expired) {
+        config.refusing = Some("the server's paid period ended".into());
+    }
     state.engine.configure(server_id, config);
     Ok(())
 }

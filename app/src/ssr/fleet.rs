@@ -169,7 +169,12 @@ pub async fn bring_up(state: &AppState, server: &ServerRecord) -> Result<Duratio
                 state,
                 server.account_id,
                 server.id,
-                ServerStatus::Running,
+                // An expired server's node runs (it must answer 503) but stays Expired.
+                if server.status() == ServerStatus::Expired {
+                    ServerStatus::Expired
+                } else {
+                    ServerStatus::Running
+                },
                 Some(state.engine.build()),
             )
             .await?;
@@ -198,7 +203,7 @@ pub async fn bring_up(state: &AppState, server: &ServerRecord) -> Result<Duratio
 
 /// Stores a server's new status and tells the account's live pages. A status other than
 /// Running drops the last health measurement: it described a node that no longer runs.
-async fn mark(
+pub(crate) async fn mark(
     state: &AppState,
     account_id: i64,
     id: i64,
@@ -333,6 +338,10 @@ fn row(server: &ServerRecord) -> ServerRow {
         expires: super::date(server.expires_at),
         status: server.status(),
         health: None,
+        pending_resize: server
+            .pending_channels
+            .zip(server.pending_channels_at)
+            .map(|(channels, at)| (channels as u32, super::date_time(at))),
     }
 }
 
@@ -366,4 +375,68 @@ async fn next_alias(
         }
     }
     Err(AppError::Internal)
+}
+
+/// Channels from which a resize needs a reboot (PRODUCT.md: "1001 or more").
+pub const REBOOT_CHANNELS: u32 = 1001;
+
+/// Resizes a server's channels. Below [`REBOOT_CHANNELS`] the new count becomes active after
+/// the configured delay; at or above it the server reboots now, which drops every call, so
+/// the caller must have confirmed that.
+pub async fn resize(
+    state: &AppState,
+    user: &SessionUser,
+    id: i64,
+    channels: Channels,
+    reboot_confirmed: bool,
+) -> Result<ServerRow, AppError> {
+    let store = &state.store;
+    let server = store
+        .server(user.account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if channels.get() >= REBOOT_CHANNELS {
+        if !reboot_confirmed {
+            return Err(AppError::field(
+                "channels",
+                "1001 channels or more reboot the server at once and drop all its calls: confirm to go ahead.",
+            ));
+        }
+        store.set_channels(id, i64::from(channels.get())).await?;
+        store
+            .audit(
+                Some(user.account_id),
+                Some(user.user_id),
+                "server.resize.reboot",
+                &format!("server {id}"),
+                &format!("{channels} channels"),
+            )
+            .await?;
+        mark(state, user.account_id, id, ServerStatus::Rebooting, None).await?;
+        state.engine.stop(id).await;
+        bring_up(state, &server).await?;
+    } else {
+        let active_at = super::now() + i64::from(state.settings.resize_activation_minutes) * 60;
+        store
+            .schedule_resize(user.account_id, id, channels.get(), active_at)
+            .await?;
+        store
+            .audit(
+                Some(user.account_id),
+                Some(user.user_id),
+                "server.resize",
+                &format!("server {id}"),
+                &format!(
+                    "{channels} channels, active at {}",
+                    super::date_time(active_at)
+                ),
+            )
+            .await?;
+        state.monitor.changed(user.account_id, Some(id));
+    }
+    let server = store
+        .server(user.account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(server_row(state, &server))
 }

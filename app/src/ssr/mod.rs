@@ -6,6 +6,7 @@ pub mod certs;
 pub mod config;
 pub mod fleet;
 pub mod monitor;
+pub mod schedule;
 pub mod settings;
 pub mod state;
 pub mod store;
@@ -22,5 +23,12 @@ pub fn now() -> i64 {
 pub fn date(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .map(|t| t.date().to_string())
+        .unwrap_or_else(|_| "—".into())
+}
+
+/// `YYYY-MM-DD HH:MM UTC` of a Unix time.
+pub fn date_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute()))
         .unwrap_or_else(|_| "—".into())
 }

@@ -56,6 +56,9 @@ pub struct ServerRecord {
     pub expires_at: i64,
     pub udp_port: i64,
     pub tcp_port: i64,
+    /// A resize waiting for its activation time.
+    pub pending_channels: Option<i64>,
+    pub pending_channels_at: Option<i64>,
 }
 
 impl ServerRecord {
@@ -193,7 +196,8 @@ pub struct ConfigRecord {
 
 const SERVER_COLUMNS: &str =
     "s.id, s.account_id, s.alias, s.zone, s.kind, c.name AS cluster, s.ip, \
-     s.channels, s.cps, s.status, s.expires_at, s.udp_port, s.tcp_port";
+     s.channels, s.cps, s.status, s.expires_at, s.udp_port, s.tcp_port, s.pending_channels, \
+     s.pending_channels_at";
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
@@ -483,7 +487,7 @@ impl Store {
     pub async fn servers_to_restore(&self) -> Result<Vec<ServerRecord>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {SERVER_COLUMNS} FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id \
-             WHERE s.status IN ('running', 'installing') ORDER BY s.id"
+             WHERE s.status IN ('running', 'installing', 'expired') ORDER BY s.id"
         ))
         .fetch_all(&self.pool)
         .await
@@ -638,6 +642,83 @@ impl Store {
             .bind(account_id)
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// Servers whose paid (or trial) period has ended by `now`, expired ones included.
+    pub async fn servers_due(&self, now: i64) -> Result<Vec<ServerRecord>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id \
+             WHERE s.expires_at <= ? ORDER BY s.expires_at, s.id"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Renews a server for `days` by taking `price` from its account's balance, in one
+    /// transaction; false (and nothing changed) when the balance does not cover it.
+    pub async fn renew(&self, server_id: i64, price: Usd, days: i64) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let charged = sqlx::query(
+            "UPDATE accounts SET balance_cents = balance_cents - ? WHERE balance_cents >= ? \
+             AND id = (SELECT account_id FROM servers WHERE id = ?)",
+        )
+        .bind(price.0)
+        .bind(price.0)
+        .bind(server_id)
+        .execute(&mut *tx)
+        .await?;
+        if charged.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // A lapsed server's new period starts now, not at its old end.
+        sqlx::query("UPDATE servers SET expires_at = MAX(expires_at, ?) + ? WHERE id = ?")
+            .bind(now())
+            .bind(days * 86_400)
+            .bind(server_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a resize that takes effect at `active_at`.
+    pub async fn schedule_resize(
+        &self,
+        account_id: AccountId,
+        id: i64,
+        channels: u32,
+        active_at: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE servers SET pending_channels = ?, pending_channels_at = ? WHERE account_id = ? AND id = ?")
+            .bind(channels)
+            .bind(active_at)
+            .bind(account_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets the channel count now (and drops any pending resize).
+    pub async fn set_channels(&self, id: i64, channels: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE servers SET channels = ?, pending_channels = NULL, pending_channels_at = NULL WHERE id = ?")
+            .bind(channels)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Servers with a resize whose time has come.
+    pub async fn resizes_due(&self, now: i64) -> Result<Vec<ServerRecord>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id \
+             WHERE s.pending_channels_at IS NOT NULL AND s.pending_channels_at <= ?"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
     }
 
     // --- clusters, media ----------------------------------------------------------------

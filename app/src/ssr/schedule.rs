@@ -1,0 +1,111 @@
+//! Work that happens on time, not on request: renewing or expiring servers whose period
+//! ended, and activating resizes whose time has come.
+//!
+//! Billing (PRODUCT.md is silent on prices; this is our choice): a server's trial is free;
+//! after it, each period of [`PERIOD_DAYS`] days costs [`period_price`], taken from the
+//! account's balance when the period ends. A server the balance cannot renew becomes
+//! Expired: its node keeps answering (so monitoring and a quick return work) but refuses new
+//! calls with 503. A top-up renews it at the next run.
+
+use std::time::Duration;
+
+use super::config;
+use super::fleet::mark;
+use super::state::AppState;
+use crate::error::AppError;
+use crate::model::{ServerStatus, Usd};
+
+/// Days one paid period lasts.
+pub const PERIOD_DAYS: i64 = 30;
+
+/// What one period of one server costs: the same $20 the deploy rule counts per server.
+pub fn period_price() -> Usd {
+    Usd::dollars(20)
+}
+
+/// One pass over everything that is due at `now`.
+pub async fn run_once(state: &AppState, now: i64) -> Result<(), AppError> {
+    for server in state.store.servers_due(now).await? {
+        let renewed = state
+            .store
+            .renew(server.id, period_price(), PERIOD_DAYS)
+            .await?;
+        let status = server.status();
+        if renewed {
+            state
+                .store
+                .audit(
+                    Some(server.account_id),
+                    None,
+                    "server.renew",
+                    &format!("server {}", server.id),
+                    &period_price().to_string(),
+                )
+                .await?;
+            if status == ServerStatus::Expired {
+                mark(
+                    state,
+                    server.account_id,
+                    server.id,
+                    ServerStatus::Running,
+                    None,
+                )
+                .await?;
+                config::push(state, server.account_id, server.id).await?;
+            }
+            state.monitor.changed(server.account_id, Some(server.id));
+        } else if status != ServerStatus::Expired {
+            mark(
+                state,
+                server.account_id,
+                server.id,
+                ServerStatus::Expired,
+                None,
+            )
+            .await?;
+            config::push(state, server.account_id, server.id).await?;
+            state
+                .store
+                .audit(
+                    Some(server.account_id),
+                    None,
+                    "server.expire",
+                    &format!("server {}", server.id),
+                    "balance could not renew it",
+                )
+                .await?;
+        }
+    }
+    for server in state.store.resizes_due(now).await? {
+        let Some(channels) = server.pending_channels else {
+            continue;
+        };
+        state.store.set_channels(server.id, channels).await?;
+        state
+            .store
+            .audit(
+                Some(server.account_id),
+                None,
+                "server.resize.active",
+                &format!("server {}", server.id),
+                &format!("{channels} channels"),
+            )
+            .await?;
+        state.monitor.changed(server.account_id, Some(server.id));
+    }
+    Ok(())
+}
+
+/// Runs [`run_once`] every `interval` for as long as the process lives.
+pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = run_once(&state, super::now()).await {
+                tracing::error!(%error, "scheduled work failed");
+            }
+        }
+    })
+}
