@@ -25,5 +25,11 @@ test('Stop really stops the node and Start brings it back', async ({ page }) => 
   await page.getByRole('dialog', { name: 'Confirm action' }).getByRole('button', { name: 'Cancel' }).click();
   await expect(page.getByRole('dialog', { name: 'Confirm action' })).toHaveCount(0);
   expect(await sipOptions(ip)).toBe('SIP/2.0 200 OK');
+
+  // Both actions are in the audit log, with who did them and when.
+  await page.goto('/account');
+  const log = page.locator('table.audit tbody');
+  await expect(log.locator('tr', { hasText: 'server.stop' })).toContainText(/@e2e\.test/);
+  await expect(log.locator('tr', { hasText: 'server.start' })).toContainText(/\d{4}-\d\d-\d\d \d\d:\d\d UTC/);
   expect(errors).toEqual([]);
 });

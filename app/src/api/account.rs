@@ -67,3 +67,36 @@ pub async fn accept_terms() -> Result<(), AppError> {
         .await?;
     Ok(())
 }
+
+/// One line of the account's audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// `YYYY-MM-DD HH:MM UTC`.
+    pub at: String,
+    /// Who did it; "sipfleet" for the platform's own scheduled work.
+    pub who: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: String,
+}
+
+/// The account's last 200 changes, newest first.
+#[server(prefix = "/api", endpoint = "audit_log")]
+pub async fn audit_log() -> Result<Vec<AuditEntry>, AppError> {
+    use crate::ssr::{auth::require_user, date_time, state::AppState};
+    let user = require_user().await?;
+    let entries = expect_context::<AppState>()
+        .store
+        .audit_entries(user.account_id, 200)
+        .await?;
+    Ok(entries
+        .into_iter()
+        .map(|(at, who, action, subject, detail)| AuditEntry {
+            at: date_time(at),
+            who: who.unwrap_or_else(|| "sipfleet".into()),
+            action,
+            subject,
+            detail,
+        })
+        .collect())
+}

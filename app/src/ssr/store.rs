@@ -974,6 +974,22 @@ impl Store {
 
     // --- audit --------------------------------------------------------------------------
 
+    /// The account's most recent audit entries: (when, who, action, subject, detail).
+    pub async fn audit_entries(
+        &self,
+        account_id: AccountId,
+        limit: i64,
+    ) -> Result<Vec<(i64, Option<String>, String, String, String)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT l.at, u.email, l.action, l.subject, l.detail FROM audit_log l \
+             LEFT JOIN users u ON u.id = l.user_id WHERE l.account_id = ? ORDER BY l.id DESC LIMIT ?",
+        )
+        .bind(account_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     pub async fn audit(
         &self,
         account_id: Option<AccountId>,
