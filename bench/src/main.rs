@@ -4,6 +4,8 @@
 //!   request through the real router (session lookup, store query, render), body read to
 //!   the end.
 //! - SIP OPTIONS round trip to a node on loopback, as the control plane's probe measures it.
+//! - Live update of one row: from an action on the node to the browser's event stream
+//!   carrying the row's new status.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ const PINGS: usize = 2_000;
 async fn main() {
     render_servers_page().await;
     options_round_trip().await;
+    live_row_update().await;
 }
 
 async fn render_servers_page() {
@@ -155,4 +158,119 @@ fn report(what: &str, times: &mut [Duration]) {
         at(0.99).as_secs_f64() * 1e3,
         times.len()
     );
+}
+
+const LIVE_ROUNDS: usize = 40;
+
+/// Stops and starts a server over and over through the real HTTP API while a second
+/// connection listens to `/live/servers`, timing each change until its event arrives.
+async fn live_row_update() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = Settings {
+        data_dir: dir.path().into(),
+        trial_days: 7,
+        resize_activation_minutes: 15,
+        zones: vec![ZoneSettings {
+            name: "bench".into(),
+            label: "Bench".into(),
+            pool: "127.0.98.1-127.0.98.10".into(),
+        }],
+    };
+    let options = LeptosOptions::builder().output_name("sipfleet").build();
+    let state = server::prepare(options, settings).await.expect("store");
+    let running = server::Server::start(state.clone(), "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("server");
+    let base = format!("http://{}", running.addr);
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client");
+    let call = |endpoint: &str, form: Vec<(&str, String)>| {
+        http.post(format!("{base}/api/{endpoint}"))
+            .header("Accept", "application/json")
+            .form(&form)
+            .send()
+    };
+    call(
+        "sign_up",
+        vec![
+            ("company", "Bench Co".into()),
+            ("email", "live@bench.test".into()),
+            ("password", "bench password 123".into()),
+        ],
+    )
+    .await
+    .expect("sign up");
+    call(
+        "save_company_details",
+        vec![
+            ("company", "Bench Co".into()),
+            ("address", "1 Bench Road".into()),
+            ("country", "GB".into()),
+        ],
+    )
+    .await
+    .expect("details");
+    call("accept_terms", vec![]).await.expect("terms");
+    let account = state
+        .store
+        .account_of_email("live@bench.test")
+        .await
+        .expect("store")
+        .expect("account");
+    state
+        .store
+        .credit(account, app::model::Usd::dollars(100))
+        .await
+        .expect("credit");
+    let deployed: serde_json::Value = call(
+        "deploy_server",
+        vec![("zone", "bench".into()), ("kind", "switch".into())],
+    )
+    .await
+    .expect("deploy")
+    .json()
+    .await
+    .expect("row");
+    let id = deployed["id"].as_i64().expect("id").to_string();
+
+    let mut events = http
+        .get(format!("{base}/live/servers"))
+        .send()
+        .await
+        .expect("events")
+        .bytes_stream();
+    let mut times = Vec::with_capacity(LIVE_ROUNDS);
+    for round in 0..LIVE_ROUNDS {
+        let (action, status) = if round % 2 == 0 {
+            ("stop", "Stopped")
+        } else {
+            ("start", "Running")
+        };
+        let wanted = format!("\"status\":\"{status}\"");
+        let started = Instant::now();
+        call(
+            "run_server_action",
+            vec![("id", id.clone()), ("action", action.into())],
+        )
+        .await
+        .expect("action");
+        let mut seen = String::new();
+        while !seen.contains(&wanted) {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), events.next())
+                .await
+                .expect("event within 5 s")
+                .expect("stream open")
+                .expect("bytes");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        times.push(started.elapsed());
+    }
+    report(
+        "Live update of one row (action → event stream), incl. the action itself",
+        &mut times,
+    );
+    running.state.engine.stop_all().await;
 }
