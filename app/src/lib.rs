@@ -99,6 +99,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/account") view=pages::account::AccountPage/>
                     <Route path=path!("/getting-started") view=pages::getting_started::GettingStartedPage/>
                     <Route path=path!("/operator") view=pages::operator::OperatorPage/>
+                    <Route path=path!("/sip-users") view=pages::sip_users::SipUsersPage/>
                 </Routes>
             </main>
         </Router>

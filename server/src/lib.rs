@@ -17,7 +17,10 @@ use app::{shell, App};
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use sip_engine::Engine;
+use std::sync::Arc;
+
+use app::ssr::directory::Directory;
+use sip_engine::{Engine, MemoryLocationStore};
 
 /// How often the control plane pings every running node (SIP OPTIONS and ICMP echo).
 pub const MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
@@ -39,18 +42,26 @@ pub enum StartError {
     },
 }
 
-/// Opens the store, syncs zones from the settings and returns the shared state.
+/// Opens the store and returns the shared state, with an engine whose nodes authenticate
+/// the store's SIP users. Zones are synced from the settings only by [`Server::start`]: a
+/// one-off command (such as `credit`) run with other settings must not rewrite the pools of
+/// the console that is serving.
 pub async fn prepare(
     leptos_options: LeptosOptions,
     settings: Settings,
 ) -> Result<AppState, StartError> {
     let store = Store::open(&settings.database_path()).await?;
-    store.sync_zones(&settings.zones).await?;
+    let directory = Arc::new(Directory::default());
+    directory.reload(&store).await?;
+    let locations = Arc::new(MemoryLocationStore::new());
+    let engine = Engine::new(ENGINE_BUILD).with_directory(directory.clone(), locations.clone());
     Ok(AppState::new(
         leptos_options,
         store,
-        Engine::new(ENGINE_BUILD),
+        engine,
         settings,
+        directory,
+        locations,
     ))
 }
 

@@ -135,6 +135,25 @@ impl MemoryLocationStore {
         Self::default()
     }
 
+    /// Every live binding of the AORs in `domain` (`sip:<user>@<domain>`), for the
+    /// console's registrations view.
+    pub fn in_domain(&self, domain: &str, now: SystemTime) -> Vec<(String, Binding)> {
+        let suffix = format!("@{domain}");
+        let aors = self.lock();
+        let mut found: Vec<(String, Binding)> = aors
+            .iter()
+            .filter(|(aor, _)| aor.ends_with(&suffix))
+            .flat_map(|(aor, bindings)| {
+                bindings
+                    .iter()
+                    .filter(|b| b.expires_at > now)
+                    .map(move |b| (aor.clone(), b.clone()))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.contact.cmp(&b.1.contact)));
+        found
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Binding>>> {
         // Every operation works on a copy and swaps it in whole, so a poisoned map is intact.
         self.aors.lock().unwrap_or_else(|p| p.into_inner())

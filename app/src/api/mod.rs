@@ -11,3 +11,4 @@ pub mod clusters;
 pub mod config;
 pub mod operator;
 pub mod servers;
+pub mod sip_users;

@@ -18,6 +18,7 @@ pub fn Nav() -> impl IntoView {
                             <nav>
                                 <A href="/servers">"Servers"</A>
                                 <A href="/clusters">"Clusters"</A>
+                                <A href="/sip-users">"SIP Users"</A>
                                 <A href="/rtp-servers">"RTP Servers"</A>
                                 <A href="/certificates">"Certificates"</A>
                                 {me.is_operator.then(|| view! { <A href="/operator">"Operator"</A> })}

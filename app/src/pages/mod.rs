@@ -10,3 +10,4 @@ pub mod operator;
 pub mod rtp;
 pub mod server;
 pub mod servers;
+pub mod sip_users;

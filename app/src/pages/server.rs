@@ -8,6 +8,7 @@ use crate::api::certificates::{
 };
 use crate::api::config::{get_server_config, SaveServerConfig};
 use crate::api::servers::{get_server, ResizeCapacity, RunServerAction};
+use crate::api::sip_users::list_registrations;
 use crate::components::forms::load_error;
 use crate::components::forms::{FieldError, FormError};
 use crate::error::AppError;
@@ -65,6 +66,7 @@ pub fn ServerPage() -> impl IntoView {
                         })}
                         <Actions id=s.id action/>
                         <Resize id=s.id channels=s.channels resize/>
+                        <Registrations id=s.id/>
                         <CertificatesSection id=s.id/>
                         <ConfigSections id=s.id/>
                     }
@@ -321,6 +323,60 @@ fn Resize(id: i64, channels: u32, resize: ServerAction<ResizeCapacity>) -> impl 
             <FieldError error field="channels"/>
             <FormError error/>
             <p class="saved" data-testid="resize-result">{done}</p>
+        </section>
+    }
+}
+
+/// The registrations this server holds, refreshed every few seconds while the page is open.
+#[component]
+fn Registrations(id: i64) -> impl IntoView {
+    let tick = RwSignal::new(0u32);
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = set_interval_with_handle(
+            move || tick.update(|t| *t += 1),
+            std::time::Duration::from_secs(5),
+        )
+        .ok();
+        on_cleanup(move || {
+            if let Some(handle) = handle {
+                handle.clear();
+            }
+        });
+    }
+    let rows = Resource::new(move || tick.get(), move |_| list_registrations(id));
+    view! {
+        <section class="card registrations">
+            <h2>"Registrations"</h2>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match rows.await {
+                        Ok(rows) if rows.is_empty() => view! { <p class="empty">"No phone is registered to this server."</p> }.into_any(),
+                        Ok(rows) => view! {
+                            <table>
+                                <thead><tr><th>"AOR"</th><th>"Contact"</th><th>"Received from"</th><th>"Transport"</th><th>"Expires in"</th><th>"Latency"</th></tr></thead>
+                                <tbody>
+                                    {rows
+                                        .into_iter()
+                                        .map(|r| view! {
+                                            <tr>
+                                                <td>{r.aor}</td>
+                                                <td>{r.contact}</td>
+                                                <td>{r.received}</td>
+                                                <td>{r.transport}</td>
+                                                <td>{format!("{} s", r.expires_in)}</td>
+                                                <td>{r.latency_ms.unwrap_or_else(|| "—".into())}</td>
+                                            </tr>
+                                        })
+                                        .collect_view()}
+                                </tbody>
+                            </table>
+                        }
+                        .into_any(),
+                        Err(error) => view! { <p class="form-error">{error.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
         </section>
     }
 }

@@ -182,6 +182,8 @@ pub async fn save(
         }
     }
     let version = store.save_config(user.account_id, id, &new).await?;
+    // A new FQDN is a new domain phones may register in.
+    state.directory.reload(store).await?;
     store
         .audit(
             Some(user.account_id),

@@ -135,6 +135,8 @@ pub async fn deploy(
             .await?
             .ok_or(AppError::Internal)?
     };
+    // The new address is a domain phones can now register in.
+    state.directory.reload(store).await?;
     bring_up(state, &record).await?;
     let record = store
         .server(user.account_id, record.id)

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod certs;
 pub mod config;
+pub mod directory;
 pub mod fleet;
 pub mod monitor;
 pub mod schedule;

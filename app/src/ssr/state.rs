@@ -7,6 +7,7 @@ use leptos::prelude::LeptosOptions;
 use sip_engine::Engine;
 
 use super::auth::LoginLimiter;
+use super::directory::Directory;
 use super::monitor::SharedMonitor;
 use super::settings::Settings;
 use super::store::Store;
@@ -25,14 +26,21 @@ pub struct AppState {
     pub deploy_lock: Arc<tokio::sync::Mutex<()>>,
     /// Node health and the live-update channel.
     pub monitor: SharedMonitor,
+    /// SIP users as the nodes' registrar sees them.
+    pub directory: Arc<Directory>,
+    /// Registrations, shared by every node of this process.
+    pub locations: Arc<sip_engine::MemoryLocationStore>,
 }
 
 impl AppState {
+    /// `engine` must have been given `directory` and `locations` (see `server::prepare`).
     pub fn new(
         leptos_options: LeptosOptions,
         store: Store,
         engine: Engine,
         settings: Settings,
+        directory: Arc<Directory>,
+        locations: Arc<sip_engine::MemoryLocationStore>,
     ) -> Self {
         AppState {
             leptos_options,
@@ -42,6 +50,8 @@ impl AppState {
             login_limiter: Arc::default(),
             deploy_lock: Arc::default(),
             monitor: Arc::default(),
+            directory,
+            locations,
         }
     }
 }

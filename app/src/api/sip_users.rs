@@ -1,0 +1,185 @@
+//! SIP users (the phones that register to the account's servers) and the registrations the
+//! nodes hold for them.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipUserRow {
+    pub id: i64,
+    pub username: String,
+    /// `YYYY-MM-DD`.
+    pub created: String,
+}
+
+/// One binding as the Registrations view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationRow {
+    pub aor: String,
+    pub contact: String,
+    /// Where the REGISTER really came from (the NAT's public side).
+    pub received: String,
+    pub transport: String,
+    pub expires_in: u64,
+    pub user_agent: Option<String>,
+    /// Last keep-alive round trip, when one was measured.
+    pub latency_ms: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+fn check_username(username: &str) -> Result<String, AppError> {
+    let username = username.trim();
+    if username.is_empty()
+        || username.len() > 64
+        || !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+    {
+        return Err(AppError::field(
+            "username",
+            "A username has 1 to 64 letters, digits, dots, dashes, underscores or pluses.",
+        ));
+    }
+    Ok(username.to_string())
+}
+
+#[cfg(feature = "ssr")]
+fn check_password(password: &str) -> Result<&str, AppError> {
+    let n = password.chars().count();
+    if !(8..=128).contains(&n) || password.chars().any(char::is_control) {
+        return Err(AppError::field("password", "Use 8 to 128 characters."));
+    }
+    Ok(password)
+}
+
+#[server(prefix = "/api", endpoint = "list_sip_users")]
+pub async fn list_sip_users() -> Result<Vec<SipUserRow>, AppError> {
+    use crate::ssr::{auth::require_user, date, state::AppState};
+    let user = require_user().await?;
+    let users = expect_context::<AppState>()
+        .store
+        .sip_users(user.account_id)
+        .await?;
+    Ok(users
+        .into_iter()
+        .map(|(id, username, created)| SipUserRow {
+            id,
+            username,
+            created: date(created),
+        })
+        .collect())
+}
+
+#[server(prefix = "/api", endpoint = "create_sip_user")]
+pub async fn create_sip_user(username: String, password: String) -> Result<i64, AppError> {
+    use crate::ssr::{auth::require_user, state::AppState};
+    let user = require_user().await?;
+    let username = check_username(&username)?;
+    let password = check_password(&password)?;
+    let state = expect_context::<AppState>();
+    let id = state
+        .store
+        .create_sip_user(user.account_id, &username, password)
+        .await?
+        .ok_or_else(|| {
+            AppError::field(
+                "username",
+                "You have a SIP user with this username already.",
+            )
+        })?;
+    state.directory.reload(&state.store).await?;
+    state
+        .store
+        .audit(
+            Some(user.account_id),
+            Some(user.user_id),
+            "sip_user.create",
+            &username,
+            "",
+        )
+        .await?;
+    Ok(id)
+}
+
+#[server(prefix = "/api", endpoint = "reset_sip_password")]
+pub async fn reset_sip_password(id: i64, password: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::require_user, state::AppState};
+    let user = require_user().await?;
+    let password = check_password(&password)?;
+    let state = expect_context::<AppState>();
+    if !state
+        .store
+        .reset_sip_password(user.account_id, id, password)
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
+    state.directory.reload(&state.store).await?;
+    state
+        .store
+        .audit(
+            Some(user.account_id),
+            Some(user.user_id),
+            "sip_user.reset_password",
+            &format!("sip user {id}"),
+            "",
+        )
+        .await?;
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "delete_sip_user")]
+pub async fn delete_sip_user(id: i64) -> Result<(), AppError> {
+    use crate::ssr::{auth::require_user, state::AppState};
+    let user = require_user().await?;
+    let state = expect_context::<AppState>();
+    let username = state
+        .store
+        .delete_sip_user(user.account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    state.directory.reload(&state.store).await?;
+    state
+        .store
+        .audit(
+            Some(user.account_id),
+            Some(user.user_id),
+            "sip_user.delete",
+            &username,
+            "",
+        )
+        .await?;
+    Ok(())
+}
+
+/// The registrations one of the caller's servers holds.
+#[server(prefix = "/api", endpoint = "list_registrations")]
+pub async fn list_registrations(server_id: i64) -> Result<Vec<RegistrationRow>, AppError> {
+    use crate::ssr::{auth::require_user, state::AppState};
+    let user = require_user().await?;
+    let state = expect_context::<AppState>();
+    let server = state
+        .store
+        .server(user.account_id, server_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let now = std::time::SystemTime::now();
+    Ok(state
+        .locations
+        .in_domain(&server.ip, now)
+        .into_iter()
+        .map(|(aor, b)| RegistrationRow {
+            aor,
+            contact: b.contact.clone(),
+            received: b.received.to_string(),
+            transport: format!("{:?}", b.transport).to_uppercase(),
+            expires_in: b.expires_in(now),
+            user_agent: b.user_agent.clone(),
+            latency_ms: b
+                .latency
+                .map(|d| format!("{:.2} ms", d.as_secs_f64() * 1000.0)),
+        })
+        .collect())
+}

@@ -1,0 +1,85 @@
+use leptos::prelude::*;
+
+use crate::api::sip_users::{list_sip_users, CreateSipUser, DeleteSipUser, ResetSipPassword};
+use crate::components::forms::{load_error, FieldError, FormError};
+
+/// SIP users: the usernames and passwords phones register with, on any of the account's
+/// servers.
+#[component]
+pub fn SipUsersPage() -> impl IntoView {
+    let create = ServerAction::<CreateSipUser>::new();
+    let reset = ServerAction::<ResetSipPassword>::new();
+    let delete = ServerAction::<DeleteSipUser>::new();
+    let users = Resource::new(
+        move || {
+            (
+                create.version().get(),
+                reset.version().get(),
+                delete.version().get(),
+            )
+        },
+        |_| list_sip_users(),
+    );
+    let create_error = Signal::derive(move || create.value().get().and_then(Result::err));
+    let reset_error = Signal::derive(move || reset.value().get().and_then(Result::err));
+    let reset_done =
+        move || matches!(reset.value().get(), Some(Ok(()))).then_some("Password changed.");
+    view! {
+        <h1>"SIP Users"</h1>
+        <p class="hint">"Phones register to your servers with these usernames and passwords (digest authentication)."</p>
+        <section class="card">
+            <h2>"New SIP user"</h2>
+            <ActionForm action=create attr:class="inline">
+                <label>"Username" <input type="text" name="username" required/><FieldError error=create_error field="username"/></label>
+                <label>"Password" <input type="password" name="password" required autocomplete="new-password"/><FieldError error=create_error field="password"/></label>
+                <button type="submit">"Create SIP user"</button>
+            </ActionForm>
+            <FormError error=create_error/>
+        </section>
+        <FieldError error=reset_error field="password"/>
+        <p class="saved" role="status">{reset_done}</p>
+        <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match users.await {
+                    Err(error) => load_error(error),
+                    Ok(rows) if rows.is_empty() => view! { <p class="empty">"No SIP users yet."</p> }.into_any(),
+                    Ok(rows) => view! {
+                        <table class="sip-users">
+                            <thead><tr><th>"Username"</th><th>"Created"</th><th>"Reset password"</th><th></th></tr></thead>
+                            <tbody>
+                                {rows
+                                    .into_iter()
+                                    .map(|u| {
+                                        let id = u.id.to_string();
+                                        let delete_id = id.clone();
+                                        let key = u.username.clone();
+                                        view! {
+                                            <tr data-user=key>
+                                                <td>{u.username}</td>
+                                                <td>{u.created}</td>
+                                                <td>
+                                                    <ActionForm action=reset attr:class="inline compact">
+                                                        <input type="hidden" name="id" value=id/>
+                                                        <input type="password" name="password" aria-label="New password" required autocomplete="new-password"/>
+                                                        <button type="submit">"Reset"</button>
+                                                    </ActionForm>
+                                                </td>
+                                                <td>
+                                                    <ActionForm action=delete attr:class="inline compact">
+                                                        <input type="hidden" name="id" value=delete_id/>
+                                                        <button type="submit" class="danger">"Delete"</button>
+                                                    </ActionForm>
+                                                </td>
+                                            </tr>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </tbody>
+                        </table>
+                    }
+                    .into_any(),
+                }
+            })}
+        </Transition>
+    }
+}

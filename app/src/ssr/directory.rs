@@ -1,0 +1,59 @@
+//! The SIP users the nodes authenticate, as the engine's [`UserDirectory`].
+//!
+//! A REGISTER names a domain (the host of its To URI): the server's IP, or its FQDN. The
+//! directory maps that host to the server's account and looks the user up in that account
+//! only, so one provider's users never register on another's servers.
+//!
+//! The engine asks synchronously, on the packet path, so the directory answers from memory;
+//! the store stays the truth and [`Directory::reload`] copies it after every change.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use sip_engine::{Secret, UserDirectory};
+
+use super::store::Store;
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    inner: RwLock<Snapshot>,
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// Server IP or FQDN → account.
+    accounts: HashMap<String, i64>,
+    /// (account, username) → password.
+    users: HashMap<(i64, String), String>,
+}
+
+impl Directory {
+    /// Copies servers' hosts and SIP users from the store.
+    pub async fn reload(&self, store: &Store) -> Result<(), sqlx::Error> {
+        let hosts = store.server_hosts().await?;
+        let users = store.all_sip_users().await?;
+        let mut snapshot = Snapshot::default();
+        for (account, ip, fqdn) in hosts {
+            snapshot.accounts.insert(ip, account);
+            if let Some(fqdn) = fqdn {
+                snapshot.accounts.insert(fqdn, account);
+            }
+        }
+        for (account, username, password) in users {
+            snapshot.users.insert((account, username), password);
+        }
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        Ok(())
+    }
+}
+
+impl UserDirectory for Directory {
+    fn secret(&self, username: &str, domain: &str) -> Option<Secret> {
+        let snapshot = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let account = *snapshot.accounts.get(&domain.to_ascii_lowercase())?;
+        snapshot
+            .users
+            .get(&(account, username.to_string()))
+            .map(|p| Secret::Password(p.clone()))
+    }
+}
