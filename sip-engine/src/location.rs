@@ -32,6 +32,13 @@ pub struct Binding {
     /// Last answer to a keep-alive, and the round trip it measured.
     pub last_keepalive: Option<SystemTime>,
     pub latency: Option<Duration>,
+    /// OPTIONS keep-alives sent since the last answer (or the last REGISTER, which proves
+    /// the phone reachable just as well). Counted by the store so that matching a reply
+    /// needs no per-ping state in the node.
+    pub missed_keepalives: u32,
+    /// False once a contact left too many keep-alives unanswered: it went away without
+    /// un-registering. Any answer, or a new REGISTER, brings it back.
+    pub online: bool,
 }
 
 impl Binding {
@@ -103,6 +110,33 @@ pub trait LocationStore: Send + Sync + std::fmt::Debug {
 
     /// Drops lapsed bindings; returns how many.
     fn purge_expired(&self, now: SystemTime) -> Result<usize, StoreError>;
+
+    /// Every live binding of the AORs in `domain` (`sip:<user>@<domain>`), with its AOR:
+    /// what a node's keep-alives walk through. The default lists nothing, so a store that
+    /// cannot enumerate simply gets no keep-alives.
+    fn bindings_in_domain(
+        &self,
+        domain: &str,
+        now: SystemTime,
+    ) -> Result<Vec<(String, Binding)>, StoreError> {
+        let _ = (domain, now);
+        Ok(Vec::new())
+    }
+
+    /// Counts one more OPTIONS keep-alive sent to a binding, and marks the binding offline
+    /// when `max_missed` keep-alives were already left unanswered before this one. Returns
+    /// that count of unanswered keep-alives (before this one), or `None` when the binding
+    /// is gone. The default counts nothing and answers `Some(0)`: with a store that cannot
+    /// count, contacts are pinged but never judged offline.
+    fn record_keepalive_sent(
+        &self,
+        aor: &str,
+        contact: &str,
+        max_missed: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        let _ = (aor, contact, max_missed);
+        Ok(Some(0))
+    }
 }
 
 /// Contact URIs compare with scheme and host case-insensitive (RFC 3261 §19.1.4), the user
@@ -136,7 +170,7 @@ impl MemoryLocationStore {
     }
 
     /// Every live binding of the AORs in `domain` (`sip:<user>@<domain>`), for the
-    /// console's registrations view.
+    /// console's registrations view and the node's keep-alives.
     pub fn in_domain(&self, domain: &str, now: SystemTime) -> Vec<(String, Binding)> {
         let suffix = format!("@{domain}");
         let aors = self.lock();
@@ -193,7 +227,8 @@ impl LocationStore for MemoryLocationStore {
                                     contact: binding.contact.clone(),
                                 });
                             }
-                            // Keep-alive history belongs to the contact, not the REGISTER.
+                            // Keep-alive history belongs to the contact, not the REGISTER
+                            // (whose own arrival resets the missed count and `online`).
                             let (last_keepalive, latency) = (stored.last_keepalive, stored.latency);
                             *stored = binding.clone();
                             stored.last_keepalive = stored.last_keepalive.or(last_keepalive);
@@ -284,7 +319,39 @@ impl LocationStore for MemoryLocationStore {
         };
         binding.last_keepalive = Some(at);
         binding.latency = Some(latency);
+        binding.missed_keepalives = 0;
+        binding.online = true;
         Ok(true)
+    }
+
+    fn bindings_in_domain(
+        &self,
+        domain: &str,
+        now: SystemTime,
+    ) -> Result<Vec<(String, Binding)>, StoreError> {
+        Ok(self.in_domain(domain, now))
+    }
+
+    fn record_keepalive_sent(
+        &self,
+        aor: &str,
+        contact: &str,
+        max_missed: u32,
+    ) -> Result<Option<u32>, StoreError> {
+        let key = contact_key(contact);
+        let mut aors = self.lock();
+        let Some(binding) = aors
+            .get_mut(aor)
+            .and_then(|list| list.iter_mut().find(|b| contact_key(&b.contact) == key))
+        else {
+            return Ok(None);
+        };
+        let unanswered = binding.missed_keepalives;
+        if unanswered >= max_missed {
+            binding.online = false;
+        }
+        binding.missed_keepalives = unanswered.saturating_add(1);
+        Ok(Some(unanswered))
     }
 
     fn purge_expired(&self, now: SystemTime) -> Result<usize, StoreError> {
@@ -323,6 +390,8 @@ mod tests {
             user_agent: Some("phone".into()),
             last_keepalive: None,
             latency: None,
+            missed_keepalives: 0,
+            online: true,
         }
     }
 
@@ -437,5 +506,49 @@ mod tests {
         assert_eq!(list[0].latency, Some(Duration::from_millis(42)));
         assert!(store.remove(AOR, contact).unwrap());
         assert_eq!(store.remove_all(AOR).unwrap(), 0);
+    }
+
+    #[test]
+    fn unanswered_keep_alives_are_counted_until_offline_and_an_answer_resets_them() {
+        let store = MemoryLocationStore::new();
+        let contact = "sip:alice@10.0.0.1";
+        store
+            .apply(
+                AOR,
+                &[Change::Upsert(binding(contact, "c1", 1, 3600))],
+                now(),
+            )
+            .unwrap();
+        for expected in 0..3 {
+            assert_eq!(
+                store.record_keepalive_sent(AOR, contact, 3).unwrap(),
+                Some(expected)
+            );
+            assert!(store.lookup(AOR, now()).unwrap()[0].online);
+        }
+        assert_eq!(
+            store.record_keepalive_sent(AOR, contact, 3).unwrap(),
+            Some(3)
+        );
+        assert!(!store.lookup(AOR, now()).unwrap()[0].online);
+        store
+            .record_keepalive(AOR, contact, now(), Duration::from_millis(5))
+            .unwrap();
+        let list = store.lookup(AOR, now()).unwrap();
+        assert!(list[0].online);
+        assert_eq!(list[0].missed_keepalives, 0);
+        assert_eq!(
+            store
+                .record_keepalive_sent(AOR, "sip:nobody@10.0.0.9", 3)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .bindings_in_domain("sip.example", now())
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

@@ -14,6 +14,7 @@ use rsip::headers::UntypedHeader;
 use rsip::{Header, Request, StatusCode};
 
 use crate::digest::{Algorithm, Authenticator, Credentials, CredentialsError, Secret, Verdict};
+use crate::keepalive::KeepAliveMode;
 use crate::location::{contact_key, Binding, Change, LocationStore, StoreError};
 use crate::message::{header_params, split_header_list};
 use crate::transport::Transport;
@@ -25,6 +26,15 @@ pub trait UserDirectory: Send + Sync + std::fmt::Debug {
     /// The secret of `username` in `domain` (the realm we challenge with: the host of the
     /// AOR), or `None` for a user we do not know.
     fn secret(&self, username: &str, domain: &str) -> Option<Secret>;
+
+    /// How the node keeps `username`'s NAT mappings open and checks that the phone is
+    /// still there. A per-user choice because some phones mishandle OPTIONS and some NATs
+    /// forget a mapping within seconds. The default, OPTIONS, both keeps the mapping and
+    /// measures latency; a directory that knows no better need not implement this.
+    fn keepalive_mode(&self, username: &str, domain: &str) -> KeepAliveMode {
+        let _ = (username, domain);
+        KeepAliveMode::Options
+    }
 }
 
 /// A [`UserDirectory`] in memory, for the control plane to fill and tests to use. Users added
@@ -32,6 +42,8 @@ pub trait UserDirectory: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Default)]
 pub struct MemoryDirectory {
     users: RwLock<HashMap<(String, Option<String>), Secret>>,
+    /// Users without an entry get the trait's default mode.
+    modes: RwLock<HashMap<(String, Option<String>), KeepAliveMode>>,
 }
 
 impl MemoryDirectory {
@@ -51,6 +63,15 @@ impl MemoryDirectory {
         self.write().remove(&key).is_some()
     }
 
+    /// Sets the keep-alive mode of a user, with the same domain rule as [`Self::insert`].
+    pub fn set_keepalive_mode(&self, username: &str, domain: Option<&str>, mode: KeepAliveMode) {
+        let key = (username.to_string(), domain.map(str::to_ascii_lowercase));
+        self.modes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, mode);
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, Option<String>), Secret>> {
         // Single inserts and removes leave the map consistent: a poisoned lock is usable.
         self.users.write().unwrap_or_else(|p| p.into_inner())
@@ -64,6 +85,15 @@ impl UserDirectory for MemoryDirectory {
             .get(&(username.to_string(), Some(domain.to_ascii_lowercase())))
             .or_else(|| users.get(&(username.to_string(), None)))
             .cloned()
+    }
+
+    fn keepalive_mode(&self, username: &str, domain: &str) -> KeepAliveMode {
+        let modes = self.modes.read().unwrap_or_else(|p| p.into_inner());
+        modes
+            .get(&(username.to_string(), Some(domain.to_ascii_lowercase())))
+            .or_else(|| modes.get(&(username.to_string(), None)))
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -164,6 +194,11 @@ impl Registrar {
 
     pub fn store(&self) -> &Arc<dyn LocationStore> {
         &self.store
+    }
+
+    /// The users it accepts; keep-alives read each user's mode from it.
+    pub fn directory(&self) -> &Arc<dyn UserDirectory> {
+        &self.directory
     }
 
     /// Handles one REGISTER that arrived from `source` over `transport`.
@@ -268,6 +303,8 @@ impl Registrar {
                         user_agent: user_agent.clone(),
                         last_keepalive: None,
                         latency: None,
+                        missed_keepalives: 0,
+                        online: true,
                     })
                 });
             }

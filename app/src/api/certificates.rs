@@ -56,18 +56,9 @@ pub async fn upload_certificate(chain: String, key: String) -> Result<i64, AppEr
     }
     let facts = certs::inspect(&chain, &key, now())?;
     let state = expect_context::<AppState>();
-    let sans = facts.sans.join(", ");
     let id = state
         .store
-        .insert_certificate(
-            user.account_id,
-            &chain,
-            &key,
-            &facts.subject,
-            &sans,
-            &facts.issuer,
-            facts.not_after,
-        )
+        .insert_certificate(user.account_id, &chain, &key, &facts)
         .await?;
     state
         .store

@@ -1,5 +1,8 @@
 //! A server's configuration: Server Config and Capacity Failover on the detail page.
 
+// The save function takes the form's fields one by one, as the form posts them.
+#![allow(clippy::too_many_arguments)]
+
 use leptos::prelude::*;
 
 use crate::error::AppError;
@@ -15,7 +18,6 @@ pub async fn get_server_config(id: i64) -> Result<ServerConfigView, AppError> {
 /// Saves and applies a configuration. Checkboxes are present when ticked; a blank UAC
 /// Auth password keeps the stored one.
 #[server(prefix = "/api", endpoint = "save_server_config")]
-#[allow(clippy::too_many_arguments)]
 pub async fn save_server_config(
     id: i64,
     #[server(default)] cluster: Option<String>,

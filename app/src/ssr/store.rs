@@ -871,15 +871,13 @@ impl Store {
         .await
     }
 
+    /// Stores a checked certificate with its key.
     pub async fn insert_certificate(
         &self,
         account_id: AccountId,
         chain_pem: &str,
         key_pem: &str,
-        subject: &str,
-        sans: &str,
-        issuer: &str,
-        not_after: i64,
+        facts: &super::certs::CertificateFacts,
     ) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
             "INSERT INTO certificates (account_id, chain_pem, key_pem, subject, sans, issuer, not_after, created_at) \
@@ -888,10 +886,10 @@ impl Store {
         .bind(account_id)
         .bind(chain_pem)
         .bind(key_pem)
-        .bind(subject)
-        .bind(sans)
-        .bind(issuer)
-        .bind(not_after)
+        .bind(&facts.subject)
+        .bind(facts.sans.join(", "))
+        .bind(&facts.issuer)
+        .bind(facts.not_after)
         .bind(now())
         .fetch_one(&self.pool)
         .await
