@@ -38,9 +38,8 @@ pub async fn save_company_details(
         .await?;
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
+        .audit_by(
+            &user,
             "account.company_details",
             company.as_str(),
             &format!("{}, {}", address.as_str(), country.as_str()),
@@ -57,13 +56,7 @@ pub async fn accept_terms() -> Result<(), AppError> {
     state.store.accept_terms(user.account_id).await?;
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
-            "account.accept_terms",
-            &user.email,
-            "",
-        )
+        .audit_by(&user, "account.accept_terms", &user.email, "")
         .await?;
     Ok(())
 }

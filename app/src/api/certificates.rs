@@ -62,9 +62,8 @@ pub async fn upload_certificate(chain: String, key: String) -> Result<i64, AppEr
         .await?;
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
+        .audit_by(
+            &user,
             "certificate.upload",
             &format!("certificate {id}"),
             &facts.subject,
@@ -83,9 +82,8 @@ pub async fn delete_certificate(id: i64) -> Result<(), AppError> {
     }
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
+        .audit_by(
+            &user,
             "certificate.delete",
             &format!("certificate {id}"),
             "",
@@ -130,9 +128,8 @@ pub async fn attach_certificate(
     }
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
+        .audit_by(
+            &user,
             "certificate.attach",
             &format!("server {server_id}"),
             &format!("certificate {certificate_id} as {usage}"),
@@ -155,9 +152,8 @@ pub async fn detach_certificate(server_id: i64, certificate_id: i64) -> Result<(
     }
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
+        .audit_by(
+            &user,
             "certificate.detach",
             &format!("server {server_id}"),
             &format!("certificate {certificate_id}"),

@@ -56,9 +56,8 @@ pub async fn create_cluster(name: String) -> Result<i64, AppError> {
         .map_err(cluster_error)?;
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
+        .audit_by(
+            &user,
             "cluster.create",
             &format!("cluster {id}"),
             name.as_str(),
@@ -81,9 +80,8 @@ pub async fn rename_cluster(id: i64, name: String) -> Result<(), AppError> {
         .map_err(cluster_error)?;
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
+        .audit_by(
+            &user,
             "cluster.rename",
             &format!("cluster {id}"),
             name.as_str(),
@@ -105,13 +103,7 @@ pub async fn delete_cluster(id: i64) -> Result<(), AppError> {
         .map_err(cluster_error)?;
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
-            "cluster.delete",
-            &format!("cluster {id}"),
-            "",
-        )
+        .audit_by(&user, "cluster.delete", &format!("cluster {id}"), "")
         .await?;
     Ok(())
 }

@@ -92,13 +92,7 @@ pub async fn create_sip_user(username: String, password: String) -> Result<i64, 
     state.directory.reload(&state.store).await?;
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
-            "sip_user.create",
-            &username,
-            "",
-        )
+        .audit_by(&user, "sip_user.create", &username, "")
         .await?;
     Ok(id)
 }
@@ -119,9 +113,8 @@ pub async fn reset_sip_password(id: i64, password: String) -> Result<(), AppErro
     state.directory.reload(&state.store).await?;
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
+        .audit_by(
+            &user,
             "sip_user.reset_password",
             &format!("sip user {id}"),
             "",
@@ -143,13 +136,7 @@ pub async fn delete_sip_user(id: i64) -> Result<(), AppError> {
     state.directory.reload(&state.store).await?;
     state
         .store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
-            "sip_user.delete",
-            &username,
-            "",
-        )
+        .audit_by(&user, "sip_user.delete", &username, "")
         .await?;
     Ok(())
 }

@@ -185,9 +185,8 @@ pub async fn save(
     // A new FQDN is a new domain phones may register in.
     state.directory.reload(store).await?;
     store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
+        .audit_by(
+            &user,
             "server.config",
             &format!("server {id}"),
             &format!("configuration version {version}"),

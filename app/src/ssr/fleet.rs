@@ -117,9 +117,8 @@ pub async fn deploy(
             })
             .await?;
         store
-            .audit(
-                Some(user.account_id),
-                Some(user.user_id),
+            .audit_by(
+                &user,
                 "server.deploy",
                 &format!("server {id}"),
                 &format!(
@@ -244,9 +243,8 @@ pub async fn run_action(
         ));
     }
     store
-        .audit(
-            Some(user.account_id),
-            Some(user.user_id),
+        .audit_by(
+            &user,
             &format!("server.{}", action.as_str()),
             &format!("server {id}"),
             &server.ip,
@@ -406,9 +404,8 @@ pub async fn resize(
         }
         store.set_channels(id, i64::from(channels.get())).await?;
         store
-            .audit(
-                Some(user.account_id),
-                Some(user.user_id),
+            .audit_by(
+                &user,
                 "server.resize.reboot",
                 &format!("server {id}"),
                 &format!("{channels} channels"),
@@ -423,9 +420,8 @@ pub async fn resize(
             .schedule_resize(user.account_id, id, channels.get(), active_at)
             .await?;
         store
-            .audit(
-                Some(user.account_id),
-                Some(user.user_id),
+            .audit_by(
+                &user,
                 "server.resize",
                 &format!("server {id}"),
                 &format!(

@@ -1071,6 +1071,24 @@ impl Store {
         .await
     }
 
+    /// Records a change made by a signed-in user, in that user's account.
+    pub async fn audit_by(
+        &self,
+        user: &SessionUser,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        self.audit(
+            Some(user.account_id),
+            Some(user.user_id),
+            action,
+            subject,
+            detail,
+        )
+        .await
+    }
+
     pub async fn audit(
         &self,
         account_id: Option<AccountId>,
