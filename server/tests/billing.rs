@@ -11,26 +11,6 @@ use app::model::{ServerRow, ServerStatus};
 use app::ssr::schedule::run_once;
 use sip_engine::{options_ping, ProbeTransport};
 
-/// Sends one INVITE from loopback and returns the status line of the answer.
-async fn invite(target: SocketAddr, branch: &str) -> String {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let local = socket.local_addr().unwrap();
-    let request = format!(
-        "INVITE sip:bob@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\nFrom: <sip:alice@{local}>;tag=a\r\nTo: <sip:bob@{target}>\r\nCall-ID: {branch}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
-    socket.send_to(request.as_bytes(), target).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let (len, _) = tokio::time::timeout(Duration::from_secs(3), socket.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    String::from_utf8_lossy(&buf[..len])
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpaid_server_expires_refuses_calls_with_503_and_a_top_up_renews_it() {
     let app = common::spawn_app("127.0.78.1-127.0.78.10").await;
@@ -74,7 +54,9 @@ async fn an_unpaid_server_expires_refuses_calls_with_503_and_a_top_up_renews_it(
         .unwrap();
     assert_eq!(expired.status, ServerStatus::Expired);
     assert!(
-        invite(target, "exp1").await.starts_with("SIP/2.0 503"),
+        common::invite(target, "exp1")
+            .await
+            .starts_with("SIP/2.0 503"),
         "expired nodes refuse calls"
     );
     options_ping(target, ProbeTransport::Udp, Duration::from_secs(3))
@@ -105,7 +87,9 @@ async fn an_unpaid_server_expires_refuses_calls_with_503_and_a_top_up_renews_it(
         .unwrap();
     assert_eq!(back.status, ServerStatus::Running);
     assert!(
-        !invite(target, "exp2").await.starts_with("SIP/2.0 503"),
+        !common::invite(target, "exp2")
+            .await
+            .starts_with("SIP/2.0 503"),
         "calls are no longer refused"
     );
     let actions: Vec<String> =

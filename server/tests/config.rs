@@ -281,19 +281,8 @@ async fn failover_targets_only_the_same_cluster_and_restrict_direct_admits_its_d
     );
 
     // A request straight from elsewhere is refused; the control plane's ping still works.
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let local = socket.local_addr().unwrap();
     let target: SocketAddr = format!("{}:5060", switch.ip).parse().unwrap();
-    let invite = format!(
-        "INVITE sip:bob@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKdirect1;rport\r\nFrom: <sip:alice@{local}>;tag=a\r\nTo: <sip:bob@{target}>\r\nCall-ID: direct-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
-    socket.send_to(invite.as_bytes(), target).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let (len, _) = tokio::time::timeout(PING, socket.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..len]);
+    let answer = common::invite(target, "direct1").await;
     assert!(
         answer.starts_with("SIP/2.0 403 Direct Requests Not Allowed"),
         "{answer}"

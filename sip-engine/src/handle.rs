@@ -5,10 +5,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::digest::Authenticator;
+use crate::keepalive::{self, KeepAlive, KeepAliveSettings};
 use crate::location::LocationStore;
 use crate::node::{Node, NodeConfig, NodeRole, StatsSnapshot};
 use crate::registrar::{Registrar, UserDirectory};
@@ -17,6 +19,10 @@ use crate::transport::{tcp, udp};
 /// How long a nonce of [`Engine::with_directory`] stays valid: long enough for a slow phone
 /// to answer its challenge, short enough that a captured one soon becomes useless.
 const NONCE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Keep-alives waiting for the node's UDP loop; when full, the keep-alive task waits
+/// (keep-alives are never worth dropping requests for).
+const KEEPALIVE_QUEUE: usize = 256;
 
 /// Everything needed to start one server's node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +63,9 @@ pub struct Engine {
     build: Arc<str>,
     /// Given to every node started afterwards; `None` leaves REGISTER unserved (405).
     registrar: Option<Registrar>,
+    /// How nodes started afterwards keep their registered contacts' NAT mappings open
+    /// (only nodes with a registrar have contacts).
+    keepalive: KeepAliveSettings,
 }
 
 impl Engine {
@@ -66,6 +75,7 @@ impl Engine {
             nodes: Arc::default(),
             build: build.into(),
             registrar: None,
+            keepalive: KeepAliveSettings::default(),
         }
     }
 
@@ -86,6 +96,13 @@ impl Engine {
     /// nonce secret and Expires bounds).
     pub fn with_registrar(mut self, registrar: Registrar) -> Self {
         self.registrar = Some(registrar);
+        self
+    }
+
+    /// Nodes started from now on send keep-alives with these settings (interval, missed
+    /// answers before a contact is offline) instead of the defaults (30 s, 3).
+    pub fn with_keepalive(mut self, settings: KeepAliveSettings) -> Self {
+        self.keepalive = settings;
         self
     }
 
@@ -126,18 +143,39 @@ impl Engine {
                 addr: tcp_addr,
                 source,
             })?;
+        // Keep-alives leave from the node's own socket; the address is what they put in Via.
+        let local = socket.local_addr().unwrap_or(udp_addr);
         let mut node = Node::new(spec.role, &self.build);
         if let Some(registrar) = &self.registrar {
-            node = node.with_registrar(registrar.clone());
+            node = node
+                .with_registrar(registrar.clone())
+                .with_keepalive(KeepAlive::new(
+                    registrar.directory().clone(),
+                    registrar.store().clone(),
+                    KeepAlive::domain_of(spec.ip),
+                    self.keepalive,
+                ));
         }
         if let Some(config) = config {
             node.configure(config);
         }
         let node = Arc::new(node);
         let shutdown = CancellationToken::new();
+        let (keepalives, outgoing) = mpsc::channel(KEEPALIVE_QUEUE);
         let tasks = vec![
-            tokio::spawn(udp::serve(socket, node.clone(), shutdown.clone())),
+            tokio::spawn(udp::serve(
+                socket,
+                node.clone(),
+                Some(outgoing),
+                shutdown.clone(),
+            )),
             tokio::spawn(tcp::serve(listener, node.clone(), shutdown.clone())),
+            tokio::spawn(keepalive::run(
+                node.clone(),
+                local,
+                keepalives,
+                shutdown.clone(),
+            )),
         ];
         tracing::info!(id = spec.id, %udp_addr, %tcp_addr, role = ?spec.role, "node started");
         let running = Running {

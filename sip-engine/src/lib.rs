@@ -5,7 +5,8 @@
 //! [`UserDirectory`] and [`LocationStore`] traits, and measures it with [`probe`].
 //!
 //! # Layout
-//! Layers follow the data: transport → transaction → registrar → location.
+//! Layers follow the data: transport → transaction → registrar → location, with keep-alives
+//! beside the registrar.
 //! - [`message`]: bytes ↔ SIP messages — parsing with `rsip` behind a panic guard, salvaging
 //!   enough of a broken request to answer it with 400, and building responses (RFC 3261
 //!   §8.2.6, with the `received`/`rport` rules of RFC 3581).
@@ -18,12 +19,16 @@
 //!   nonce-count replay protection.
 //! - [`registrar`]: REGISTER (RFC 3261 §10.3) against a [`UserDirectory`].
 //! - [`location`]: [`LocationStore`], the only owner of bindings, and an in-memory one.
+//! - [`keepalive`]: NAT keep-alives (CRLF or OPTIONS) to registered UDP contacts, spread
+//!   over the interval; replies matched by Call-ID alone give latency and find phones that
+//!   went away.
 //! - [`node`]: one server's SIP behaviour: what it answers to each request.
 //! - [`handle`]: [`Engine`], which starts and stops nodes and reports what each one runs.
 //! - [`probe`]: the control plane's side: an OPTIONS ping that measures the round trip.
 
 pub mod digest;
 pub mod handle;
+pub mod keepalive;
 pub mod location;
 pub mod message;
 pub mod node;
@@ -34,6 +39,7 @@ pub mod transport;
 
 pub use digest::Secret;
 pub use handle::{Engine, NodeSpec, StartError};
+pub use keepalive::{KeepAliveMode, KeepAliveSettings};
 pub use location::{Binding, LocationStore, MemoryLocationStore};
 pub use node::{NodeConfig, NodeRole, NodeStats};
 pub use probe::{options_ping, PingError, ProbeTransport};

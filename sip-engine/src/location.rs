@@ -99,7 +99,8 @@ pub trait LocationStore: Send + Sync + std::fmt::Debug {
     /// Removes every binding of `aor` (the user was deleted). Returns how many there were.
     fn remove_all(&self, aor: &str) -> Result<usize, StoreError>;
 
-    /// Records a keep-alive answer for a binding. False if the binding does not exist.
+    /// Records a keep-alive answer for a binding: when, the round trip, and that it is
+    /// online again with nothing unanswered. False if the binding does not exist.
     fn record_keepalive(
         &self,
         aor: &str,

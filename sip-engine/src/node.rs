@@ -3,19 +3,22 @@
 //! Every request passes the server transaction layer first, so a retransmission is answered
 //! from memory and never handled twice. A node serves OPTIONS (the health ping every SIP peer
 //! and the control plane send), REGISTER when it was given a [`Registrar`], and answers every
-//! other request with the status RFC 3261 prescribes for a method it does not serve. Proxy
+//! other request with the status RFC 3261 prescribes for a method it does not serve. Replies
+//! to its NAT keep-alives come back here like any response and are handed to
+//! [`KeepAlive`], which needs no per-ping state to match them. Proxy
 //! and dispatcher behaviour arrive in later builds behind the same entry point,
 //! [`Node::handle`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, SipMessage, StatusCode};
 use tokio::time::Instant;
 
+use crate::keepalive::KeepAlive;
 use crate::message::{
     header_param, is_known_method, is_token, parse, request_method_token, response_to,
     salvage_request_headers, udp_response_target,
@@ -119,6 +122,9 @@ pub struct Node {
     /// Read on every request, written only when the control plane pushes a change: a std
     /// `RwLock`, never held across an `.await`.
     config: RwLock<NodeConfig>,
+    /// NAT keep-alives to the contacts registered at this node; it also recognises their
+    /// replies, which match no client transaction.
+    keepalive: Option<Arc<KeepAlive>>,
 }
 
 impl Node {
@@ -131,6 +137,7 @@ impl Node {
             transactions: TransactionLayer::default(),
             registrar: None,
             config: RwLock::default(),
+            keepalive: None,
         }
     }
 
@@ -175,6 +182,26 @@ impl Node {
     pub fn with_registrar(mut self, registrar: Registrar) -> Self {
         self.registrar = Some(registrar);
         self
+    }
+
+    /// The same node, keeping its registered contacts' NAT mappings open with `keepalive`
+    /// (driven by [`crate::keepalive::run`]).
+    pub fn with_keepalive(mut self, keepalive: KeepAlive) -> Self {
+        self.keepalive = Some(Arc::new(keepalive));
+        self
+    }
+
+    pub fn keepalive(&self) -> Option<&Arc<KeepAlive>> {
+        self.keepalive.as_ref()
+    }
+
+    /// Whether the control plane turned keep-alives off for this server (*Disable UAC
+    /// Ping*). Read before every keep-alive, so without cloning the configuration.
+    pub fn uac_ping_disabled(&self) -> bool {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .disable_uac_ping
     }
 
     pub fn registrar(&self) -> Option<&Registrar> {
@@ -270,14 +297,11 @@ impl Node {
                 }
                 Some(reply)
             }
-            // A response belongs to one of our client transactions or is stray and dropped
-            // (RFC 3261 §18.1.2).
+            // A response belongs to one of our client transactions, answers a keep-alive
+            // (sent without a transaction), or is stray and dropped (RFC 3261 §18.1.2).
             Ok(SipMessage::Response(response)) => {
-                match self
-                    .transactions
-                    .client
-                    .receive_response(&response, Instant::now())
-                {
+                let now = Instant::now();
+                match self.transactions.client.receive_response(&response, now) {
                     ResponseDisposition::Matched { send } => send.map(|out| Reply {
                         bytes: out.bytes,
                         target: match transport {
@@ -286,7 +310,13 @@ impl Node {
                         },
                     }),
                     ResponseDisposition::Stray => {
-                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        let keepalive_reply = self
+                            .keepalive
+                            .as_ref()
+                            .is_some_and(|keepalive| keepalive.on_response(&response, now));
+                        if !keepalive_reply {
+                            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
                         None
                     }
                 }

@@ -146,3 +146,26 @@ impl Client {
         }
     }
 }
+
+/// Sends one INVITE from loopback and returns the status line of the answer.
+pub async fn invite(target: std::net::SocketAddr, branch: &str) -> String {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let request = format!(
+        "INVITE sip:bob@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\nFrom: <sip:alice@{local}>;tag=a\r\nTo: <sip:bob@{target}>\r\nCall-ID: {branch}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket.send_to(request.as_bytes(), target).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (len, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        socket.recv_from(&mut buf),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    String::from_utf8_lossy(&buf[..len])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}

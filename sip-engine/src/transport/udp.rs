@@ -3,19 +3,40 @@
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::MAX_DATAGRAM;
 use crate::node::{Node, Transport};
+use crate::transaction::Outbound;
 
 /// Serves datagrams until `shutdown` is cancelled. A datagram is handled to the end before
 /// the next is read; the node's work per request is small and bounded, so one task per
 /// socket keeps ordering simple and costs nothing at the loads the first nodes see.
-pub async fn serve(socket: UdpSocket, node: Arc<Node>, shutdown: CancellationToken) {
+///
+/// `outgoing` brings datagrams other tasks want sent from this socket (NAT keep-alives: a
+/// NAT mapping holds only for the address and port the phone registered to); the loop
+/// stops reading it once every sender is gone.
+pub async fn serve(
+    socket: UdpSocket,
+    node: Arc<Node>,
+    mut outgoing: Option<mpsc::Receiver<Outbound>>,
+    shutdown: CancellationToken,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let transactions = node.transactions();
+    let mut outgoing_closed = false;
     loop {
+        if outgoing_closed {
+            outgoing = None;
+        }
+        let next_outgoing = async {
+            match outgoing.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let deadline = transactions.next_deadline();
         let timer = async {
             match deadline {
@@ -36,6 +57,17 @@ pub async fn serve(socket: UdpSocket, node: Arc<Node>, shutdown: CancellationTok
             }
             // A new timer may be due before the one slept on.
             _ = transactions.changed() => continue,
+            out = next_outgoing => {
+                match out {
+                    Some(out) => {
+                        if let Err(error) = socket.send_to(&out.bytes, out.target).await {
+                            tracing::debug!(%error, target = %out.target, "udp keep-alive failed");
+                        }
+                    }
+                    None => outgoing_closed = true,
+                }
+                continue;
+            }
             received = socket.recv_from(&mut buf) => match received {
                 Ok(received) => received,
                 // ICMP port-unreachable from an earlier send surfaces here on Linux; it says

@@ -1,0 +1,745 @@
+//! NAT keep-alives: what keeps a registered phone reachable behind NAT, and tells when it
+//! went away without un-registering.
+//!
+//! A NAT forgets a UDP mapping after a quiet minute or so; then no call reaches the phone
+//! until it registers again. So every running node sends, from its own UDP socket (the
+//! mapping is for that 5-tuple), a keep-alive to each registered UDP contact of its domain
+//! once per interval: a bare CRLF or a SIP OPTIONS, as the user's [`KeepAliveMode`] says.
+//! Each contact gets its own random place in the interval, so N contacts cost N/interval
+//! sends a second instead of a burst of N.
+//!
+//! OPTIONS replies are matched without per-ping state, as Kamailio's nathelper does: the
+//! Call-ID carries this node's random tag, the send time, the user and the contact, so the
+//! reply alone says whose binding it is and what the round trip was. The only state is in
+//! the [`LocationStore`]: how many keep-alives a binding left unanswered since its last
+//! answer. After [`KeepAliveSettings::max_missed`] of them the binding is marked offline,
+//! or removed in [`KeepAliveMode::OptionsWithTimeout`].
+//!
+//! [`KeepAlive`] is sans-I/O (it plans a round, builds pings, reads replies); [`run`] drives
+//! it on a timer and hands each ping to the node's UDP loop, which sends it.
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rsip::headers::UntypedHeader;
+use rsip::{Header, Response};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::location::{Binding, LocationStore};
+use crate::node::Node;
+use crate::registrar::UserDirectory;
+use crate::transaction::Outbound;
+use crate::transport::Transport;
+
+/// How a SIP user's contacts are kept alive; chosen per user in the [`UserDirectory`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KeepAliveMode {
+    /// Nothing is sent: the phone keeps its own mapping (or is not behind NAT).
+    Disabled,
+    /// A CRLF CRLF datagram (RFC 5626 §3.5.1): the cheapest packet that keeps the mapping;
+    /// no answer, so no latency and no offline detection.
+    Crlf,
+    /// An OPTIONS: keeps the mapping, measures latency, marks a silent phone offline.
+    #[default]
+    Options,
+    /// As [`Options`](Self::Options), and a phone that stops answering is de-registered.
+    OptionsWithTimeout,
+}
+
+/// How often keep-alives go out and how many unanswered OPTIONS make a contact offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAliveSettings {
+    /// Each contact gets one keep-alive per interval. 30 s by default: below the UDP
+    /// timeout of common NATs (often 60 s), so one lost keep-alive does not lose a mapping.
+    pub interval: Duration,
+    /// Unanswered OPTIONS (each given a whole interval) before a contact is judged gone.
+    /// 3 by default: one or two lost datagrams are ordinary on the Internet.
+    pub max_missed: u32,
+}
+
+impl Default for KeepAliveSettings {
+    fn default() -> Self {
+        KeepAliveSettings {
+            interval: Duration::from_secs(30),
+            max_missed: 3,
+        }
+    }
+}
+
+/// Shortest interval honoured: anything shorter is a misconfiguration that would flood.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+impl KeepAliveSettings {
+    fn interval(&self) -> Duration {
+        self.interval.max(MIN_INTERVAL)
+    }
+
+    /// At least one: zero would judge every contact offline before it could answer.
+    fn max_missed(&self) -> u32 {
+        self.max_missed.max(1)
+    }
+}
+
+/// The datagram of a CRLF keep-alive.
+pub const CRLF_PING: &[u8] = b"\r\n\r\n";
+
+/// Starts every keep-alive Call-ID; what follows is `<node tag>-<sent µs>-<user>-<contact>`,
+/// the last two hex-encoded (a contact URI holds characters a Call-ID may not).
+const CALL_ID_PREFIX: &str = "ka-";
+
+/// One keep-alive of a round: when it is due and to which binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The round's start plus the contact's own offset into the interval.
+    pub at: Instant,
+    pub aor: String,
+    /// As listed at the round's start; its unanswered count is read afresh when it fires,
+    /// since an answer may arrive in between.
+    pub binding: Binding,
+}
+
+/// One node's keep-alive logic: its domain, where users and bindings come from, and what it
+/// needs to recognise its own pings' replies.
+#[derive(Debug)]
+pub struct KeepAlive {
+    directory: Arc<dyn UserDirectory>,
+    store: Arc<dyn LocationStore>,
+    /// The host of the AORs this node serves (`sip:<user>@<domain>`): the node's IP.
+    domain: String,
+    settings: KeepAliveSettings,
+    /// Random per node: a reply whose Call-ID lacks it is not to one of our pings, and a
+    /// sender who never saw a ping cannot forge one.
+    tag: String,
+    /// Send times travel as microseconds since this instant: monotonic, and tokio's, so a
+    /// paused test clock drives latency too.
+    origin: Instant,
+    /// Keyed hash that gives each contact its place in the interval; random per node so
+    /// that no choice of contacts can line them all up.
+    spread: RandomState,
+}
+
+impl KeepAlive {
+    /// Keep-alives for the AORs `sip:<user>@<domain>` bound in `store`, each user's mode
+    /// read from `directory`.
+    pub fn new(
+        directory: Arc<dyn UserDirectory>,
+        store: Arc<dyn LocationStore>,
+        domain: String,
+        settings: KeepAliveSettings,
+    ) -> Self {
+        KeepAlive {
+            directory,
+            store,
+            domain,
+            settings,
+            tag: format!("{:08x}", rand::random::<u32>()),
+            origin: Instant::now(),
+            spread: RandomState::new(),
+        }
+    }
+
+    /// The domain of a node reached by IP, as the registrar reads it from a To URI.
+    pub fn domain_of(ip: IpAddr) -> String {
+        match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        }
+    }
+
+    pub fn settings(&self) -> KeepAliveSettings {
+        self.settings
+    }
+
+    /// The keep-alives of the round starting at `round_start`, in the order they are due:
+    /// each live UDP binding of the domain once, at its own offset into the interval.
+    pub fn plan(&self, round_start: Instant) -> Vec<Due> {
+        let bindings = match self
+            .store
+            .bindings_in_domain(&self.domain, SystemTime::now())
+        {
+            Ok(bindings) => bindings,
+            Err(error) => {
+                // Skip this round; the next one asks again.
+                tracing::warn!(%error, domain = %self.domain, "keep-alives: cannot list bindings");
+                return Vec::new();
+            }
+        };
+        let interval = self.settings.interval().as_nanos().max(1);
+        let mut plan: Vec<Due> = bindings
+            .into_iter()
+            .filter(|(_, binding)| binding.transport == Transport::Udp)
+            .map(|(aor, binding)| {
+                let hash = self.spread.hash_one((&aor, &binding.contact));
+                // Below `interval`, which is a Duration's nanoseconds: fits a u64.
+                let offset = u64::try_from(u128::from(hash) % interval).unwrap_or(0);
+                Due {
+                    at: round_start + Duration::from_nanos(offset),
+                    aor,
+                    binding,
+                }
+            })
+            .collect();
+        plan.sort_by_key(|due| due.at);
+        plan
+    }
+
+    /// The keep-alive to send for `due` now from `local`, if any: none when the user's mode
+    /// is Disabled, the binding is gone, or it was just removed for not answering.
+    pub fn fire(&self, due: &Due, local: SocketAddr, now: Instant) -> Option<Outbound> {
+        let user = user_of(&due.aor)?;
+        let target = due.binding.received;
+        let mode = self.directory.keepalive_mode(user, &self.domain);
+        let timeout = match mode {
+            KeepAliveMode::Disabled => return None,
+            KeepAliveMode::Crlf => {
+                return Some(Outbound {
+                    bytes: CRLF_PING.to_vec(),
+                    target,
+                })
+            }
+            KeepAliveMode::Options => false,
+            KeepAliveMode::OptionsWithTimeout => true,
+        };
+        let contact = &due.binding.contact;
+        let max_missed = self.settings.max_missed();
+        let unanswered = match self
+            .store
+            .record_keepalive_sent(&due.aor, contact, max_missed)
+        {
+            Ok(Some(unanswered)) => unanswered,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(%error, aor = %due.aor, "keep-alives: store unavailable");
+                return None;
+            }
+        };
+        if unanswered >= max_missed {
+            if timeout {
+                match self.store.remove(&due.aor, contact) {
+                    Ok(_) => {
+                        tracing::info!(aor = %due.aor, %contact, "de-registered: keep-alives unanswered")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, aor = %due.aor, "keep-alives: cannot remove binding")
+                    }
+                }
+                return None;
+            }
+            if unanswered == max_missed {
+                tracing::info!(aor = %due.aor, %contact, "contact offline: keep-alives unanswered");
+            }
+        }
+        Some(Outbound {
+            bytes: self.options(&due.aor, user, contact, local, now),
+            target,
+        })
+    }
+
+    /// Reads a response that matched no client transaction. True when it answers one of
+    /// this node's keep-alives (then it is consumed here); its binding's latency and last
+    /// answer are recorded when it is a final response.
+    pub fn on_response(&self, response: &Response, now: Instant) -> bool {
+        let Some(call_id) = response.headers.iter().find_map(|h| match h {
+            Header::CallId(id) => Some(id.value().to_string()),
+            _ => None,
+        }) else {
+            return false;
+        };
+        let Some(rest) = call_id
+            .trim()
+            .strip_prefix(CALL_ID_PREFIX)
+            .and_then(|rest| rest.strip_prefix(self.tag.as_str()))
+            .and_then(|rest| rest.strip_prefix('-'))
+        else {
+            return false;
+        };
+        if response.status_code.code() < 200 {
+            return true;
+        }
+        let mut parts = rest.split('-');
+        let (Some(sent), Some(user), Some(contact), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return true;
+        };
+        let sent = u64::from_str_radix(sent, 16)
+            .ok()
+            .and_then(|micros| self.origin.checked_add(Duration::from_micros(micros)));
+        let (Some(sent), Some(user), Some(contact)) = (sent, hex_decode(user), hex_decode(contact))
+        else {
+            return true;
+        };
+        // Any final answer shows the phone is there; a send time in the future is forged.
+        let Some(latency) = now.checked_duration_since(sent) else {
+            return true;
+        };
+        let aor = format!("sip:{user}@{}", self.domain);
+        if let Err(error) = self
+            .store
+            .record_keepalive(&aor, &contact, SystemTime::now(), latency)
+        {
+            tracing::warn!(%error, %aor, "keep-alives: cannot record an answer");
+        }
+        true
+    }
+
+    /// The OPTIONS ping for one contact, with the Call-ID that lets its reply be matched.
+    fn options(
+        &self,
+        aor: &str,
+        user: &str,
+        contact: &str,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Vec<u8> {
+        let sent = u64::try_from(now.saturating_duration_since(self.origin).as_micros())
+            .unwrap_or(u64::MAX);
+        let call_id = format!(
+            "{CALL_ID_PREFIX}{}-{sent:x}-{}-{}",
+            self.tag,
+            hex_encode(user),
+            hex_encode(contact)
+        );
+        let branch = format!("z9hG4bK{:016x}", rand::random::<u64>());
+        let tag = format!("{:08x}", rand::random::<u32>());
+        format!(
+            "OPTIONS {contact} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:keepalive@{local}>;tag={tag}\r\n\
+             To: <{aor}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+}
+
+/// The user part of `sip:<user>@<domain>`.
+fn user_of(aor: &str) -> Option<&str> {
+    let (user, _) = aor.strip_prefix("sip:")?.rsplit_once('@')?;
+    (!user.is_empty()).then_some(user)
+}
+
+fn hex_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for byte in text.bytes() {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// Reverses [`hex_encode`]; `None` for anything it could not have produced.
+fn hex_decode(hex: &str) -> Option<String> {
+    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Sends `node`'s keep-alives until `shutdown` is cancelled: one round per interval, each
+/// ping at its binding's place in the round, handed to the node's UDP loop through `out`
+/// so that it leaves from the socket the phone registered to. Returns at once for a node
+/// without keep-alives. *Disable UAC Ping* is read before every send, so pushing it stops
+/// keep-alives within one ping.
+pub async fn run(
+    node: Arc<Node>,
+    local: SocketAddr,
+    out: mpsc::Sender<Outbound>,
+    shutdown: CancellationToken,
+) {
+    let Some(keepalive) = node.keepalive().cloned() else {
+        return;
+    };
+    let interval = keepalive.settings().interval();
+    let mut round_start = Instant::now();
+    loop {
+        let plan = if node.uac_ping_disabled() {
+            Vec::new()
+        } else {
+            keepalive.plan(round_start)
+        };
+        for due in plan {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(due.at) => {}
+            }
+            if node.uac_ping_disabled() {
+                break;
+            }
+            if let Some(ping) = keepalive.fire(&due, local, Instant::now()) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    sent = out.send(ping) => if sent.is_err() {
+                        // The UDP loop is gone: the node is stopping.
+                        return;
+                    },
+                }
+            }
+        }
+        // A round that overran (a slow store) is followed at once, not by a catch-up burst.
+        round_start = (round_start + interval).max(Instant::now());
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(round_start) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Secret;
+    use crate::location::{Change, MemoryLocationStore};
+    use crate::node::{NodeConfig, NodeRole};
+    use crate::registrar::MemoryDirectory;
+
+    const DOMAIN: &str = "127.0.81.1";
+
+    fn local() -> SocketAddr {
+        "127.0.81.1:5060".parse().unwrap()
+    }
+
+    struct Fixture {
+        directory: Arc<MemoryDirectory>,
+        store: Arc<MemoryLocationStore>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture {
+                directory: Arc::new(MemoryDirectory::new()),
+                store: Arc::new(MemoryLocationStore::new()),
+            }
+        }
+
+        /// Registers `user` with one UDP contact whose NAT address is `received`.
+        fn register(&self, user: &str, received: SocketAddr, transport: Transport) -> String {
+            self.directory
+                .insert(user, None, Secret::Password("pw".into()));
+            let aor = format!("sip:{user}@{DOMAIN}");
+            let binding = Binding {
+                contact: format!("sip:{user}@10.0.0.1:5060;transport=udp"),
+                expires_at: SystemTime::now() + Duration::from_secs(3600),
+                received,
+                transport,
+                call_id: format!("reg-{user}"),
+                cseq: 1,
+                user_agent: None,
+                last_keepalive: None,
+                latency: None,
+                missed_keepalives: 0,
+                online: true,
+            };
+            self.store
+                .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
+                .unwrap();
+            aor
+        }
+
+        fn keepalive(&self, settings: KeepAliveSettings) -> KeepAlive {
+            KeepAlive::new(
+                self.directory.clone(),
+                self.store.clone(),
+                DOMAIN.into(),
+                settings,
+            )
+        }
+
+        fn binding(&self, aor: &str) -> Option<Binding> {
+            self.store
+                .lookup(aor, SystemTime::now())
+                .unwrap()
+                .into_iter()
+                .next()
+        }
+    }
+
+    fn phone(n: u16) -> SocketAddr {
+        SocketAddr::from(([198, 51, 100, 7], 40_000 + n))
+    }
+
+    /// A phone's answer to `ping`: the identifying headers copied, as RFC 3261 §8.2.6 says.
+    fn answer(ping: &[u8], status: &str) -> Response {
+        let text = String::from_utf8(ping.to_vec()).unwrap();
+        let copied: String = text
+            .split("\r\n")
+            .filter(|line| {
+                ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                    .iter()
+                    .any(|name| line.starts_with(name))
+            })
+            .map(|line| format!("{line}\r\n"))
+            .collect();
+        let reply = format!("SIP/2.0 {status}\r\n{copied}Content-Length: 0\r\n\r\n");
+        match crate::message::parse(reply.as_bytes()) {
+            Ok(rsip::SipMessage::Response(response)) => response,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Lets spawned tasks run everything that is due on the paused clock.
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Moves the paused clock on by `total` in small steps, letting the driver act at each,
+    /// as real time would (one big jump would look like a round that overran).
+    async fn elapse(total: Duration) {
+        let step = Duration::from_millis(250);
+        let mut left = total;
+        while !left.is_zero() {
+            let now = step.min(left);
+            tokio::time::advance(now).await;
+            settle().await;
+            left -= now;
+        }
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<Outbound>) -> Vec<Outbound> {
+        let mut sent = Vec::new();
+        while let Ok(out) = rx.try_recv() {
+            sent.push(out);
+        }
+        sent
+    }
+
+    /// A node with keep-alives, driven by [`run`] into a channel the test reads.
+    fn driven(
+        f: &Fixture,
+        settings: KeepAliveSettings,
+    ) -> (Arc<Node>, mpsc::Receiver<Outbound>, CancellationToken) {
+        let node =
+            Arc::new(Node::new(NodeRole::Switch, "test").with_keepalive(f.keepalive(settings)));
+        let (tx, rx) = mpsc::channel(1024);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(run(node.clone(), local(), tx, shutdown.clone()));
+        (node, rx, shutdown)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alives_to_many_contacts_are_spread_over_the_interval_not_sent_in_one_burst() {
+        let f = Fixture::new();
+        for n in 0..40 {
+            f.register(&format!("user{n}"), phone(n), Transport::Udp);
+        }
+        let settings = KeepAliveSettings::default();
+        let (_node, mut rx, shutdown) = driven(&f, settings);
+        settle().await;
+        let tenth = settings.interval / 10;
+        let mut per_tenth = Vec::new();
+        for _ in 0..10 {
+            elapse(tenth).await;
+            per_tenth.push(drain(&mut rx).len());
+        }
+        assert_eq!(per_tenth.iter().sum::<usize>(), 40, "{per_tenth:?}");
+        assert!(
+            per_tenth.iter().all(|&n| n <= 20),
+            "no burst: {per_tenth:?}"
+        );
+        assert!(
+            per_tenth.iter().filter(|&&n| n > 0).count() >= 4,
+            "spread: {per_tenth:?}"
+        );
+        // The next round pings each contact once more, at the same place in the interval.
+        elapse(settings.interval).await;
+        assert_eq!(drain(&mut rx).len(), 40);
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_options_reply_records_the_round_trip_encoded_in_its_call_id() {
+        let f = Fixture::new();
+        let aor = f.register("alice", phone(1), Transport::Udp);
+        let keepalive = f.keepalive(KeepAliveSettings::default());
+        let due = keepalive.plan(Instant::now()).remove(0);
+        let ping = keepalive.fire(&due, local(), Instant::now()).unwrap();
+        assert_eq!(ping.target, phone(1));
+        let text = String::from_utf8(ping.bytes.clone()).unwrap();
+        assert!(
+            text.starts_with("OPTIONS sip:alice@10.0.0.1:5060;transport=udp SIP/2.0\r\n"),
+            "{text}"
+        );
+        assert_eq!(f.binding(&aor).unwrap().missed_keepalives, 1);
+
+        tokio::time::advance(Duration::from_millis(42)).await;
+        assert!(keepalive.on_response(&answer(&ping.bytes, "200 OK"), Instant::now()));
+        let binding = f.binding(&aor).unwrap();
+        assert_eq!(binding.latency, Some(Duration::from_millis(42)));
+        assert!(binding.last_keepalive.is_some());
+        assert_eq!(binding.missed_keepalives, 0);
+        assert!(binding.online);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keep_alive_reply_reaching_the_node_is_consumed_and_not_counted_as_dropped() {
+        let f = Fixture::new();
+        let aor = f.register("alice", phone(1), Transport::Udp);
+        let node = Node::new(NodeRole::Switch, "test")
+            .with_keepalive(f.keepalive(KeepAliveSettings::default()));
+        let keepalive = node.keepalive().unwrap().clone();
+        let due = keepalive.plan(Instant::now()).remove(0);
+        let ping = keepalive.fire(&due, local(), Instant::now()).unwrap();
+        tokio::time::advance(Duration::from_millis(7)).await;
+        let reply = answer(&ping.bytes, "200 OK").to_string();
+        assert!(node
+            .handle(reply.as_bytes(), phone(1), Transport::Udp)
+            .is_none());
+        assert_eq!(node.stats().snapshot().dropped, 0);
+        assert_eq!(
+            f.binding(&aor).unwrap().latency,
+            Some(Duration::from_millis(7))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn k_unanswered_options_mark_the_contact_offline_and_an_answer_brings_it_back() {
+        let f = Fixture::new();
+        let aor = f.register("alice", phone(1), Transport::Udp);
+        let keepalive = f.keepalive(KeepAliveSettings::default());
+        let mut last = None;
+        for round in 0..3 {
+            let due = keepalive.plan(Instant::now()).remove(0);
+            last = keepalive.fire(&due, local(), Instant::now());
+            assert!(last.is_some(), "round {round} pings");
+            assert!(f.binding(&aor).unwrap().online, "round {round}");
+        }
+        // The third ping had its whole interval too: the fourth round finds it unanswered.
+        let due = keepalive.plan(Instant::now()).remove(0);
+        assert!(
+            keepalive.fire(&due, local(), Instant::now()).is_some(),
+            "an offline contact is still pinged, so it can come back"
+        );
+        assert!(!f.binding(&aor).unwrap().online);
+
+        let late = answer(&last.unwrap().bytes, "200 OK");
+        assert!(keepalive.on_response(&late, Instant::now()));
+        assert!(f.binding(&aor).unwrap().online);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_timeout_mode_k_unanswered_options_remove_the_binding() {
+        let f = Fixture::new();
+        let aor = f.register("alice", phone(1), Transport::Udp);
+        f.directory
+            .set_keepalive_mode("alice", None, KeepAliveMode::OptionsWithTimeout);
+        let settings = KeepAliveSettings {
+            interval: Duration::from_secs(10),
+            max_missed: 2,
+        };
+        let (_node, mut rx, shutdown) = driven(&f, settings);
+        settle().await;
+        elapse(settings.interval * 2).await;
+        assert_eq!(drain(&mut rx).len(), 2);
+        assert!(f.binding(&aor).is_some());
+        elapse(settings.interval).await;
+        assert!(drain(&mut rx).is_empty(), "a removed contact gets no ping");
+        assert!(f.binding(&aor).is_none(), "de-registered");
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn disable_uac_ping_sends_nothing_until_it_is_lifted() {
+        let f = Fixture::new();
+        for n in 0..5 {
+            f.register(&format!("user{n}"), phone(n), Transport::Udp);
+        }
+        let settings = KeepAliveSettings::default();
+        let (node, mut rx, shutdown) = driven(&f, settings);
+        node.configure(NodeConfig {
+            disable_uac_ping: true,
+            ..NodeConfig::default()
+        });
+        settle().await;
+        for _ in 0..3 {
+            elapse(settings.interval).await;
+        }
+        assert!(drain(&mut rx).is_empty());
+        node.configure(NodeConfig::default());
+        elapse(settings.interval * 2).await;
+        assert!(!drain(&mut rx).is_empty());
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn crlf_mode_sends_a_bare_crlf_to_the_nat_address_and_counts_no_miss() {
+        let f = Fixture::new();
+        let aor = f.register("alice", phone(3), Transport::Udp);
+        f.directory
+            .set_keepalive_mode("alice", None, KeepAliveMode::Crlf);
+        let settings = KeepAliveSettings::default();
+        let (_node, mut rx, shutdown) = driven(&f, settings);
+        settle().await;
+        elapse(settings.interval * 5).await;
+        let sent = drain(&mut rx);
+        assert!(!sent.is_empty());
+        for out in sent {
+            assert_eq!(out.bytes, CRLF_PING);
+            assert_eq!(out.target, phone(3));
+        }
+        let binding = f.binding(&aor).unwrap();
+        assert!(binding.online);
+        assert_eq!(binding.missed_keepalives, 0);
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn disabled_users_and_tcp_contacts_get_no_keep_alive() {
+        let f = Fixture::new();
+        f.register("quiet", phone(1), Transport::Udp);
+        f.directory
+            .set_keepalive_mode("quiet", None, KeepAliveMode::Disabled);
+        f.register("wired", phone(2), Transport::Tcp);
+        let keepalive = f.keepalive(KeepAliveSettings::default());
+        let plan = keepalive.plan(Instant::now());
+        assert_eq!(plan.len(), 1, "the TCP contact is not planned");
+        assert!(keepalive.fire(&plan[0], local(), Instant::now()).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replies_with_foreign_or_garbled_call_ids_are_left_alone() {
+        let f = Fixture::new();
+        let aor = f.register("alice", phone(1), Transport::Udp);
+        let keepalive = f.keepalive(KeepAliveSettings::default());
+        let due = keepalive.plan(Instant::now()).remove(0);
+        let ping = keepalive.fire(&due, local(), Instant::now()).unwrap();
+        let text = String::from_utf8(ping.bytes).unwrap();
+        let foreign = text.replace("Call-ID: ka-", "Call-ID: xx-");
+        assert!(!keepalive.on_response(&answer(foreign.as_bytes(), "200 OK"), Instant::now()));
+        let call_id = text
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap()
+            .to_string();
+        let parts: Vec<&str> = call_id.splitn(5, '-').collect();
+        let (tag, sent, user, contact) = (parts[1], parts[2], parts[3], parts[4]);
+        for garbled in [
+            format!("{call_id}-extra"),
+            format!("ka-{tag}-{sent}-{user}-{contact}z"),
+            format!("ka-{tag}-{sent}-{user}-abc"),
+            format!("ka-{tag}-ffffffffffffffff-{user}-{contact}"),
+            format!("ka-{tag}-nothex-{user}-{contact}"),
+            format!("ka-{tag}-{sent}"),
+        ] {
+            let bytes = text.replace(&call_id, &garbled);
+            assert!(keepalive.on_response(&answer(bytes.as_bytes(), "200 OK"), Instant::now()));
+        }
+        assert_eq!(f.binding(&aor).unwrap().latency, None);
+        assert_eq!(hex_decode(&hex_encode("sip:ü@x")), Some("sip:ü@x".into()));
+        assert_eq!(hex_decode("abc"), None);
+        assert_eq!(hex_decode("zz"), None);
+    }
+}

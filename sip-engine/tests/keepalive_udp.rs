@@ -1,0 +1,182 @@
+//! NAT keep-alives over real loopback sockets: a phone registers with a node started through
+//! [`Engine`], then gets the node's OPTIONS keep-alives from the port it registered to, and
+//! its answer gives the binding a latency.
+//!
+//! Every wait is bounded by a timeout; the keep-alive interval is shortened for the test.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sip_engine::digest::{ha1, Algorithm, Credentials, QopParams};
+use sip_engine::{
+    Engine, KeepAliveSettings, LocationStore, MemoryDirectory, MemoryLocationStore, NodeRole,
+    NodeSpec, Secret,
+};
+use tokio::net::UdpSocket;
+
+const NODE_IP: &str = "127.0.81.1";
+const PORT: u16 = 15081;
+const USER: &str = "alice";
+const PASSWORD: &str = "correct-horse";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The next datagram from the node, as text; fails the test after [`WAIT`].
+async fn receive(phone: &UdpSocket) -> (String, SocketAddr) {
+    let mut buf = vec![0u8; 65_535];
+    let (len, from) = tokio::time::timeout(WAIT, phone.recv_from(&mut buf))
+        .await
+        .expect("the node answers in time")
+        .expect("recv works");
+    (String::from_utf8_lossy(&buf[..len]).into_owned(), from)
+}
+
+fn register(phone: SocketAddr, cseq: u32, authorization: &str) -> String {
+    format!(
+        "REGISTER sip:{NODE_IP} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {phone};branch=z9hG4bKreg{cseq};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{USER}@{NODE_IP}>;tag=phone\r\n\
+         To: <sip:{USER}@{NODE_IP}>\r\n\
+         Call-ID: keepalive-test-register\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:{USER}@{phone}>\r\n\
+         Expires: 600\r\n\
+         {authorization}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// A quoted parameter of a challenge header.
+fn param(header: &str, name: &str) -> String {
+    header
+        .split(&format!("{name}=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("{name} in {header}"))
+        .to_string()
+}
+
+/// The Authorization that answers the MD5 challenge of `challenge` (a 401).
+fn authorization(challenge: &str) -> String {
+    let header = challenge
+        .split("\r\n")
+        .find(|line| line.starts_with("WWW-Authenticate:") && line.contains("algorithm=MD5"))
+        .unwrap_or_else(|| panic!("an MD5 challenge in {challenge}"));
+    let mut credentials = Credentials {
+        username: USER.into(),
+        realm: param(header, "realm"),
+        nonce: param(header, "nonce"),
+        uri: format!("sip:{NODE_IP}"),
+        response: String::new(),
+        algorithm: Algorithm::Md5,
+        opaque: Some(param(header, "opaque")),
+        qop: Some(QopParams {
+            qop: "auth".into(),
+            nc: "00000001".into(),
+            cnonce: "phone-cnonce".into(),
+        }),
+    };
+    let key = ha1(Algorithm::Md5, USER, &credentials.realm, PASSWORD);
+    credentials.response = credentials.expected_response(&key, "REGISTER");
+    format!(
+        "Authorization: Digest username=\"{USER}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
+         response=\"{}\", algorithm=MD5, opaque=\"{}\", qop=auth, nc=00000001, \
+         cnonce=\"phone-cnonce\"\r\n",
+        credentials.realm,
+        credentials.nonce,
+        credentials.uri,
+        credentials.response,
+        credentials.opaque.unwrap_or_default()
+    )
+}
+
+/// The phone's 200 to a request: its identifying headers copied, a To tag added.
+fn ok_to(request: &str) -> String {
+    let mut copied = String::new();
+    for line in request.split("\r\n") {
+        if line.starts_with("To:") {
+            copied.push_str(&format!("{line};tag=phone\r\n"));
+        } else if ["Via:", "From:", "Call-ID:", "CSeq:"]
+            .iter()
+            .any(|name| line.starts_with(name))
+        {
+            copied.push_str(&format!("{line}\r\n"));
+        }
+    }
+    format!("SIP/2.0 200 OK\r\n{copied}Content-Length: 0\r\n\r\n")
+}
+
+/// Waits for the node's next OPTIONS keep-alive (skipping anything else).
+async fn next_keepalive(phone: &UdpSocket) -> (String, SocketAddr) {
+    loop {
+        let (text, from) = receive(phone).await;
+        if text.starts_with("OPTIONS ") {
+            return (text, from);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_registered_phone_gets_options_keep_alives_and_its_answer_sets_the_latency() {
+    let directory = Arc::new(MemoryDirectory::new());
+    directory.insert(USER, None, Secret::Password(PASSWORD.into()));
+    let store = Arc::new(MemoryLocationStore::new());
+    let engine = Engine::new("test")
+        .with_directory(directory, store.clone())
+        .with_keepalive(KeepAliveSettings {
+            interval: Duration::from_millis(300),
+            max_missed: 3,
+        });
+    engine
+        .start(NodeSpec {
+            id: 81,
+            ip: NODE_IP.parse().unwrap(),
+            udp_port: PORT,
+            tcp_port: PORT,
+            role: NodeRole::Switch,
+        })
+        .await
+        .expect("node starts");
+    let node: SocketAddr = SocketAddr::new(NODE_IP.parse().unwrap(), PORT);
+
+    let phone = UdpSocket::bind("127.0.81.2:0").await.unwrap();
+    let phone_addr = phone.local_addr().unwrap();
+    phone
+        .send_to(register(phone_addr, 1, "").as_bytes(), node)
+        .await
+        .unwrap();
+    let (challenge, _) = receive(&phone).await;
+    assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
+    phone
+        .send_to(
+            register(phone_addr, 2, &authorization(&challenge)).as_bytes(),
+            node,
+        )
+        .await
+        .unwrap();
+    let (registered, _) = receive(&phone).await;
+    assert!(registered.starts_with("SIP/2.0 200 "), "{registered}");
+
+    let (ping, from) = next_keepalive(&phone).await;
+    assert_eq!(
+        from, node,
+        "keep-alives leave from the port the phone registered to"
+    );
+    assert!(
+        ping.starts_with(&format!("OPTIONS sip:{USER}@{phone_addr} SIP/2.0\r\n")),
+        "{ping}"
+    );
+    assert!(ping.contains("Call-ID: ka-"), "{ping}");
+    phone.send_to(ok_to(&ping).as_bytes(), node).await.unwrap();
+
+    // The node reads the answer long before its next keep-alive, an interval later.
+    next_keepalive(&phone).await;
+    let aor = format!("sip:{USER}@{NODE_IP}");
+    let bindings = store.lookup(&aor, SystemTime::now()).unwrap();
+    assert_eq!(bindings.len(), 1);
+    assert!(bindings[0].latency.is_some(), "{bindings:?}");
+    assert!(bindings[0].last_keepalive.is_some());
+    assert!(bindings[0].online);
+    assert_eq!(engine.stats(81).map(|s| s.dropped), Some(0));
+    engine.stop_all().await;
+}
