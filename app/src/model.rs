@@ -733,3 +733,47 @@ pub struct ServerConfigView {
     /// The configuration version the node runs, `None` when it does not run.
     pub node_version: Option<i64>,
 }
+
+/// How a SIP user's contacts are kept alive through NAT (PRODUCT.md: per SIP user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum KeepAlive {
+    Disabled,
+    Crlf,
+    #[default]
+    Options,
+    OptionsWithTimeout,
+}
+
+impl KeepAlive {
+    pub const ALL: [KeepAlive; 4] = [
+        KeepAlive::Disabled,
+        KeepAlive::Crlf,
+        KeepAlive::Options,
+        KeepAlive::OptionsWithTimeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepAlive::Disabled => "disabled",
+            KeepAlive::Crlf => "crlf",
+            KeepAlive::Options => "options",
+            KeepAlive::OptionsWithTimeout => "options_timeout",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            KeepAlive::Disabled => "Disabled",
+            KeepAlive::Crlf => "Enabled (CRLF)",
+            KeepAlive::Options => "Enabled (OPTIONS)",
+            KeepAlive::OptionsWithTimeout => "Enabled with timeout",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        KeepAlive::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s.trim())
+            .ok_or_else(|| AppError::field("keepalive", "Choose a keep-alive mode."))
+    }
+}

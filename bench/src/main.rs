@@ -37,6 +37,7 @@ async fn render_servers_page() {
         data_dir: dir.path().into(),
         trial_days: 7,
         resize_activation_minutes: 15,
+        keepalive_seconds: 30,
         zones: vec![ZoneSettings {
             name: "bench".into(),
             label: "Bench".into(),
@@ -171,6 +172,7 @@ async fn live_row_update() {
         data_dir: dir.path().into(),
         trial_days: 7,
         resize_activation_minutes: 15,
+        keepalive_seconds: 30,
         zones: vec![ZoneSettings {
             name: "bench".into(),
             label: "Bench".into(),

@@ -90,6 +90,18 @@ pub fn apply_env(
             problem: "expected a whole number of minutes",
         })?;
     }
+    if let Some(value) = var("SIPFLEET_KEEPALIVE_SECONDS") {
+        settings.keepalive_seconds =
+            value
+                .parse()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or(ConfigError::Env {
+                    variable: "SIPFLEET_KEEPALIVE_SECONDS",
+                    value,
+                    problem: "expected a whole number of seconds above 0",
+                })?;
+    }
     if let Some(value) = var("SIPFLEET_ZONES") {
         let zones: Option<Vec<ZoneSettings>> = value
             .split(',')
@@ -136,6 +148,7 @@ mod tests {
             data_dir: "data".into(),
             trial_days: 7,
             resize_activation_minutes: 15,
+            keepalive_seconds: 30,
             zones: vec![],
         };
         let env = |name: &str| match name {

@@ -20,7 +20,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::sync::Arc;
 
 use app::ssr::directory::Directory;
-use sip_engine::{Engine, MemoryLocationStore};
+use sip_engine::{Engine, KeepAliveSettings, MemoryLocationStore};
 
 /// How often the control plane pings every running node (SIP OPTIONS and ICMP echo).
 pub const MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
@@ -54,7 +54,13 @@ pub async fn prepare(
     let directory = Arc::new(Directory::default());
     directory.reload(&store).await?;
     let locations = Arc::new(MemoryLocationStore::new());
-    let engine = Engine::new(ENGINE_BUILD).with_directory(directory.clone(), locations.clone());
+    let keepalive = KeepAliveSettings {
+        interval: std::time::Duration::from_secs(settings.keepalive_seconds),
+        ..KeepAliveSettings::default()
+    };
+    let engine = Engine::new(ENGINE_BUILD)
+        .with_directory(directory.clone(), locations.clone())
+        .with_keepalive(keepalive);
     Ok(AppState::new(
         leptos_options,
         store,

@@ -43,6 +43,17 @@ async fn exchange(socket: &UdpSocket, target: SocketAddr, request: &str) -> Stri
 /// the MD5 challenge. Returns the final status line.
 async fn register(target: SocketAddr, user: &str, password: &str, call_id: &str) -> String {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    register_from(&socket, target, user, password, call_id).await
+}
+
+/// As [`register`], from a given socket (the phone's).
+async fn register_from(
+    socket: &UdpSocket,
+    target: SocketAddr,
+    user: &str,
+    password: &str,
+    call_id: &str,
+) -> String {
     let local = socket.local_addr().unwrap();
     let host = target.ip();
     let request = |cseq: u32, auth: &str| {
@@ -52,7 +63,7 @@ async fn register(target: SocketAddr, user: &str, password: &str, call_id: &str)
              Contact: <sip:{user}@{local}>\r\nExpires: 300\r\n{auth}User-Agent: sipfleet-test\r\nContent-Length: 0\r\n\r\n"
         )
     };
-    let first = exchange(&socket, target, &request(1, "")).await;
+    let first = exchange(socket, target, &request(1, "")).await;
     assert!(first.starts_with("SIP/2.0 401"), "{first}");
     let challenge = first
         .lines()
@@ -74,7 +85,7 @@ async fn register(target: SocketAddr, user: &str, password: &str, call_id: &str)
         "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
          response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"{opaque}\r\n"
     );
-    let second = exchange(&socket, target, &request(2, &auth)).await;
+    let second = exchange(socket, target, &request(2, &auth)).await;
     second.lines().next().unwrap_or_default().to_string()
 }
 
@@ -168,4 +179,78 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
         .await
         .unwrap_err();
     assert!(dup.for_field("password").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_phone_gets_keep_alives_and_its_answers_show_as_latency() {
+    let app = common::spawn_app("127.0.82.1-127.0.82.10").await; // keep-alives every second
+    let a = app.account_with_balance("nat@alpha.test", 100).await;
+    let server: ServerRow = a
+        .call(
+            "deploy_server",
+            &[("zone", "test-zone"), ("kind", "switch")],
+        )
+        .await
+        .unwrap();
+    let target: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
+    a.call::<i64>(
+        "create_sip_user",
+        &[
+            ("username", "nat"),
+            ("password", "nat secret 1"),
+            ("keepalive", "options"),
+        ],
+    )
+    .await
+    .unwrap();
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        register_from(&phone, target, "nat", "nat secret 1", "ka-1").await,
+        "SIP/2.0 200 OK"
+    );
+
+    // The node pings the phone from its own SIP port; the phone answers like a phone.
+    let mut buf = vec![0u8; 8192];
+    let (len, from) = tokio::time::timeout(Duration::from_secs(5), phone.recv_from(&mut buf))
+        .await
+        .expect("a keep-alive")
+        .unwrap();
+    let ping = String::from_utf8_lossy(&buf[..len]).to_string();
+    assert!(ping.starts_with("OPTIONS "), "{ping}");
+    assert_eq!(from, target);
+    let copy = |name: &str| {
+        ping.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let answer = format!(
+        "SIP/2.0 200 OK\r\n{}\r\n{}\r\n{};tag=phone\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+        copy("Via:"),
+        copy("From:"),
+        copy("To:"),
+        copy("Call-ID:"),
+        copy("CSeq:")
+    );
+    phone.send_to(answer.as_bytes(), from).await.unwrap();
+
+    let sid = server.id.to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let rows: Vec<RegistrationRow> = a
+            .call("list_registrations", &[("server_id", &sid)])
+            .await
+            .unwrap();
+        if rows
+            .first()
+            .is_some_and(|r| r.latency_ms.is_some() && r.online)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "latency never recorded: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

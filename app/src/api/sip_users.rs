@@ -10,6 +10,7 @@ use crate::error::AppError;
 pub struct SipUserRow {
     pub id: i64,
     pub username: String,
+    pub keepalive: crate::model::KeepAlive,
     /// `YYYY-MM-DD`.
     pub created: String,
 }
@@ -26,6 +27,8 @@ pub struct RegistrationRow {
     pub user_agent: Option<String>,
     /// Last keep-alive round trip, when one was measured.
     pub latency_ms: Option<String>,
+    /// False once the phone missed its keep-alives.
+    pub online: bool,
 }
 
 #[cfg(feature = "ssr")]
@@ -64,24 +67,33 @@ pub async fn list_sip_users() -> Result<Vec<SipUserRow>, AppError> {
         .await?;
     Ok(users
         .into_iter()
-        .map(|(id, username, created)| SipUserRow {
+        .map(|(id, username, keepalive, created)| SipUserRow {
             id,
             username,
+            keepalive: crate::model::KeepAlive::parse(&keepalive).unwrap_or_default(),
             created: date(created),
         })
         .collect())
 }
 
 #[server(prefix = "/api", endpoint = "create_sip_user")]
-pub async fn create_sip_user(username: String, password: String) -> Result<i64, AppError> {
+pub async fn create_sip_user(
+    username: String,
+    password: String,
+    #[server(default)] keepalive: Option<String>,
+) -> Result<i64, AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
     let username = check_username(&username)?;
     let password = check_password(&password)?;
+    let keepalive = match keepalive.as_deref().filter(|k| !k.is_empty()) {
+        Some(text) => crate::model::KeepAlive::parse(text)?,
+        None => crate::model::KeepAlive::default(),
+    };
     let state = expect_context::<AppState>();
     let id = state
         .store
-        .create_sip_user(user.account_id, &username, password)
+        .create_sip_user(user.account_id, &username, password, keepalive.as_str())
         .await?
         .ok_or_else(|| {
             AppError::field(
@@ -167,6 +179,34 @@ pub async fn list_registrations(server_id: i64) -> Result<Vec<RegistrationRow>, 
             latency_ms: b
                 .latency
                 .map(|d| format!("{:.2} ms", d.as_secs_f64() * 1000.0)),
+            online: b.online,
         })
         .collect())
+}
+
+/// Changes how a SIP user's contacts are kept alive.
+#[server(prefix = "/api", endpoint = "set_sip_keepalive")]
+pub async fn set_sip_keepalive(id: i64, keepalive: String) -> Result<(), AppError> {
+    use crate::ssr::{auth::require_user, state::AppState};
+    let user = require_user().await?;
+    let mode = crate::model::KeepAlive::parse(&keepalive)?;
+    let state = expect_context::<AppState>();
+    if !state
+        .store
+        .set_sip_keepalive(user.account_id, id, mode.as_str())
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
+    state.directory.reload(&state.store).await?;
+    state
+        .store
+        .audit_by(
+            &user,
+            "sip_user.keepalive",
+            &format!("sip user {id}"),
+            mode.as_str(),
+        )
+        .await?;
+    Ok(())
 }

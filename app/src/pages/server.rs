@@ -354,7 +354,7 @@ fn Registrations(id: i64) -> impl IntoView {
                         Ok(rows) if rows.is_empty() => view! { <p class="empty">"No phone is registered to this server."</p> }.into_any(),
                         Ok(rows) => view! {
                             <table>
-                                <thead><tr><th>"AOR"</th><th>"Contact"</th><th>"Received from"</th><th>"Transport"</th><th>"Expires in"</th><th>"Latency"</th></tr></thead>
+                                <thead><tr><th>"AOR"</th><th>"Contact"</th><th>"Received from"</th><th>"Transport"</th><th>"Expires in"</th><th>"Latency"</th><th>"State"</th></tr></thead>
                                 <tbody>
                                     {rows
                                         .into_iter()
@@ -366,6 +366,7 @@ fn Registrations(id: i64) -> impl IntoView {
                                                 <td>{r.transport}</td>
                                                 <td>{format!("{} s", r.expires_in)}</td>
                                                 <td>{r.latency_ms.unwrap_or_else(|| "—".into())}</td>
+                                                <td class=if r.online { "online" } else { "offline" }>{if r.online { "Online" } else { "Offline" }}</td>
                                             </tr>
                                         })
                                         .collect_view()}

@@ -1,7 +1,10 @@
 use leptos::prelude::*;
 
-use crate::api::sip_users::{list_sip_users, CreateSipUser, DeleteSipUser, ResetSipPassword};
+use crate::api::sip_users::{
+    list_sip_users, CreateSipUser, DeleteSipUser, ResetSipPassword, SetSipKeepalive,
+};
 use crate::components::forms::{load_error, FieldError, FormError};
+use crate::model::KeepAlive;
 
 /// SIP users: the usernames and passwords phones register with, on any of the account's
 /// servers.
@@ -10,12 +13,14 @@ pub fn SipUsersPage() -> impl IntoView {
     let create = ServerAction::<CreateSipUser>::new();
     let reset = ServerAction::<ResetSipPassword>::new();
     let delete = ServerAction::<DeleteSipUser>::new();
+    let keepalive = ServerAction::<SetSipKeepalive>::new();
     let users = Resource::new(
         move || {
             (
                 create.version().get(),
                 reset.version().get(),
                 delete.version().get(),
+                keepalive.version().get(),
             )
         },
         |_| list_sip_users(),
@@ -32,6 +37,7 @@ pub fn SipUsersPage() -> impl IntoView {
             <ActionForm action=create attr:class="inline">
                 <label>"Username" <input type="text" name="username" required/><FieldError error=create_error field="username"/></label>
                 <label>"Password" <input type="password" name="password" required autocomplete="new-password"/><FieldError error=create_error field="password"/></label>
+                <label>"NAT keep-alive" {mode_select(KeepAlive::default())}</label>
                 <button type="submit">"Create SIP user"</button>
             </ActionForm>
             <FormError error=create_error/>
@@ -45,7 +51,7 @@ pub fn SipUsersPage() -> impl IntoView {
                     Ok(rows) if rows.is_empty() => view! { <p class="empty">"No SIP users yet."</p> }.into_any(),
                     Ok(rows) => view! {
                         <table class="sip-users">
-                            <thead><tr><th>"Username"</th><th>"Created"</th><th>"Reset password"</th><th></th></tr></thead>
+                            <thead><tr><th>"Username"</th><th>"NAT keep-alive"</th><th>"Created"</th><th>"Reset password"</th><th></th></tr></thead>
                             <tbody>
                                 {rows
                                     .into_iter()
@@ -56,6 +62,13 @@ pub fn SipUsersPage() -> impl IntoView {
                                         view! {
                                             <tr data-user=key>
                                                 <td>{u.username}</td>
+                                                <td>
+                                                    <ActionForm action=keepalive attr:class="inline compact">
+                                                        <input type="hidden" name="id" value=u.id.to_string()/>
+                                                        {mode_select(u.keepalive)}
+                                                        <button type="submit" class="secondary">"Save"</button>
+                                                    </ActionForm>
+                                                </td>
                                                 <td>{u.created}</td>
                                                 <td>
                                                     <ActionForm action=reset attr:class="inline compact">
@@ -81,5 +94,17 @@ pub fn SipUsersPage() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// The keep-alive modes PRODUCT.md names, with `selected` chosen.
+fn mode_select(selected: KeepAlive) -> impl IntoView {
+    view! {
+        <select name="keepalive" aria-label="NAT keep-alive mode">
+            {KeepAlive::ALL
+                .into_iter()
+                .map(|k| view! { <option value=k.as_str() selected=k == selected>{k.label()}</option> })
+                .collect_view()}
+        </select>
     }
 }

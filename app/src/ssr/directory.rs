@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use sip_engine::{Secret, UserDirectory};
+use sip_engine::{KeepAliveMode, Secret, UserDirectory};
+
+use crate::model::KeepAlive;
 
 use super::store::Store;
 
@@ -23,8 +25,8 @@ pub struct Directory {
 struct Snapshot {
     /// Server IP or FQDN → account.
     accounts: HashMap<String, i64>,
-    /// (account, username) → password.
-    users: HashMap<(i64, String), String>,
+    /// (account, username) → password and keep-alive mode.
+    users: HashMap<(i64, String), (String, KeepAliveMode)>,
 }
 
 impl Directory {
@@ -39,8 +41,14 @@ impl Directory {
                 snapshot.accounts.insert(fqdn, account);
             }
         }
-        for (account, username, password) in users {
-            snapshot.users.insert((account, username), password);
+        for (account, username, password, keepalive) in users {
+            let mode = match KeepAlive::parse(&keepalive).unwrap_or_default() {
+                KeepAlive::Disabled => KeepAliveMode::Disabled,
+                KeepAlive::Crlf => KeepAliveMode::Crlf,
+                KeepAlive::Options => KeepAliveMode::Options,
+                KeepAlive::OptionsWithTimeout => KeepAliveMode::OptionsWithTimeout,
+            };
+            snapshot.users.insert((account, username), (password, mode));
         }
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
         Ok(())
@@ -54,6 +62,15 @@ impl UserDirectory for Directory {
         snapshot
             .users
             .get(&(account, username.to_string()))
-            .map(|p| Secret::Password(p.clone()))
+            .map(|(p, _)| Secret::Password(p.clone()))
+    }
+
+    fn keepalive_mode(&self, username: &str, domain: &str) -> KeepAliveMode {
+        let snapshot = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        snapshot
+            .accounts
+            .get(&domain.to_ascii_lowercase())
+            .and_then(|account| snapshot.users.get(&(*account, username.to_string())))
+            .map_or(KeepAliveMode::Disabled, |(_, mode)| *mode)
     }
 }

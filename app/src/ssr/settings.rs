@@ -14,6 +14,9 @@ pub struct Settings {
     pub trial_days: u32,
     /// Minutes before a resize takes effect.
     pub resize_activation_minutes: u32,
+    /// Seconds between two NAT keep-alives to one registered contact.
+    #[serde(default = "default_keepalive_seconds")]
+    pub keepalive_seconds: u64,
     pub zones: Vec<ZoneSettings>,
 }
 
@@ -39,4 +42,8 @@ impl Settings {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("sipfleet.db")
     }
+}
+
+fn default_keepalive_seconds() -> u64 {
+    30
 }

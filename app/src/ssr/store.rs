@@ -981,19 +981,38 @@ impl Store {
             .await
     }
 
-    pub async fn all_sip_users(&self) -> Result<Vec<(AccountId, String, String)>, sqlx::Error> {
-        sqlx::query_as("SELECT account_id, username, password FROM sip_users")
+    pub async fn all_sip_users(
+        &self,
+    ) -> Result<Vec<(AccountId, String, String, String)>, sqlx::Error> {
+        sqlx::query_as("SELECT account_id, username, password, keepalive FROM sip_users")
             .fetch_all(&self.pool)
             .await
     }
 
-    /// The account's SIP users: (id, username, created_at). Passwords stay in the store.
+    pub async fn set_sip_keepalive(
+        &self,
+        account_id: AccountId,
+        id: i64,
+        mode: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let done =
+            sqlx::query("UPDATE sip_users SET keepalive = ? WHERE account_id = ? AND id = ?")
+                .bind(mode)
+                .bind(account_id)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The account's SIP users: (id, username, keep-alive mode, created_at). Passwords stay
+    /// in the store.
     pub async fn sip_users(
         &self,
         account_id: AccountId,
-    ) -> Result<Vec<(i64, String, i64)>, sqlx::Error> {
+    ) -> Result<Vec<(i64, String, String, i64)>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT id, username, created_at FROM sip_users WHERE account_id = ? ORDER BY username",
+            "SELECT id, username, keepalive, created_at FROM sip_users WHERE account_id = ? ORDER BY username",
         )
         .bind(account_id)
         .fetch_all(&self.pool)
@@ -1006,13 +1025,16 @@ impl Store {
         account_id: AccountId,
         username: &str,
         password: &str,
+        keepalive: &str,
     ) -> Result<Option<i64>, sqlx::Error> {
         let created = sqlx::query_scalar(
-            "INSERT INTO sip_users (account_id, username, password, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO sip_users (account_id, username, password, keepalive, created_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(account_id)
         .bind(username)
         .bind(password)
+        .bind(keepalive)
         .bind(now())
         .fetch_one(&self.pool)
         .await;

@@ -27,6 +27,7 @@ pub async fn spawn_app(pool: &str) -> TestApp {
         data_dir: dir.path().into(),
         trial_days: 7,
         resize_activation_minutes: 15,
+        keepalive_seconds: 1,
         zones: vec![ZoneSettings {
             name: "test-zone".into(),
             label: "Test zone".into(),
