@@ -20,7 +20,8 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::sync::Arc;
 
 use app::ssr::directory::Directory;
-use sip_engine::{Engine, KeepAliveSettings, MemoryLocationStore};
+use app::ssr::locations::PersistentLocations;
+use sip_engine::{Engine, KeepAliveSettings};
 
 /// How often the control plane pings every running node (SIP OPTIONS and ICMP echo).
 pub const MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
@@ -53,7 +54,7 @@ pub async fn prepare(
     let store = Store::open(&settings.database_path()).await?;
     let directory = Arc::new(Directory::default());
     directory.reload(&store).await?;
-    let locations = Arc::new(MemoryLocationStore::new());
+    let locations = PersistentLocations::open(store.clone()).await?;
     let keepalive = KeepAliveSettings {
         interval: std::time::Duration::from_secs(settings.keepalive_seconds),
         ..KeepAliveSettings::default()

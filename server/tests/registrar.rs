@@ -254,3 +254,61 @@ async fn a_registered_phone_gets_keep_alives_and_its_answers_show_as_latency() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_survive_a_restart_of_the_whole_process() {
+    let app = common::spawn_app("127.0.83.1-127.0.83.10").await;
+    let a = app.account_with_balance("restart@alpha.test", 100).await;
+    let server: ServerRow = a
+        .call(
+            "deploy_server",
+            &[("zone", "test-zone"), ("kind", "switch")],
+        )
+        .await
+        .unwrap();
+    let target: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
+    a.call::<i64>(
+        "create_sip_user",
+        &[("username", "dora"), ("password", "dora secret 1")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        register(target, "dora", "dora secret 1", "rs-1").await,
+        "SIP/2.0 200 OK"
+    );
+
+    // Written behind: wait (bounded) until the store has it.
+    let state = &app.server.state;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM registrations")
+        .fetch_one(state.store.pool())
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never saved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The process goes away; a new one opens the same store.
+    state.engine.stop_all().await;
+    let again = server::prepare(state.leptos_options.clone(), (*state.settings).clone())
+        .await
+        .unwrap();
+    let restored = again
+        .locations
+        .in_domain(&server.ip, std::time::SystemTime::now());
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert_eq!(restored[0].0, format!("sip:dora@{}", server.ip));
+    assert!(restored[0].1.expires_at > std::time::SystemTime::now() + Duration::from_secs(250));
+    // And the new process answers for it: a refresh from the same phone is in order.
+    let second = server::Server::start(again, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        register(target, "dora", "dora secret 1", "rs-2").await,
+        "SIP/2.0 200 OK"
+    );
+    second.state.engine.stop_all().await;
+}

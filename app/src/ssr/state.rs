@@ -29,7 +29,7 @@ pub struct AppState {
     /// SIP users as the nodes' registrar sees them.
     pub directory: Arc<Directory>,
     /// Registrations, shared by every node of this process.
-    pub locations: Arc<sip_engine::MemoryLocationStore>,
+    pub locations: Arc<super::locations::PersistentLocations>,
 }
 
 impl AppState {
@@ -40,7 +40,7 @@ impl AppState {
         engine: Engine,
         settings: Settings,
         directory: Arc<Directory>,
-        locations: Arc<sip_engine::MemoryLocationStore>,
+        locations: Arc<super::locations::PersistentLocations>,
     ) -> Self {
         AppState {
             leptos_options,
