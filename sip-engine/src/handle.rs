@@ -13,6 +13,7 @@ use crate::digest::Authenticator;
 use crate::keepalive::{self, KeepAlive, KeepAliveSettings};
 use crate::location::LocationStore;
 use crate::node::{Node, NodeConfig, NodeRole, StatsSnapshot};
+use crate::proxy::Proxy;
 use crate::registrar::{Registrar, UserDirectory};
 use crate::transport::{tcp, udp};
 
@@ -20,9 +21,10 @@ use crate::transport::{tcp, udp};
 /// to answer its challenge, short enough that a captured one soon becomes useless.
 const NONCE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Keep-alives waiting for the node's UDP loop; when full, the keep-alive task waits
-/// (keep-alives are never worth dropping requests for).
-const KEEPALIVE_QUEUE: usize = 256;
+/// Messages waiting for the node's UDP loop: keep-alives, and what the proxy forwards or
+/// relays. When full, the keep-alive task waits (keep-alives are never worth dropping
+/// requests for); the proxy drops, as UDP would, and retransmission makes up for it.
+const OUTBOUND_QUEUE: usize = 1024;
 
 /// Everything needed to start one server's node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,9 +147,17 @@ impl Engine {
             })?;
         // Keep-alives leave from the node's own socket; the address is what they put in Via.
         let local = socket.local_addr().unwrap_or(udp_addr);
+        let (outbound, outgoing) = mpsc::channel(OUTBOUND_QUEUE);
         let mut node = Node::new(spec.role, &self.build);
         if let Some(registrar) = &self.registrar {
+            // A node that knows users also routes calls to them.
+            let proxy = Proxy::new(
+                registrar.directory().clone(),
+                registrar.store().clone(),
+                local,
+            );
             node = node
+                .with_proxy(proxy, outbound.clone())
                 .with_registrar(registrar.clone())
                 .with_keepalive(KeepAlive::new(
                     registrar.directory().clone(),
@@ -161,7 +171,6 @@ impl Engine {
         }
         let node = Arc::new(node);
         let shutdown = CancellationToken::new();
-        let (keepalives, outgoing) = mpsc::channel(KEEPALIVE_QUEUE);
         let tasks = vec![
             tokio::spawn(udp::serve(
                 socket,
@@ -173,7 +182,7 @@ impl Engine {
             tokio::spawn(keepalive::run(
                 node.clone(),
                 local,
-                keepalives,
+                outbound,
                 shutdown.clone(),
             )),
         ];

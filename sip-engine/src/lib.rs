@@ -5,8 +5,8 @@
 //! [`UserDirectory`] and [`LocationStore`] traits, and measures it with [`probe`].
 //!
 //! # Layout
-//! Layers follow the data: transport → transaction → registrar → location, with keep-alives
-//! beside the registrar.
+//! Layers follow the data: transport → transaction → registrar and proxy → location, with
+//! keep-alives beside the registrar.
 //! - [`message`]: bytes ↔ SIP messages — parsing with `rsip` behind a panic guard, salvaging
 //!   enough of a broken request to answer it with 400, and building responses (RFC 3261
 //!   §8.2.6, with the `received`/`rport` rules of RFC 3581).
@@ -22,6 +22,9 @@
 //! - [`keepalive`]: NAT keep-alives (CRLF or OPTIONS) to registered UDP contacts, spread
 //!   over the interval; replies matched by Call-ID alone give latency and find phones that
 //!   went away.
+//! - [`proxy`]: routing calls to registered users (RFC 3261 §16): INVITE to the user's
+//!   contact at its NAT address, Record-Route, loose routing of in-dialog requests, CANCEL,
+//!   and relaying responses back along the Via.
 //! - [`node`]: one server's SIP behaviour: what it answers to each request.
 //! - [`handle`]: [`Engine`], which starts and stops nodes and reports what each one runs.
 //! - [`probe`]: the control plane's side: an OPTIONS ping that measures the round trip.
@@ -33,6 +36,7 @@ pub mod location;
 pub mod message;
 pub mod node;
 pub mod probe;
+pub mod proxy;
 pub mod registrar;
 pub mod transaction;
 pub mod transport;
@@ -43,4 +47,5 @@ pub use keepalive::{KeepAliveMode, KeepAliveSettings};
 pub use location::{Binding, LocationStore, MemoryLocationStore};
 pub use node::{NodeConfig, NodeRole, NodeStats};
 pub use probe::{options_ping, PingError, ProbeTransport};
+pub use proxy::Proxy;
 pub use registrar::{MemoryDirectory, Registrar, UserDirectory};

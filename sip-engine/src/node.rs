@@ -5,9 +5,13 @@
 //! and the control plane send), REGISTER when it was given a [`Registrar`], and answers every
 //! other request with the status RFC 3261 prescribes for a method it does not serve. Replies
 //! to its NAT keep-alives come back here like any response and are handed to
-//! [`KeepAlive`], which needs no per-ping state to match them. Proxy
-//! and dispatcher behaviour arrive in later builds behind the same entry point,
-//! [`Node::handle`].
+//! [`KeepAlive`], which needs no per-ping state to match them. With a [`Proxy`] it routes
+//! calls to its registered users and relays their dialogs' requests and responses; the
+//! dispatcher arrives in a later build behind the same entry point, [`Node::handle`].
+//!
+//! What [`Node::handle`] returns goes back to where the message came from; what is meant
+//! for a third party (a forwarded request, a relayed response) leaves through the node's
+//! outbound queue, which its UDP loop drains onto the same socket.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +20,7 @@ use std::time::SystemTime;
 
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, SipMessage, StatusCode};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::keepalive::KeepAlive;
@@ -23,6 +28,7 @@ use crate::message::{
     header_param, is_known_method, is_token, parse, request_method_token, response_to,
     salvage_request_headers, udp_response_target,
 };
+use crate::proxy::{invite_key_of, Cancelled, Decision, Proxy};
 use crate::registrar::Registrar;
 use crate::transaction::{Key, Outbound, Received, ResponseDisposition, TransactionLayer};
 use crate::transport::tcp::FrameError;
@@ -125,6 +131,13 @@ pub struct Node {
     /// NAT keep-alives to the contacts registered at this node; it also recognises their
     /// replies, which match no client transaction.
     keepalive: Option<Arc<KeepAlive>>,
+    /// Routes INVITEs to registered users and relays their dialogs; `None` leaves INVITE
+    /// unserved (405).
+    proxy: Option<Proxy>,
+    /// Where messages for a third party go: the UDP loop sends them from the node's socket.
+    /// Bounded; when full, a message is dropped like a lost datagram and the client
+    /// transaction's retransmission (or the peer's) makes up for it.
+    outbound: Option<mpsc::Sender<Outbound>>,
 }
 
 impl Node {
@@ -138,6 +151,8 @@ impl Node {
             registrar: None,
             config: RwLock::default(),
             keepalive: None,
+            proxy: None,
+            outbound: None,
         }
     }
 
@@ -189,6 +204,68 @@ impl Node {
     pub fn with_keepalive(mut self, keepalive: KeepAlive) -> Self {
         self.keepalive = Some(Arc::new(keepalive));
         self
+    }
+
+    /// The same node, proxying calls with `proxy`; what it forwards leaves through `outbound`
+    /// (drained by the node's UDP loop, [`crate::transport::udp::serve`]).
+    pub fn with_proxy(mut self, proxy: Proxy, outbound: mpsc::Sender<Outbound>) -> Self {
+        self.proxy = Some(proxy);
+        self.outbound = Some(outbound);
+        self
+    }
+
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_ref()
+    }
+
+    /// The earliest instant at which [`poll`](Self::poll) has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let proxy = self.proxy.as_ref().and_then(Proxy::next_deadline);
+        match (self.transactions.next_deadline(), proxy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires the timers due at `now`: retransmissions, and 408 to the callers of forwarded
+    /// requests that got no final response. Returns what to send.
+    pub fn poll(&self, now: Instant) -> Vec<Outbound> {
+        let mut out = self.transactions.poll(now);
+        let Some(proxy) = &self.proxy else {
+            return out;
+        };
+        for timed_out in proxy.poll(now) {
+            let reply = self.reply(
+                &timed_out.headers,
+                StatusCode::RequestTimeout,
+                vec![],
+                timed_out.source,
+                Transport::Udp,
+            );
+            let sent = Outbound {
+                bytes: reply.bytes,
+                target: reply.target,
+            };
+            if let Some(key) = &timed_out.server {
+                self.transactions
+                    .server
+                    .respond(key, 408, sent.clone(), Some(&self.to_tag), now);
+            }
+            out.push(sent);
+        }
+        out
+    }
+
+    /// Queues a message for a third party; dropped (like a lost datagram) when the queue is
+    /// full or gone.
+    fn send_out(&self, out: Outbound) {
+        let Some(queue) = &self.outbound else {
+            return;
+        };
+        if let Err(error) = queue.try_send(out) {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, "outbound queue refused a message");
+        }
     }
 
     pub fn keepalive(&self) -> Option<&Arc<KeepAlive>> {
@@ -261,11 +338,25 @@ impl Node {
                 }
                 let mut reason = None;
                 let refusal = self.policy_refusal(&request.method, source);
+                let proxied = match (&refusal, &self.proxy) {
+                    (None, Some(proxy)) => {
+                        self.proxy_request(proxy, &request, key.as_ref(), source, transport, now)
+                    }
+                    _ => None,
+                };
                 let (status, extra) = match (&request.method, &self.registrar) {
                     _ if refusal.is_some() => match refusal {
                         Some((status, why, headers)) => {
                             reason = Some(why);
                             (status, headers)
+                        }
+                        None => return None,
+                    },
+                    _ if proxied.is_some() => match proxied {
+                        Some(Proxied::Done(reply)) => return reply,
+                        Some(Proxied::Answer(status, why)) => {
+                            reason = Some(why);
+                            (status, vec![])
                         }
                         None => return None,
                     },
@@ -302,13 +393,31 @@ impl Node {
             Ok(SipMessage::Response(response)) => {
                 let now = Instant::now();
                 match self.transactions.client.receive_response(&response, now) {
-                    ResponseDisposition::Matched { send } => send.map(|out| Reply {
-                        bytes: out.bytes,
-                        target: match transport {
-                            Transport::Udp => out.target,
-                            Transport::Tcp => source,
-                        },
-                    }),
+                    ResponseDisposition::Matched { send } => {
+                        if let Some(relayed) = self
+                            .proxy
+                            .as_ref()
+                            .and_then(|proxy| proxy.on_response(&response, now))
+                        {
+                            if let Some(key) = &relayed.server {
+                                self.transactions.server.respond(
+                                    key,
+                                    relayed.code,
+                                    relayed.out.clone(),
+                                    relayed.to_tag.as_deref(),
+                                    now,
+                                );
+                            }
+                            self.send_out(relayed.out);
+                        }
+                        send.map(|out| Reply {
+                            bytes: out.bytes,
+                            target: match transport {
+                                Transport::Udp => out.target,
+                                Transport::Tcp => source,
+                            },
+                        })
+                    }
                     ResponseDisposition::Stray => {
                         let keepalive_reply = self
                             .keepalive
@@ -339,6 +448,85 @@ impl Node {
                     }
                 }
                 self.reject(bytes, source, transport, "Malformed Request")
+            }
+        }
+    }
+
+    /// What the proxy makes of a request, `None` when it is the node's own to answer.
+    fn proxy_request(
+        &self,
+        proxy: &Proxy,
+        request: &rsip::Request,
+        key: Option<&Key>,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) -> Option<Proxied> {
+        if request.method == Method::Cancel {
+            let invite = key.map(invite_key_of)?;
+            return Some(match proxy.cancel(&self.transactions, &invite, now) {
+                Cancelled::Unknown => Proxied::Answer(
+                    StatusCode::CallTransactionDoesNotExist,
+                    "Call/Transaction Does Not Exist",
+                ),
+                Cancelled::Pending(downstream) => {
+                    if let Some(out) = downstream {
+                        self.send_out(out);
+                    }
+                    Proxied::Answer(StatusCode::OK, "OK")
+                }
+            });
+        }
+        let is_ack = request.method == Method::Ack;
+        match proxy.route(request, source, transport, SystemTime::now())? {
+            // ACK is never answered (RFC 3261 §17.2.1): one that cannot go on is dropped.
+            Decision::Answer { .. } if is_ack => Some(Proxied::Done(None)),
+            Decision::Answer { status, reason } => Some(Proxied::Answer(status, reason)),
+            Decision::Forward {
+                request: forwarded,
+                target,
+            } => {
+                let caller = udp_response_target(&request.headers, source);
+                let sent = proxy.forward(
+                    &self.transactions,
+                    key.cloned(),
+                    &request.headers,
+                    source,
+                    caller,
+                    forwarded,
+                    target,
+                    now,
+                );
+                match sent {
+                    Ok(out) => self.send_out(out),
+                    Err(error) => {
+                        tracing::warn!(%error, "proxy: cannot start a client transaction");
+                        return Some(if is_ack {
+                            Proxied::Done(None)
+                        } else {
+                            Proxied::Answer(StatusCode::ServerInternalError, "Forwarding Failed")
+                        });
+                    }
+                }
+                if request.method != Method::Invite {
+                    return Some(Proxied::Done(None));
+                }
+                // 100 Trying at once, so the caller stops retransmitting (RFC 3261 §16.2).
+                let trying = self.reply(
+                    &request.headers,
+                    StatusCode::Trying,
+                    vec![],
+                    source,
+                    transport,
+                );
+                if let Some(key) = key {
+                    let sent = Outbound {
+                        bytes: trying.bytes.clone(),
+                        target: trying.target,
+                    };
+                    self.transactions.server.respond(key, 100, sent, None, now);
+                }
+                Some(Proxied::Done(Some(trying)))
             }
         }
     }
@@ -410,6 +598,11 @@ impl Node {
         if self.registrar.is_some() {
             methods.push(Method::Register.to_string());
         }
+        if self.proxy.is_some() {
+            for method in [Method::Invite, Method::Ack, Method::Cancel] {
+                methods.push(method.to_string());
+            }
+        }
         Header::Allow(rsip::headers::Allow::new(methods.join(", ")))
     }
 
@@ -419,6 +612,14 @@ impl Node {
             Header::Accept(rsip::headers::Accept::new("application/sdp")),
         ]
     }
+}
+
+/// What the proxy made of a request.
+enum Proxied {
+    /// Handled: send this back (or nothing).
+    Done(Option<Reply>),
+    /// Answer with this status and reason phrase.
+    Answer(StatusCode, &'static str),
 }
 
 fn has_core_headers(headers: &rsip::Headers) -> bool {
@@ -645,5 +846,108 @@ mod tests {
         let garbage = b"\xff\xfe not sip at all";
         assert!(n.handle(garbage, src(), Transport::Udp).is_none());
         assert!(n.stats().snapshot().dropped >= 1);
+    }
+
+    /// A node with a registrar and a proxy at 127.0.0.1:5060 where `bob` is registered
+    /// from 127.0.0.1:5070; returns what it queues for third parties.
+    fn proxy_node() -> (Node, mpsc::Receiver<Outbound>) {
+        use crate::digest::{Authenticator, Secret};
+        use crate::location::{Binding, Change, LocationStore, MemoryLocationStore};
+        use crate::registrar::MemoryDirectory;
+        let directory = Arc::new(MemoryDirectory::new());
+        directory.insert("bob", None, Secret::Password("pw".into()));
+        let store = Arc::new(MemoryLocationStore::new());
+        let bob = Binding {
+            contact: "sip:bob@127.0.0.1:5070".into(),
+            expires_at: SystemTime::now() + std::time::Duration::from_secs(600),
+            received: "127.0.0.1:5070".parse().unwrap(),
+            transport: Transport::Udp,
+            call_id: "r".into(),
+            cseq: 1,
+            user_agent: None,
+            last_keepalive: None,
+            latency: None,
+            missed_keepalives: 0,
+            online: true,
+        };
+        store
+            .apply(
+                "sip:bob@127.0.0.1",
+                &[Change::Upsert(bob)],
+                SystemTime::now(),
+            )
+            .unwrap();
+        let auth = Arc::new(Authenticator::with_random_secret(
+            std::time::Duration::from_secs(300),
+        ));
+        let proxy = Proxy::new(
+            directory.clone(),
+            store.clone(),
+            "127.0.0.1:5060".parse().unwrap(),
+        );
+        let (tx, rx) = mpsc::channel(16);
+        let node = node()
+            .with_registrar(Registrar::new(directory, store, auth))
+            .with_proxy(proxy, tx);
+        (node, rx)
+    }
+
+    fn to_bob(method: &str) -> Vec<u8> {
+        String::from_utf8(request(method))
+            .unwrap()
+            .replace(
+                &format!("{method} sip:node@"),
+                &format!("{method} sip:bob@"),
+            )
+            .replace("To: <sip:node@", "To: <sip:bob@")
+            .into_bytes()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invite_gets_100_at_once_and_a_cancel_follows_it_downstream() {
+        let (n, mut queued) = proxy_node();
+        let trying = n.handle(&to_bob("INVITE"), src(), Transport::Udp).unwrap();
+        assert!(
+            text(&trying).starts_with("SIP/2.0 100 "),
+            "{}",
+            text(&trying)
+        );
+        let invite = queued.try_recv().expect("the INVITE is queued");
+        assert_eq!(invite.target, "127.0.0.1:5070".parse().unwrap());
+        assert!(
+            String::from_utf8_lossy(&invite.bytes).starts_with("INVITE sip:bob@127.0.0.1:5070 ")
+        );
+
+        let ok = n.handle(&to_bob("CANCEL"), src(), Transport::Udp).unwrap();
+        assert!(text(&ok).starts_with("SIP/2.0 200 "), "{}", text(&ok));
+        let cancel = queued.try_recv().expect("the CANCEL is queued");
+        let cancel = String::from_utf8_lossy(&cancel.bytes).into_owned();
+        assert!(
+            cancel.starts_with("CANCEL sip:bob@127.0.0.1:5070 "),
+            "{cancel}"
+        );
+        let branch = |text: &str| text.split("branch=").nth(1).map(|b| b[..20].to_string());
+        assert_eq!(
+            branch(&cancel),
+            branch(&String::from_utf8_lossy(&invite.bytes))
+        );
+
+        let unknown = String::from_utf8(to_bob("CANCEL"))
+            .unwrap()
+            .replace("z9hG4bKabc", "z9hG4bKnone");
+        let reply = n.handle(unknown.as_bytes(), src(), Transport::Udp).unwrap();
+        assert!(text(&reply).starts_with("SIP/2.0 481 "), "{}", text(&reply));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_proxying_node_still_refuses_by_configuration_before_routing() {
+        let (n, mut queued) = proxy_node();
+        n.configure(NodeConfig {
+            refusing: Some("expired".into()),
+            ..NodeConfig::default()
+        });
+        let reply = n.handle(&to_bob("INVITE"), src(), Transport::Udp).unwrap();
+        assert!(text(&reply).starts_with("SIP/2.0 503 "), "{}", text(&reply));
+        assert!(queued.try_recv().is_err(), "nothing forwarded");
     }
 }

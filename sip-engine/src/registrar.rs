@@ -422,7 +422,7 @@ fn to_user_and_domain(request: &Request) -> Option<(String, String)> {
 }
 
 /// The URI of a name-addr or addr-spec header value.
-fn uri_of(value: &str) -> Option<&str> {
+pub(crate) fn uri_of(value: &str) -> Option<&str> {
     match value.find('<') {
         Some(open) => {
             let rest = &value[open + 1..];

@@ -37,7 +37,8 @@ pub async fn serve(
                 None => std::future::pending().await,
             }
         };
-        let deadline = transactions.next_deadline();
+        // Transaction timers and the proxy's (408 for callees that never answer).
+        let deadline = node.next_deadline();
         let timer = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -48,7 +49,7 @@ pub async fn serve(
             _ = shutdown.cancelled() => return,
             // Transaction timers: retransmissions of what UDP may have lost.
             _ = timer => {
-                for out in transactions.poll(Instant::now()) {
+                for out in node.poll(Instant::now()) {
                     if let Err(error) = socket.send_to(&out.bytes, out.target).await {
                         tracing::debug!(%error, target = %out.target, "udp retransmission failed");
                     }

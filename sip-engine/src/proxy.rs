@@ -1,0 +1,1014 @@
+//! Routing calls to registered users: a stateful proxy (RFC 3261 §16).
+//!
+//! [`Proxy::route`] decides what becomes of a request: an INVITE for a user of this node's
+//! domain goes to that user's contact (at the address its REGISTER came from, which reaches
+//! a phone behind NAT), an in-dialog request that names this node in its top `Route` goes on
+//! to the next hop, anything else is the node's own business. The decision is pure; the
+//! node sends what it decides.
+//!
+//! Forwarded requests run in client transactions of the node's [`TransactionLayer`] (which
+//! retransmit over UDP); the proxy remembers, per forwarded request, whom to relay the
+//! responses to ([`Proxy::forward`], [`Proxy::on_response`]), so that a CANCEL from the
+//! caller can follow the INVITE downstream ([`Proxy::cancel`]) and a callee that never
+//! answers gets the caller a 408 ([`Proxy::poll`]).
+//!
+//! Choices and limits of this build:
+//! - One contact per call, no forking: the binding that stays registered longest (most
+//!   often the one registered last). Offline bindings (keep-alives unanswered) are skipped.
+//! - UDP only. A request that arrives over TCP, or whose next hop is a TCP contact or a
+//!   `transport=tcp` URI, is answered 480 with a reason that says so: relaying responses to a
+//!   TCP caller needs the connection, which the node's transports do not share yet.
+//! - No DNS: a next hop must be an IP address (404 otherwise), in a `sip:` URI (416).
+//! - Callers are not authenticated (no 407 challenge yet), and a loose-routed request is
+//!   relayed only when it is in-dialog (To tag), so the node is no open relay for new
+//!   requests.
+//! - A callee's Contact is not rewritten: in-dialog requests to a callee behind NAT reach it
+//!   only if its Contact is reachable.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rsip::common::uri::{Host, Scheme};
+use rsip::headers::UntypedHeader;
+use rsip::{Header, Headers, Method, Request, Response, StatusCode};
+use tokio::time::Instant;
+
+use crate::keepalive::KeepAlive;
+use crate::location::{Binding, LocationStore};
+use crate::message::{header_param, split_header_list, stamp_via};
+use crate::registrar::{uri_of, UserDirectory};
+use crate::transaction::client::ClientKey;
+use crate::transaction::{ClientError, Key, Outbound, TransactionLayer, MAGIC_COOKIE};
+use crate::transport::Transport;
+
+/// Max-Forwards of a request that carried none (RFC 3261 §16.6 step 3).
+const DEFAULT_MAX_FORWARDS: u32 = 70;
+/// How long a forwarded request waits for its first answer: 64·T1, as Timers B and F.
+const NO_ANSWER: Duration = Duration::from_secs(32);
+/// Timer C (RFC 3261 §16.6 step 11): how long an INVITE may ring after its last
+/// provisional response; "greater than 3 minutes".
+const TIMER_C: Duration = Duration::from_secs(181);
+/// How long an answered INVITE is remembered, so that the callee's retransmitted 2xx still
+/// reach the caller (RFC 6026 §7.1; 64·T1 like Timer M).
+const LINGER: Duration = Duration::from_secs(32);
+
+/// What to do with a request the proxy claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer it with `status`; `reason` replaces the reason phrase and says why.
+    Answer {
+        status: StatusCode,
+        reason: &'static str,
+    },
+    /// Send `request` (Via pushed, Max-Forwards decremented, Route popped, Request-URI and
+    /// Record-Route set as needed) to `target` over UDP.
+    Forward {
+        request: Request,
+        target: SocketAddr,
+    },
+}
+
+impl Decision {
+    fn answer(status: StatusCode, reason: &'static str) -> Self {
+        Decision::Answer { status, reason }
+    }
+}
+
+/// A response the proxy relays to the caller of a forwarded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    /// The response with the node's Via popped, addressed to the caller.
+    pub out: Outbound,
+    /// The caller's server transaction, which records it (retransmissions, ACK matching).
+    pub server: Option<Key>,
+    pub code: u16,
+    pub to_tag: Option<String>,
+}
+
+/// A forwarded request that got no final response in time: the caller is owed a 408.
+#[derive(Debug, Clone)]
+pub struct TimedOut {
+    pub server: Option<Key>,
+    /// The caller's request headers, to build the response from.
+    pub headers: Headers,
+    pub source: SocketAddr,
+}
+
+/// What a CANCEL from the caller finds (RFC 3261 §16.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// No pending INVITE of that caller: 481.
+    Unknown,
+    /// The INVITE is known: answer the CANCEL 200 and send this downstream, if anything
+    /// (nothing when the INVITE was answered already).
+    Pending(Option<Outbound>),
+}
+
+/// One request forwarded statefully (RFC 3261 §16's response context).
+#[derive(Debug)]
+struct Context {
+    invite: bool,
+    server: Option<Key>,
+    caller_headers: Headers,
+    caller_source: SocketAddr,
+    /// Where responses to the caller go (the UDP response-target rules of its top Via).
+    caller_target: SocketAddr,
+    /// The request as sent downstream, for building its CANCEL.
+    forwarded: Request,
+    target: SocketAddr,
+    /// A final response went to the caller.
+    answered: bool,
+    deadline: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    contexts: HashMap<ClientKey, Context>,
+    by_server: HashMap<Key, ClientKey>,
+    /// Deadlines; an entry may be stale (the context's deadline moved): checked when popped.
+    due: BinaryHeap<Reverse<(Instant, ClientKey)>>,
+}
+
+impl Table {
+    fn remove(&mut self, key: &ClientKey) -> Option<Context> {
+        let context = self.contexts.remove(key)?;
+        if let Some(server) = &context.server {
+            self.by_server.remove(server);
+        }
+        Some(context)
+    }
+}
+
+/// One node's proxy: its own address (what it writes in Via and Record-Route and recognises
+/// in Route), its domain, and where users and bindings come from.
+#[derive(Debug)]
+pub struct Proxy {
+    local: SocketAddr,
+    domain: String,
+    directory: Arc<dyn UserDirectory>,
+    store: Arc<dyn LocationStore>,
+    /// A std `Mutex`, never held across an `.await`: every operation is a few map updates.
+    table: Mutex<Table>,
+}
+
+impl Proxy {
+    /// A proxy for the node listening on `local` (UDP), routing to the users of `directory`
+    /// bound in `store` under `sip:<user>@<local IP>`, as the registrar stores them.
+    pub fn new(
+        directory: Arc<dyn UserDirectory>,
+        store: Arc<dyn LocationStore>,
+        local: SocketAddr,
+    ) -> Self {
+        Proxy {
+            local,
+            domain: KeepAlive::domain_of(local.ip()),
+            directory,
+            store,
+            table: Mutex::default(),
+        }
+    }
+
+    /// The node's own address, as it appears in Via and Record-Route.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// What becomes of `request` (received from `source` over `transport`), or `None` when
+    /// it is the node's own to answer (OPTIONS, REGISTER, and anything not routed).
+    pub fn route(
+        &self,
+        request: &Request,
+        source: SocketAddr,
+        transport: Transport,
+        now: SystemTime,
+    ) -> Option<Decision> {
+        let routes = route_uris(&request.headers);
+        let via_me = routes.first().is_some_and(|uri| self.names_me(uri));
+        // Loose routing (RFC 3261 §16.4): after our own Route, the next Route is the next
+        // hop, or the Request-URI when none is left.
+        let next = match routes.get(usize::from(via_me)) {
+            Some(route) => route.clone(),
+            None => request.uri.to_string(),
+        };
+        let decision = if via_me && !self.names_me(&next) {
+            if to_tag(&request.headers).is_none() {
+                // A new request pre-routed through us to somewhere else: not ours to relay.
+                return Some(Decision::answer(
+                    StatusCode::Forbidden,
+                    "Relaying Not Allowed",
+                ));
+            }
+            if let Some(refusal) = max_forwards_refusal(request) {
+                return Some(refusal);
+            }
+            match next_hop(&next) {
+                Ok(target) => Decision::Forward {
+                    request: self.prepare(request, source, None, via_me, false),
+                    target,
+                },
+                Err((status, reason)) => Decision::answer(status, reason),
+            }
+        } else if request.method == Method::Invite && to_tag(&request.headers).is_none() {
+            if let Some(refusal) = max_forwards_refusal(request) {
+                return Some(refusal);
+            }
+            self.locate(request, source, via_me, now)
+        } else {
+            return None;
+        };
+        Some(match decision {
+            Decision::Forward { target, .. } if target == self.local => {
+                Decision::answer(StatusCode::LoopDetected, "Loop Detected")
+            }
+            Decision::Forward { .. } if transport == Transport::Tcp => Decision::answer(
+                StatusCode::TemporarilyUnavailable,
+                "Proxying From TCP Not Supported",
+            ),
+            decision => decision,
+        })
+    }
+
+    /// An initial INVITE: to the contact of the Request-URI's user in this node's domain.
+    fn locate(
+        &self,
+        request: &Request,
+        source: SocketAddr,
+        pop_route: bool,
+        now: SystemTime,
+    ) -> Decision {
+        let Some(user) = request.uri.user().filter(|u| !u.is_empty()) else {
+            return Decision::answer(StatusCode::NotFound, "Not Found");
+        };
+        if self.directory.secret(user, &self.domain).is_none() {
+            return Decision::answer(StatusCode::NotFound, "Not Found");
+        }
+        let aor = format!("sip:{user}@{}", self.domain);
+        let bindings = match self.store.lookup(&aor, now) {
+            Ok(bindings) => bindings,
+            Err(error) => {
+                tracing::warn!(%error, %aor, "proxy: location store unavailable");
+                return Decision::answer(StatusCode::ServerInternalError, "Location Unavailable");
+            }
+        };
+        let Some(binding) = pick(&bindings) else {
+            return Decision::answer(
+                StatusCode::TemporarilyUnavailable,
+                "Temporarily Unavailable",
+            );
+        };
+        if binding.transport == Transport::Tcp {
+            return Decision::answer(
+                StatusCode::TemporarilyUnavailable,
+                "TCP Contacts Not Supported",
+            );
+        }
+        let Ok(contact) = rsip::Uri::try_from(binding.contact.as_str()) else {
+            return Decision::answer(StatusCode::TemporarilyUnavailable, "Invalid Contact");
+        };
+        Decision::Forward {
+            request: self.prepare(request, source, Some(contact), pop_route, true),
+            target: binding.received,
+        }
+    }
+
+    /// The request as it leaves this node (RFC 3261 §16.6): the node's Via on top (with a
+    /// fresh branch), the caller's Via stamped with `received`/`rport`, Max-Forwards one
+    /// lower, the node's own Route popped, and for an initial INVITE the contact as
+    /// Request-URI and a Record-Route that keeps the dialog's requests coming through here.
+    fn prepare(
+        &self,
+        request: &Request,
+        source: SocketAddr,
+        uri: Option<rsip::Uri>,
+        pop_route: bool,
+        record_route: bool,
+    ) -> Request {
+        let mut headers = Headers::default();
+        let branch = format!("{MAGIC_COOKIE}{:016x}", rand::random::<u64>());
+        headers.push(Header::Via(rsip::headers::Via::new(format!(
+            "SIP/2.0/UDP {};branch={branch};rport",
+            self.local
+        ))));
+        if record_route {
+            headers.push(Header::RecordRoute(rsip::headers::RecordRoute::new(
+                format!("<sip:{};lr>", self.local),
+            )));
+        }
+        let (mut top_via, mut route_popped, mut max_forwards) = (true, !pop_route, false);
+        for header in request.headers.iter() {
+            match header {
+                Header::Via(via) if top_via => {
+                    top_via = false;
+                    headers.push(Header::Via(rsip::headers::Via::new(stamp_via(
+                        via.value(),
+                        source,
+                    ))));
+                }
+                Header::MaxForwards(value) => {
+                    max_forwards = true;
+                    let left = max_forwards_of(value.value()).unwrap_or(DEFAULT_MAX_FORWARDS);
+                    headers.push(Header::MaxForwards(rsip::headers::MaxForwards::new(
+                        left.saturating_sub(1).to_string(),
+                    )));
+                }
+                Header::Route(route) if !route_popped => {
+                    route_popped = true;
+                    let rest = split_header_list(route.value());
+                    if rest.len() > 1 {
+                        headers.push(Header::Route(rsip::headers::Route::new(
+                            rest[1..].join(", "),
+                        )));
+                    }
+                }
+                other => headers.push(other.clone()),
+            }
+        }
+        if !max_forwards {
+            headers.push(Header::MaxForwards(rsip::headers::MaxForwards::new(
+                (DEFAULT_MAX_FORWARDS - 1).to_string(),
+            )));
+        }
+        Request {
+            method: request.method,
+            uri: uri.unwrap_or_else(|| request.uri.clone()),
+            version: request.version.clone(),
+            headers,
+            body: request.body.clone(),
+        }
+    }
+
+    /// Sends `forwarded` (a [`Decision::Forward`]) on behalf of the caller whose request had
+    /// `caller_headers` and came from `caller_source`, and remembers where its responses go.
+    /// An ACK is forwarded statelessly (it gets no response); everything else runs in a
+    /// client transaction. Returns what to send now.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        transactions: &TransactionLayer,
+        server: Option<Key>,
+        caller_headers: &Headers,
+        caller_source: SocketAddr,
+        caller_target: SocketAddr,
+        forwarded: Request,
+        target: SocketAddr,
+        now: Instant,
+    ) -> Result<Outbound, ClientError> {
+        if forwarded.method == Method::Ack {
+            return Ok(Outbound {
+                bytes: forwarded.to_string().into_bytes(),
+                target,
+            });
+        }
+        let invite = forwarded.method == Method::Invite;
+        let handle = transactions
+            .client
+            .start(forwarded.clone(), target, Transport::Udp, now)?;
+        let deadline = now + NO_ANSWER;
+        let mut table = self.lock();
+        if let Some(server) = &server {
+            table.by_server.insert(server.clone(), handle.key.clone());
+        }
+        table.due.push(Reverse((deadline, handle.key.clone())));
+        table.contexts.insert(
+            handle.key,
+            Context {
+                invite,
+                server,
+                caller_headers: caller_headers.clone(),
+                caller_source,
+                caller_target,
+                forwarded,
+                target,
+                answered: false,
+                deadline,
+            },
+        );
+        Ok(handle.first)
+    }
+
+    /// A response that matched a client transaction: the one to relay to the caller, if it
+    /// answers a forwarded request and is worth relaying. 100 Trying stops here (RFC 3261
+    /// §16.7); after the first final response only retransmitted 2xx go on, since the
+    /// caller's ACK to a 2xx is end-to-end (RFC 6026).
+    pub fn on_response(&self, response: &Response, now: Instant) -> Option<Relayed> {
+        let key = client_key(response)?;
+        let code = response.status_code.code();
+        let mut table = self.lock();
+        let context = table.contexts.get_mut(&key)?;
+        let relay = match code {
+            100 => false,
+            101..=199 => !context.answered,
+            200..=299 => true,
+            _ => !context.answered,
+        };
+        let mut reschedule = None;
+        if code >= 200 && !context.answered {
+            context.answered = true;
+            context.deadline = now
+                + if context.invite {
+                    LINGER
+                } else {
+                    Duration::ZERO
+                };
+            reschedule = Some(context.deadline);
+        } else if code > 100 && code < 200 && context.invite && !context.answered {
+            context.deadline = now + TIMER_C;
+            reschedule = Some(context.deadline);
+        }
+        let relayed = relay.then(|| Relayed {
+            out: Outbound {
+                bytes: without_top_via(response).to_string().into_bytes(),
+                target: context.caller_target,
+            },
+            server: context.server.clone(),
+            code,
+            to_tag: to_tag(&response.headers),
+        });
+        if let Some(at) = reschedule {
+            if at <= now {
+                table.remove(&key);
+            } else {
+                table.due.push(Reverse((at, key)));
+            }
+        }
+        relayed
+    }
+
+    /// A CANCEL for the INVITE whose server transaction is `invite` (RFC 3261 §16.10): the
+    /// CANCEL to send downstream, in its own client transaction. It is sent at once even
+    /// before the callee answered provisionally: the INVITE left first, on the same path.
+    pub fn cancel(&self, transactions: &TransactionLayer, invite: &Key, now: Instant) -> Cancelled {
+        let table = self.lock();
+        let Some(context) = table
+            .by_server
+            .get(invite)
+            .and_then(|key| table.contexts.get(key))
+        else {
+            return Cancelled::Unknown;
+        };
+        if context.answered {
+            return Cancelled::Pending(None);
+        }
+        let cancel = cancel_for(&context.forwarded);
+        let target = context.target;
+        drop(table);
+        match transactions
+            .client
+            .start(cancel, target, Transport::Udp, now)
+        {
+            Ok(handle) => Cancelled::Pending(Some(handle.first)),
+            // Already cancelled: the first CANCEL's transaction retransmits.
+            Err(_) => Cancelled::Pending(None),
+        }
+    }
+
+    /// Forgets contexts whose time is up; the callers of those never answered are owed 408.
+    pub fn poll(&self, now: Instant) -> Vec<TimedOut> {
+        let mut timed_out = Vec::new();
+        let mut table = self.lock();
+        while let Some(Reverse((at, _))) = table.due.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, key))) = table.due.pop() else {
+                break;
+            };
+            if table.contexts.get(&key).is_none_or(|c| c.deadline > now) {
+                continue;
+            }
+            if let Some(context) = table.remove(&key) {
+                if !context.answered {
+                    timed_out.push(TimedOut {
+                        server: context.server,
+                        headers: context.caller_headers,
+                        source: context.caller_source,
+                    });
+                }
+            }
+        }
+        timed_out
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.lock().due.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// How many forwarded requests are remembered (for tests and statistics).
+    pub fn pending(&self) -> usize {
+        self.lock().contexts.len()
+    }
+
+    /// Whether `uri` addresses this node: its IP, and its port (5060 when none is given).
+    fn names_me(&self, uri: &str) -> bool {
+        let Ok(uri) = rsip::Uri::try_from(uri) else {
+            return false;
+        };
+        let port = uri.port().map_or(5060, |p| u16::from(*p));
+        ip_of(uri.host()) == Some(self.local.ip()) && port == self.local.port()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        // Every update leaves the table consistent, so a poisoned lock is still usable.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The binding a call goes to: a live one that stays registered longest. Bindings carry no
+/// registration time; the latest expiry is usually the latest REGISTER.
+fn pick(bindings: &[Binding]) -> Option<&Binding> {
+    bindings
+        .iter()
+        .filter(|b| b.online)
+        .max_by_key(|b| b.expires_at)
+}
+
+/// The URIs of the Route headers, in order, one per element of comma-separated lists.
+fn route_uris(headers: &Headers) -> Vec<String> {
+    headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::Route(route) => Some(route.value()),
+            _ => None,
+        })
+        .flat_map(split_header_list)
+        .filter_map(uri_of)
+        .map(str::to_string)
+        .collect()
+}
+
+fn to_tag(headers: &Headers) -> Option<String> {
+    headers.iter().find_map(|h| match h {
+        Header::To(to) => header_param(to.value(), "tag").map(str::to_string),
+        _ => None,
+    })
+}
+
+fn max_forwards_of(value: &str) -> Option<u32> {
+    value.trim().parse().ok()
+}
+
+/// 483 for a request that may not be forwarded any further (RFC 3261 §16.3 step 3: a
+/// Max-Forwards of 0 on arrival), 400 for one that is not a number.
+fn max_forwards_refusal(request: &Request) -> Option<Decision> {
+    let value = request.headers.iter().find_map(|h| match h {
+        Header::MaxForwards(value) => Some(value.value()),
+        _ => None,
+    })?;
+    match max_forwards_of(value) {
+        Some(0) => Some(Decision::answer(StatusCode::TooManyHops, "Too Many Hops")),
+        Some(_) => None,
+        None => Some(Decision::answer(
+            StatusCode::BadRequest,
+            "Invalid Max-Forwards",
+        )),
+    }
+}
+
+/// Where a next-hop URI is reached: an IP address and port (5060 by default) of a `sip:`
+/// URI over UDP. Never resolved through DNS.
+fn next_hop(uri: &str) -> Result<SocketAddr, (StatusCode, &'static str)> {
+    let Ok(uri) = rsip::Uri::try_from(uri) else {
+        return Err((StatusCode::UnsupportedUriScheme, "Unsupported URI"));
+    };
+    if !matches!(uri.scheme, None | Some(Scheme::Sip)) {
+        return Err((StatusCode::UnsupportedUriScheme, "Unsupported URI Scheme"));
+    }
+    if uri
+        .transport()
+        .is_some_and(|t| !t.to_string().eq_ignore_ascii_case("udp"))
+    {
+        return Err((
+            StatusCode::TemporarilyUnavailable,
+            "Only UDP Next Hops Supported",
+        ));
+    }
+    let Some(ip) = ip_of(uri.host()) else {
+        return Err((StatusCode::NotFound, "Next Hop Is Not An IP Address"));
+    };
+    let port = uri.port().map_or(5060, |p| u16::from(*p));
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn ip_of(host: &Host) -> Option<IpAddr> {
+    match host {
+        Host::IpAddr(ip) => Some(*ip),
+        Host::Domain(domain) => domain
+            .to_string()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok(),
+    }
+}
+
+/// The client transaction a response belongs to: its top Via's branch and CSeq method.
+fn client_key(response: &Response) -> Option<ClientKey> {
+    let via = response.headers.iter().find_map(|h| match h {
+        Header::Via(via) => Some(via.value()),
+        _ => None,
+    })?;
+    let branch = header_param(split_header_list(via).first()?, "branch")?.to_string();
+    let method = response.headers.iter().find_map(|h| match h {
+        Header::CSeq(cseq) => cseq.method().ok(),
+        _ => None,
+    })?;
+    Some(ClientKey {
+        branch,
+        method: method.to_string(),
+    })
+}
+
+/// The response without its top Via (the node's own), even when the callee folded several
+/// Vias into one header line.
+fn without_top_via(response: &Response) -> Response {
+    let mut headers = Headers::default();
+    let mut popped = false;
+    for header in response.headers.iter() {
+        match header {
+            Header::Via(via) if !popped => {
+                popped = true;
+                let rest = split_header_list(via.value());
+                if rest.len() > 1 {
+                    headers.push(Header::Via(rsip::headers::Via::new(rest[1..].join(", "))));
+                }
+            }
+            other => headers.push(other.clone()),
+        }
+    }
+    Response {
+        status_code: response.status_code.clone(),
+        version: response.version.clone(),
+        headers,
+        body: response.body.clone(),
+    }
+}
+
+/// The CANCEL of a forwarded INVITE (RFC 3261 §9.1): its Request-URI, top Via (so the same
+/// branch), From, To, Call-ID, CSeq number and Route set.
+fn cancel_for(invite: &Request) -> Request {
+    let mut headers = Headers::default();
+    if let Some(via) = invite.headers.iter().find(|h| matches!(h, Header::Via(_))) {
+        headers.push(via.clone());
+    }
+    headers.push(Header::MaxForwards(rsip::headers::MaxForwards::new(
+        DEFAULT_MAX_FORWARDS.to_string(),
+    )));
+    for header in invite.headers.iter() {
+        match header {
+            Header::From(_) | Header::To(_) | Header::CallId(_) | Header::Route(_) => {
+                headers.push(header.clone())
+            }
+            Header::CSeq(cseq) => {
+                let seq = cseq.seq().unwrap_or_default();
+                headers.push(Header::CSeq(rsip::headers::CSeq::new(format!(
+                    "{seq} CANCEL"
+                ))));
+            }
+            _ => {}
+        }
+    }
+    headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
+        "0",
+    )));
+    Request {
+        method: Method::Cancel,
+        uri: invite.uri.clone(),
+        version: rsip::Version::V2,
+        headers,
+        body: Vec::new(),
+    }
+}
+
+/// The server-transaction key of the INVITE a CANCEL names: the CANCEL's own key with the
+/// method INVITE (RFC 3261 §9.2: same branch and sent-by, or same identifying fields).
+pub fn invite_key_of(cancel: &Key) -> Key {
+    match cancel.clone() {
+        Key::Branch {
+            branch, sent_by, ..
+        } => Key::Branch {
+            branch,
+            sent_by,
+            method: Method::Invite.to_string(),
+        },
+        Key::Legacy {
+            request_uri,
+            from_tag,
+            call_id,
+            cseq,
+            top_via,
+            ..
+        } => Key::Legacy {
+            request_uri,
+            from_tag,
+            call_id,
+            cseq,
+            top_via,
+            method: Method::Invite.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Secret;
+    use crate::location::{Change, MemoryLocationStore};
+    use crate::registrar::MemoryDirectory;
+
+    const NODE: &str = "127.0.84.10:5060";
+
+    fn caller() -> SocketAddr {
+        "127.0.84.11:40000".parse().unwrap()
+    }
+
+    fn phone() -> SocketAddr {
+        "127.0.84.12:41000".parse().unwrap()
+    }
+
+    fn binding(contact: &str, received: SocketAddr, transport: Transport, online: bool) -> Binding {
+        Binding {
+            contact: contact.into(),
+            expires_at: SystemTime::now() + Duration::from_secs(600),
+            received,
+            transport,
+            call_id: "reg".into(),
+            cseq: 1,
+            user_agent: None,
+            last_keepalive: None,
+            latency: None,
+            missed_keepalives: 0,
+            online,
+        }
+    }
+
+    /// A proxy whose directory knows `bob` and `carol`; `bob` is bound as given.
+    fn proxy(bindings: Vec<Binding>) -> Proxy {
+        let directory = Arc::new(MemoryDirectory::new());
+        directory.insert("bob", None, Secret::Password("pw".into()));
+        directory.insert("carol", None, Secret::Password("pw".into()));
+        let store = Arc::new(MemoryLocationStore::new());
+        let changes: Vec<Change> = bindings.into_iter().map(Change::Upsert).collect();
+        store
+            .apply("sip:bob@127.0.84.10", &changes, SystemTime::now())
+            .unwrap();
+        Proxy::new(directory, store, NODE.parse().unwrap())
+    }
+
+    fn natted_bob() -> Vec<Binding> {
+        vec![binding(
+            "sip:bob@192.168.1.20:5060",
+            phone(),
+            Transport::Udp,
+            true,
+        )]
+    }
+
+    fn request(first_line: &str, extra: &str) -> Request {
+        let text = format!(
+            "{first_line}\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKcall;rport\r\n{extra}From: <sip:alice@127.0.84.10>;tag=a\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        match crate::message::parse(text.as_bytes()) {
+            Ok(rsip::SipMessage::Request(request)) => request,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn invite(user: &str, extra: &str) -> Request {
+        request(
+            &format!("INVITE sip:{user}@127.0.84.10 SIP/2.0"),
+            &format!("To: <sip:{user}@127.0.84.10>\r\nMax-Forwards: 70\r\n{extra}"),
+        )
+    }
+
+    fn route(proxy: &Proxy, request: &Request) -> Option<Decision> {
+        proxy.route(request, caller(), Transport::Udp, SystemTime::now())
+    }
+
+    fn answer(status: StatusCode, reason: &'static str) -> Option<Decision> {
+        Some(Decision::Answer { status, reason })
+    }
+
+    #[test]
+    fn an_invite_for_a_registered_user_goes_to_its_nat_address_with_record_route_and_via() {
+        let Some(Decision::Forward { request, target }) =
+            route(&proxy(natted_bob()), &invite("bob", ""))
+        else {
+            panic!("forwarded");
+        };
+        assert_eq!(target, phone(), "the received address, not the contact's");
+        assert_eq!(request.uri.to_string(), "sip:bob@192.168.1.20:5060");
+        let text = request.to_string();
+        let vias: Vec<&str> = text.lines().filter(|l| l.starts_with("Via:")).collect();
+        assert_eq!(vias.len(), 2, "{text}");
+        assert!(vias[0].starts_with(&format!("Via: SIP/2.0/UDP {NODE};branch=z9hG4bK")));
+        assert!(vias[1].contains("rport=40000") && vias[1].contains("received=127.0.84.11"));
+        assert!(
+            text.contains(&format!("Record-Route: <sip:{NODE};lr>\r\n")),
+            "{text}"
+        );
+        assert!(text.contains("Max-Forwards: 69\r\n"), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_user_gets_404_and_a_known_one_without_a_live_binding_480() {
+        let p = proxy(vec![binding(
+            "sip:bob@192.168.1.20",
+            phone(),
+            Transport::Udp,
+            false,
+        )]);
+        assert_eq!(
+            route(&p, &invite("mallory", "")),
+            answer(StatusCode::NotFound, "Not Found")
+        );
+        assert_eq!(
+            route(&p, &invite("carol", "")),
+            answer(
+                StatusCode::TemporarilyUnavailable,
+                "Temporarily Unavailable"
+            )
+        );
+        assert_eq!(
+            route(&p, &invite("bob", "")),
+            answer(
+                StatusCode::TemporarilyUnavailable,
+                "Temporarily Unavailable"
+            ),
+            "an offline binding is not live"
+        );
+    }
+
+    #[test]
+    fn max_forwards_0_gets_483_and_1_is_forwarded_as_0() {
+        let p = proxy(natted_bob());
+        let mut exhausted = invite("bob", "");
+        exhausted
+            .headers
+            .retain(|h| !matches!(h, Header::MaxForwards(_)));
+        exhausted
+            .headers
+            .push(Header::MaxForwards(rsip::headers::MaxForwards::new("0")));
+        assert_eq!(
+            route(&p, &exhausted),
+            answer(StatusCode::TooManyHops, "Too Many Hops")
+        );
+        let mut last = exhausted.clone();
+        last.headers
+            .retain(|h| !matches!(h, Header::MaxForwards(_)));
+        last.headers
+            .push(Header::MaxForwards(rsip::headers::MaxForwards::new("1")));
+        let Some(Decision::Forward { request, .. }) = route(&p, &last) else {
+            panic!("forwarded");
+        };
+        assert!(request.to_string().contains("Max-Forwards: 0\r\n"));
+    }
+
+    #[test]
+    fn a_tcp_contact_or_caller_gets_480_with_the_reason() {
+        let p = proxy(vec![binding(
+            "sip:bob@192.168.1.20;transport=tcp",
+            phone(),
+            Transport::Tcp,
+            true,
+        )]);
+        assert_eq!(
+            route(&p, &invite("bob", "")),
+            answer(
+                StatusCode::TemporarilyUnavailable,
+                "TCP Contacts Not Supported"
+            )
+        );
+        let p = proxy(natted_bob());
+        assert_eq!(
+            p.route(
+                &invite("bob", ""),
+                caller(),
+                Transport::Tcp,
+                SystemTime::now()
+            ),
+            answer(
+                StatusCode::TemporarilyUnavailable,
+                "Proxying From TCP Not Supported"
+            )
+        );
+    }
+
+    fn in_dialog(uri: &str, routes: &str) -> Request {
+        request(
+            &format!("BYE {uri} SIP/2.0"),
+            &format!("To: <sip:bob@127.0.84.10>;tag=b\r\nMax-Forwards: 70\r\n{routes}"),
+        )
+    }
+
+    #[test]
+    fn an_in_dialog_request_naming_the_node_loses_that_route_and_goes_to_the_next_hop() {
+        let p = proxy(vec![]);
+        let bye = in_dialog(
+            "sip:bob@127.0.84.12:41000",
+            &format!("Route: <sip:{NODE};lr>\r\n"),
+        );
+        let Some(Decision::Forward { request, target }) = route(&p, &bye) else {
+            panic!("forwarded");
+        };
+        assert_eq!(target, phone());
+        assert_eq!(request.uri.to_string(), "sip:bob@127.0.84.12:41000");
+        let text = request.to_string();
+        assert!(!text.contains("Route:"), "{text}");
+        assert!(!text.contains("Record-Route"), "{text}");
+
+        let two = in_dialog(
+            "sip:bob@127.0.84.12:41000",
+            &format!("Route: <sip:{NODE};lr>, <sip:127.0.84.13:5070;lr>\r\n"),
+        );
+        let Some(Decision::Forward { request, target }) = route(&p, &two) else {
+            panic!("forwarded");
+        };
+        assert_eq!(target, "127.0.84.13:5070".parse().unwrap());
+        assert!(request
+            .to_string()
+            .contains("Route: <sip:127.0.84.13:5070;lr>\r\n"));
+    }
+
+    #[test]
+    fn next_hops_are_never_resolved_and_new_requests_are_not_relayed() {
+        let p = proxy(vec![]);
+        let by_name = in_dialog(
+            "sip:bob@phone.example.com",
+            &format!("Route: <sip:{NODE};lr>\r\n"),
+        );
+        assert_eq!(
+            route(&p, &by_name),
+            answer(StatusCode::NotFound, "Next Hop Is Not An IP Address")
+        );
+        let secure = in_dialog(
+            "sips:bob@127.0.84.12:41000",
+            &format!("Route: <sip:{NODE};lr>\r\n"),
+        );
+        assert!(matches!(
+            route(&p, &secure),
+            Some(Decision::Answer {
+                status: StatusCode::UnsupportedUriScheme,
+                ..
+            })
+        ));
+        let relay = invite(
+            "bob",
+            &format!("Route: <sip:{NODE};lr>, <sip:10.9.9.9;lr>\r\n"),
+        );
+        assert_eq!(
+            route(&p, &relay),
+            answer(StatusCode::Forbidden, "Relaying Not Allowed")
+        );
+        let own = in_dialog("sip:127.0.84.10", "");
+        assert_eq!(route(&p, &own), None, "not routed: the node's own");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn responses_are_relayed_to_the_caller_without_the_node_s_via_and_silence_gets_408() {
+        let p = proxy(natted_bob());
+        let layer = TransactionLayer::default();
+        let original = invite("bob", "");
+        let Some(Decision::Forward { request, target }) = route(&p, &original) else {
+            panic!("forwarded");
+        };
+        let now = Instant::now();
+        let sent = p
+            .forward(
+                &layer,
+                Key::of_request(&original),
+                &original.headers,
+                caller(),
+                caller(),
+                request,
+                target,
+                now,
+            )
+            .unwrap();
+        let text = String::from_utf8(sent.bytes).unwrap();
+        let ringing = text
+            .replacen("INVITE sip:bob@192.168.1.20:5060", "SIP/2.0 180 Ringing", 1)
+            .replace(
+                "To: <sip:bob@127.0.84.10>",
+                "To: <sip:bob@127.0.84.10>;tag=b",
+            );
+        let Ok(rsip::SipMessage::Response(ringing)) = crate::message::parse(ringing.as_bytes())
+        else {
+            panic!("a response: {ringing}");
+        };
+        let relayed = p.on_response(&ringing, now).expect("relayed");
+        assert_eq!(relayed.out.target, caller());
+        let out = String::from_utf8(relayed.out.bytes).unwrap();
+        assert_eq!(out.matches("Via:").count(), 1, "{out}");
+        assert!(out.contains("branch=z9hG4bKcall"), "{out}");
+        assert_eq!(relayed.to_tag.as_deref(), Some("b"));
+
+        // Ringing for longer than Timer C: the caller gets 408.
+        tokio::time::advance(TIMER_C + Duration::from_secs(1)).await;
+        let timed_out = p.poll(Instant::now());
+        assert_eq!(timed_out.len(), 1);
+        assert_eq!(p.pending(), 0);
+    }
+}

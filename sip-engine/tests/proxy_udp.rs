@@ -1,0 +1,286 @@
+//! A call between two registered phones through a node started with [`Engine`], over real
+//! loopback UDP sockets: both phones register with MD5 digest, A calls `sip:b@<node>`, B
+//! gets the INVITE at the address it registered from with the node's Record-Route and Via,
+//! its 180 and 200 reach A, and A's ACK and BYE follow the route set through the node.
+//!
+//! Every wait is bounded by a timeout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sip_engine::digest::{ha1, Algorithm, Credentials, QopParams};
+use sip_engine::{
+    Engine, KeepAliveSettings, MemoryDirectory, MemoryLocationStore, NodeRole, NodeSpec, Secret,
+};
+use tokio::net::UdpSocket;
+
+const NODE_IP: &str = "127.0.84.1";
+const PORT: u16 = 15084;
+const PASSWORD: &str = "correct-horse";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The next SIP message for a phone, as text, skipping the node's keep-alives; fails the
+/// test after [`WAIT`].
+async fn receive(phone: &UdpSocket) -> (String, SocketAddr) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (len, from) = tokio::time::timeout(WAIT, phone.recv_from(&mut buf))
+            .await
+            .expect("a message arrives in time")
+            .expect("recv works");
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        let keepalive = text.starts_with("OPTIONS ") && text.contains("Call-ID: ka-");
+        if !keepalive && !text.trim().is_empty() {
+            return (text, from);
+        }
+    }
+}
+
+/// A quoted parameter of a challenge header.
+fn param(header: &str, name: &str) -> String {
+    header
+        .split(&format!("{name}=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("{name} in {header}"))
+        .to_string()
+}
+
+fn register(user: &str, phone: SocketAddr, cseq: u32, authorization: &str) -> String {
+    format!(
+        "REGISTER sip:{NODE_IP} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {phone};branch=z9hG4bKreg{user}{cseq};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{user}@{NODE_IP}>;tag={user}reg\r\n\
+         To: <sip:{user}@{NODE_IP}>\r\n\
+         Call-ID: proxy-test-register-{user}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:{user}@{phone}>\r\n\
+         Expires: 600\r\n\
+         {authorization}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The Authorization that answers the MD5 challenge of `challenge` (a 401).
+fn authorization(user: &str, challenge: &str) -> String {
+    let header = challenge
+        .split("\r\n")
+        .find(|line| line.starts_with("WWW-Authenticate:") && line.contains("algorithm=MD5"))
+        .unwrap_or_else(|| panic!("an MD5 challenge in {challenge}"));
+    let mut credentials = Credentials {
+        username: user.into(),
+        realm: param(header, "realm"),
+        nonce: param(header, "nonce"),
+        uri: format!("sip:{NODE_IP}"),
+        response: String::new(),
+        algorithm: Algorithm::Md5,
+        opaque: Some(param(header, "opaque")),
+        qop: Some(QopParams {
+            qop: "auth".into(),
+            nc: "00000001".into(),
+            cnonce: "phone-cnonce".into(),
+        }),
+    };
+    let key = ha1(Algorithm::Md5, user, &credentials.realm, PASSWORD);
+    credentials.response = credentials.expected_response(&key, "REGISTER");
+    format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
+         response=\"{}\", algorithm=MD5, opaque=\"{}\", qop=auth, nc=00000001, \
+         cnonce=\"phone-cnonce\"\r\n",
+        credentials.realm,
+        credentials.nonce,
+        credentials.uri,
+        credentials.response,
+        credentials.opaque.unwrap_or_default()
+    )
+}
+
+/// Registers `user` from `phone` with digest authentication.
+async fn sign_in(phone: &UdpSocket, user: &str, node: SocketAddr) {
+    let addr = phone.local_addr().unwrap();
+    phone
+        .send_to(register(user, addr, 1, "").as_bytes(), node)
+        .await
+        .unwrap();
+    let (challenge, _) = receive(phone).await;
+    assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
+    let auth = authorization(user, &challenge);
+    phone
+        .send_to(register(user, addr, 2, &auth).as_bytes(), node)
+        .await
+        .unwrap();
+    let (ok, _) = receive(phone).await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+}
+
+/// The values of every `name:` header line of a message, in order.
+fn headers<'a>(message: &'a str, name: &str) -> Vec<&'a str> {
+    message
+        .split("\r\n")
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+        .collect()
+}
+
+/// The callee's response to `request`: Vias, Record-Route, From, Call-ID and CSeq copied, a
+/// To tag added (RFC 3261 §8.2.6, §12.1.1).
+fn respond(request: &str, status: &str, contact: SocketAddr) -> String {
+    let mut copied = String::new();
+    for line in request.split("\r\n") {
+        if line.starts_with("To:") {
+            if line.contains(";tag=") {
+                copied.push_str(&format!("{line}\r\n"));
+            } else {
+                copied.push_str(&format!("{line};tag=callee\r\n"));
+            }
+        } else if ["Via:", "Record-Route:", "From:", "Call-ID:", "CSeq:"]
+            .iter()
+            .any(|name| line.starts_with(name))
+        {
+            copied.push_str(&format!("{line}\r\n"));
+        }
+    }
+    format!("SIP/2.0 {status}\r\n{copied}Contact: <sip:b@{contact}>\r\nContent-Length: 0\r\n\r\n")
+}
+
+/// An in-dialog request of A's: to B's Contact, along the route set of the 200.
+fn in_dialog(method: &str, cseq: u32, a: SocketAddr, ok: &str) -> String {
+    let target = headers(ok, "Contact")[0]
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    let route = headers(ok, "Record-Route").join(", ");
+    let to = headers(ok, "To")[0];
+    format!(
+        "{method} {target} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {a};branch=z9hG4bK{method}{cseq};rport\r\n\
+         Route: {route}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:a@{NODE_IP}>;tag=caller\r\n\
+         To: {to}\r\n\
+         Call-ID: proxy-test-call\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn a_call_between_two_registered_phones_goes_through_the_node_and_stays_on_its_route() {
+    let directory = Arc::new(MemoryDirectory::new());
+    directory.insert("a", None, Secret::Password(PASSWORD.into()));
+    directory.insert("b", None, Secret::Password(PASSWORD.into()));
+    let store = Arc::new(MemoryLocationStore::new());
+    let engine = Engine::new("test")
+        .with_directory(directory, store)
+        .with_keepalive(KeepAliveSettings {
+            interval: Duration::from_secs(3600),
+            max_missed: 3,
+        });
+    engine
+        .start(NodeSpec {
+            id: 84,
+            ip: NODE_IP.parse().unwrap(),
+            udp_port: PORT,
+            tcp_port: PORT,
+            role: NodeRole::Switch,
+        })
+        .await
+        .expect("node starts");
+    let node = SocketAddr::new(NODE_IP.parse().unwrap(), PORT);
+    let phone_a = UdpSocket::bind("127.0.84.2:0").await.unwrap();
+    let phone_b = UdpSocket::bind("127.0.84.3:0").await.unwrap();
+    let (a, b) = (phone_a.local_addr().unwrap(), phone_b.local_addr().unwrap());
+    sign_in(&phone_a, "a", node).await;
+    sign_in(&phone_b, "b", node).await;
+
+    let invite = format!(
+        "INVITE sip:b@{NODE_IP} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {a};branch=z9hG4bKinvite1;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:a@{NODE_IP}>;tag=caller\r\n\
+         To: <sip:b@{NODE_IP}>\r\n\
+         Call-ID: proxy-test-call\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:a@{a}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    phone_a.send_to(invite.as_bytes(), node).await.unwrap();
+    let (trying, _) = receive(&phone_a).await;
+    assert!(trying.starts_with("SIP/2.0 100 "), "{trying}");
+
+    let (forwarded, from) = receive(&phone_b).await;
+    assert_eq!(from, node, "the INVITE comes from the node");
+    assert!(
+        forwarded.starts_with(&format!("INVITE sip:b@{b} SIP/2.0\r\n")),
+        "{forwarded}"
+    );
+    assert_eq!(
+        headers(&forwarded, "Record-Route"),
+        [format!("<sip:{node};lr>")]
+    );
+    let vias = headers(&forwarded, "Via");
+    assert_eq!(vias.len(), 2, "{forwarded}");
+    assert!(
+        vias[0].starts_with(&format!("SIP/2.0/UDP {node};branch=z9hG4bK")),
+        "{forwarded}"
+    );
+    assert!(
+        vias[1].contains(&format!("rport={}", a.port())),
+        "{forwarded}"
+    );
+    assert_eq!(headers(&forwarded, "Max-Forwards"), ["69"]);
+
+    phone_b
+        .send_to(respond(&forwarded, "180 Ringing", b).as_bytes(), node)
+        .await
+        .unwrap();
+    let (ringing, _) = receive(&phone_a).await;
+    assert!(ringing.starts_with("SIP/2.0 180 "), "{ringing}");
+    assert_eq!(
+        headers(&ringing, "Via").len(),
+        1,
+        "the node's Via is popped"
+    );
+
+    phone_b
+        .send_to(respond(&forwarded, "200 OK", b).as_bytes(), node)
+        .await
+        .unwrap();
+    let (ok, _) = receive(&phone_a).await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    assert_eq!(headers(&ok, "Record-Route"), [format!("<sip:{node};lr>")]);
+
+    phone_a
+        .send_to(in_dialog("ACK", 1, a, &ok).as_bytes(), node)
+        .await
+        .unwrap();
+    let (ack, from) = receive(&phone_b).await;
+    assert_eq!(from, node);
+    assert!(
+        ack.starts_with(&format!("ACK sip:b@{b} SIP/2.0\r\n")),
+        "{ack}"
+    );
+    assert!(
+        headers(&ack, "Route").is_empty(),
+        "the node popped its Route: {ack}"
+    );
+
+    phone_a
+        .send_to(in_dialog("BYE", 2, a, &ok).as_bytes(), node)
+        .await
+        .unwrap();
+    let (bye, _) = receive(&phone_b).await;
+    assert!(
+        bye.starts_with(&format!("BYE sip:b@{b} SIP/2.0\r\n")),
+        "{bye}"
+    );
+    phone_b
+        .send_to(respond(&bye, "200 OK", b).as_bytes(), node)
+        .await
+        .unwrap();
+    let (bye_ok, _) = receive(&phone_a).await;
+    assert!(bye_ok.starts_with("SIP/2.0 200 "), "{bye_ok}");
+    assert!(bye_ok.contains("CSeq: 2 BYE"), "{bye_ok}");
+
+    engine.stop_all().await;
+}
