@@ -312,3 +312,99 @@ async fn registrations_survive_a_restart_of_the_whole_process() {
     );
     second.state.engine.stop_all().await;
 }
+
+/// Waits for one datagram on `socket` and returns it as text with its source.
+async fn receive(socket: &UdpSocket) -> (String, SocketAddr) {
+    let mut buf = vec![0u8; 8192];
+    let (len, from) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+        .await
+        .expect("a message")
+        .unwrap();
+    (String::from_utf8_lossy(&buf[..len]).to_string(), from)
+}
+
+/// Receives until a message whose first line starts with `start` (keep-alives and
+/// provisional responses are skipped).
+async fn receive_until(socket: &UdpSocket, start: &str) -> (String, SocketAddr) {
+    for _ in 0..20 {
+        let (text, from) = receive(socket).await;
+        if text.starts_with(start) {
+            return (text, from);
+        }
+    }
+    panic!("no message starting with {start}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_reaches_a_registered_phone_even_after_its_server_restarted() {
+    let app = common::spawn_app("127.0.85.1-127.0.85.10").await;
+    let a = app.account_with_balance("calls@alpha.test", 100).await;
+    let server: ServerRow = a
+        .call(
+            "deploy_server",
+            &[("zone", "test-zone"), ("kind", "switch")],
+        )
+        .await
+        .unwrap();
+    let target: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
+    a.call::<i64>(
+        "create_sip_user",
+        &[
+            ("username", "bob"),
+            ("password", "bob secret 12"),
+            ("keepalive", "disabled"),
+        ],
+    )
+    .await
+    .unwrap();
+    let bob = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        register_from(&bob, target, "bob", "bob secret 12", "call-reg").await,
+        "SIP/2.0 200 OK"
+    );
+
+    // The server restarts between the REGISTER and the INVITE.
+    let restarted: ServerRow = a
+        .call(
+            "run_server_action",
+            &[("id", &server.id.to_string()), ("action", "restart")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(restarted.status, app::model::ServerStatus::Running);
+
+    let alice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = alice.local_addr().unwrap();
+    let host = server.ip.clone();
+    let invite = format!(
+        "INVITE sip:bob@{host} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKcall1;rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@{local}>;tag=alice1\r\nTo: <sip:bob@{host}>\r\nCall-ID: call-after-restart\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{local}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    alice.send_to(invite.as_bytes(), target).await.unwrap();
+    let (trying, _) = receive(&alice).await;
+    assert!(trying.starts_with("SIP/2.0 100"), "{trying}");
+
+    // Bob gets it from the server, which stays on the route.
+    let (incoming, from) = receive_until(&bob, "INVITE ").await;
+    assert_eq!(from, target);
+    assert!(
+        incoming.contains(&format!("Record-Route: <sip:{host}:5060;lr>")),
+        "{incoming}"
+    );
+    let line = |name: &str| {
+        incoming
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    let ringing =
+        format!(
+        "SIP/2.0 180 Ringing\r\n{}\r\n{}\r\n{};tag=bob1\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+        line("Via:"), line("From:"), line("To:"), line("Call-ID:"), line("CSeq:")
+    );
+    bob.send_to(ringing.as_bytes(), from).await.unwrap();
+    let (ringing_at_alice, _) = receive_until(&alice, "SIP/2.0 180").await;
+    assert!(ringing_at_alice.contains("Call-ID: call-after-restart"));
+}
