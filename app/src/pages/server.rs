@@ -84,7 +84,11 @@ fn Actions(id: i64, action: ServerAction<RunServerAction>) -> impl IntoView {
     let chosen = RwSignal::new(None::<ServerCommand>);
     let error = Signal::derive(move || action.value().get().and_then(Result::err));
     // A finished action closes the confirmation.
-    let done = move || action.version().get();
+    Effect::watch(
+        move || action.version().get(),
+        move |_, _, _| chosen.set(None),
+        false,
+    );
     view! {
         <section class="card actions">
             <h2>"Actions"</h2>
@@ -99,8 +103,7 @@ fn Actions(id: i64, action: ServerAction<RunServerAction>) -> impl IntoView {
                     })
                     .collect_view()}
             </div>
-            {move || {
-                let _ = done();
+                        {move || {
                 chosen.get().map(|a| view! {
                     <div class="confirm" role="dialog" aria-label="Confirm action">
                         <p><strong>{a.label()}</strong>": "{a.consequence()}</p>
