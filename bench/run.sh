@@ -10,4 +10,6 @@ wasm=$(ls target/site/pkg/*.wasm | head -1)
 raw=$(stat -c %s "$wasm")
 gz=$(gzip -9 -c "$wasm" | wc -c)
 echo "Release wasm bundle: $((raw / 1024)) KB, $((gz / 1024)) KB gzipped (target: under 400 KB gzipped)"
-cargo run --release -q -p bench
+# The same flags cargo-leptos built the release with (always-erase-components), so the
+# benchmark reuses that build instead of compiling everything again.
+RUSTFLAGS="--cfg erase_components" cargo run --release -q -p bench
