@@ -93,14 +93,7 @@ async fn register_from(
 async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
     let app = common::spawn_app("127.0.80.1-127.0.80.10").await;
     let a = app.account_with_balance("voip@alpha.test", 100).await;
-    let server: ServerRow = a
-        .call(
-            "deploy_server",
-            &[("zone", "test-zone"), ("kind", "switch")],
-        )
-        .await
-        .unwrap();
-    let target: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
+    let (server, target) = a.deploy_switch().await;
     let sid = server.id.to_string();
 
     // Nobody is known yet: never a 200.
@@ -185,24 +178,8 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
 async fn a_registered_phone_gets_keep_alives_and_its_answers_show_as_latency() {
     let app = common::spawn_app("127.0.82.1-127.0.82.10").await; // keep-alives every second
     let a = app.account_with_balance("nat@alpha.test", 100).await;
-    let server: ServerRow = a
-        .call(
-            "deploy_server",
-            &[("zone", "test-zone"), ("kind", "switch")],
-        )
-        .await
-        .unwrap();
-    let target: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
-    a.call::<i64>(
-        "create_sip_user",
-        &[
-            ("username", "nat"),
-            ("password", "nat secret 1"),
-            ("keepalive", "options"),
-        ],
-    )
-    .await
-    .unwrap();
+    let (server, target) = a.deploy_switch().await;
+    a.sip_user("nat", "nat secret 1", "options").await;
     let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     assert_eq!(
         register_from(&phone, target, "nat", "nat secret 1", "ka-1").await,
@@ -259,14 +236,7 @@ async fn a_registered_phone_gets_keep_alives_and_its_answers_show_as_latency() {
 async fn registrations_survive_a_restart_of_the_whole_process() {
     let app = common::spawn_app("127.0.83.1-127.0.83.10").await;
     let a = app.account_with_balance("restart@alpha.test", 100).await;
-    let server: ServerRow = a
-        .call(
-            "deploy_server",
-            &[("zone", "test-zone"), ("kind", "switch")],
-        )
-        .await
-        .unwrap();
-    let target: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
+    let (server, target) = a.deploy_switch().await;
     a.call::<i64>(
         "create_sip_user",
         &[("username", "dora"), ("password", "dora secret 1")],
@@ -339,24 +309,8 @@ async fn receive_until(socket: &UdpSocket, start: &str) -> (String, SocketAddr) 
 async fn a_call_reaches_a_registered_phone_even_after_its_server_restarted() {
     let app = common::spawn_app("127.0.85.1-127.0.85.10").await;
     let a = app.account_with_balance("calls@alpha.test", 100).await;
-    let server: ServerRow = a
-        .call(
-            "deploy_server",
-            &[("zone", "test-zone"), ("kind", "switch")],
-        )
-        .await
-        .unwrap();
-    let target: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
-    a.call::<i64>(
-        "create_sip_user",
-        &[
-            ("username", "bob"),
-            ("password", "bob secret 12"),
-            ("keepalive", "disabled"),
-        ],
-    )
-    .await
-    .unwrap();
+    let (server, target) = a.deploy_switch().await;
+    a.sip_user("bob", "bob secret 12", "disabled").await;
     let bob = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     assert_eq!(
         register_from(&bob, target, "bob", "bob secret 12", "call-reg").await,

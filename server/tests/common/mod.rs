@@ -113,6 +113,32 @@ impl TestApp {
 }
 
 impl Client {
+    /// Deploys a Switch in the test zone and returns it with its SIP address (port 5060).
+    pub async fn deploy_switch(&self) -> (app::model::ServerRow, std::net::SocketAddr) {
+        let row: app::model::ServerRow = self
+            .call(
+                "deploy_server",
+                &[("zone", "test-zone"), ("kind", "switch")],
+            )
+            .await
+            .expect("deploy");
+        let target = format!("{}:5060", row.ip).parse().expect("address");
+        (row, target)
+    }
+
+    /// Creates a SIP user of this client's account.
+    pub async fn sip_user(&self, username: &str, password: &str, keepalive: &str) -> i64 {
+        self.call(
+            "create_sip_user",
+            &[
+                ("username", username),
+                ("password", password),
+                ("keepalive", keepalive),
+            ],
+        )
+        .await
+        .expect("SIP user")
+    }
     /// A plain GET with this client's session.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http
