@@ -186,7 +186,7 @@ pub async fn save(
     state.directory.reload(store).await?;
     store
         .audit_by(
-            &user,
+            user,
             "server.config",
             &format!("server {id}"),
             &format!("configuration version {version}"),

@@ -118,7 +118,7 @@ pub async fn deploy(
             .await?;
         store
             .audit_by(
-                &user,
+                user,
                 "server.deploy",
                 &format!("server {id}"),
                 &format!(
@@ -244,7 +244,7 @@ pub async fn run_action(
     }
     store
         .audit_by(
-            &user,
+            user,
             &format!("server.{}", action.as_str()),
             &format!("server {id}"),
             &server.ip,
@@ -405,7 +405,7 @@ pub async fn resize(
         store.set_channels(id, i64::from(channels.get())).await?;
         store
             .audit_by(
-                &user,
+                user,
                 "server.resize.reboot",
                 &format!("server {id}"),
                 &format!("{channels} channels"),
@@ -421,7 +421,7 @@ pub async fn resize(
             .await?;
         store
             .audit_by(
-                &user,
+                user,
                 "server.resize",
                 &format!("server {id}"),
                 &format!(
