@@ -4,11 +4,12 @@
 //!
 //! Every wait is bounded by a timeout; the keep-alive interval is shortened for the test.
 
+mod phone;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sip_engine::digest::{ha1, Algorithm, Credentials, QopParams};
 use sip_engine::{
     Engine, KeepAliveSettings, LocationStore, MemoryDirectory, MemoryLocationStore, NodeRole,
     NodeSpec, Secret,
@@ -29,65 +30,6 @@ async fn receive(phone: &UdpSocket) -> (String, SocketAddr) {
         .expect("the node answers in time")
         .expect("recv works");
     (String::from_utf8_lossy(&buf[..len]).into_owned(), from)
-}
-
-fn register(phone: SocketAddr, cseq: u32, authorization: &str) -> String {
-    format!(
-        "REGISTER sip:{NODE_IP} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {phone};branch=z9hG4bKreg{cseq};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:{USER}@{NODE_IP}>;tag=phone\r\n\
-         To: <sip:{USER}@{NODE_IP}>\r\n\
-         Call-ID: keepalive-test-register\r\n\
-         CSeq: {cseq} REGISTER\r\n\
-         Contact: <sip:{USER}@{phone}>\r\n\
-         Expires: 600\r\n\
-         {authorization}Content-Length: 0\r\n\r\n"
-    )
-}
-
-/// A quoted parameter of a challenge header.
-fn param(header: &str, name: &str) -> String {
-    header
-        .split(&format!("{name}=\""))
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("{name} in {header}"))
-        .to_string()
-}
-
-/// The Authorization that answers the MD5 challenge of `challenge` (a 401).
-fn authorization(challenge: &str) -> String {
-    let header = challenge
-        .split("\r\n")
-        .find(|line| line.starts_with("WWW-Authenticate:") && line.contains("algorithm=MD5"))
-        .unwrap_or_else(|| panic!("an MD5 challenge in {challenge}"));
-    let mut credentials = Credentials {
-        username: USER.into(),
-        realm: param(header, "realm"),
-        nonce: param(header, "nonce"),
-        uri: format!("sip:{NODE_IP}"),
-        response: String::new(),
-        algorithm: Algorithm::Md5,
-        opaque: Some(param(header, "opaque")),
-        qop: Some(QopParams {
-            qop: "auth".into(),
-            nc: "00000001".into(),
-            cnonce: "phone-cnonce".into(),
-        }),
-    };
-    let key = ha1(Algorithm::Md5, USER, &credentials.realm, PASSWORD);
-    credentials.response = credentials.expected_response(&key, "REGISTER");
-    format!(
-        "Authorization: Digest username=\"{USER}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
-         response=\"{}\", algorithm=MD5, opaque=\"{}\", qop=auth, nc=00000001, \
-         cnonce=\"phone-cnonce\"\r\n",
-        credentials.realm,
-        credentials.nonce,
-        credentials.uri,
-        credentials.response,
-        credentials.opaque.unwrap_or_default()
-    )
 }
 
 /// The phone's 200 to a request: its identifying headers copied, a To tag added.
@@ -142,14 +84,24 @@ async fn a_registered_phone_gets_options_keep_alives_and_its_answer_sets_the_lat
     let phone = UdpSocket::bind("127.0.81.2:0").await.unwrap();
     let phone_addr = phone.local_addr().unwrap();
     phone
-        .send_to(register(phone_addr, 1, "").as_bytes(), node)
+        .send_to(
+            phone::register(USER, NODE_IP, phone_addr, 1, "").as_bytes(),
+            node,
+        )
         .await
         .unwrap();
     let (challenge, _) = receive(&phone).await;
     assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
     phone
         .send_to(
-            register(phone_addr, 2, &authorization(&challenge)).as_bytes(),
+            phone::register(
+                USER,
+                NODE_IP,
+                phone_addr,
+                2,
+                &phone::authorization(USER, PASSWORD, NODE_IP, &challenge),
+            )
+            .as_bytes(),
             node,
         )
         .await

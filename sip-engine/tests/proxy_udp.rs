@@ -5,11 +5,12 @@
 //!
 //! Every wait is bounded by a timeout.
 
+mod phone;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sip_engine::digest::{ha1, Algorithm, Credentials, QopParams};
 use sip_engine::{
     Engine, KeepAliveSettings, MemoryDirectory, MemoryLocationStore, NodeRole, NodeSpec, Secret,
 };
@@ -37,77 +38,21 @@ async fn receive(phone: &UdpSocket) -> (String, SocketAddr) {
     }
 }
 
-/// A quoted parameter of a challenge header.
-fn param(header: &str, name: &str) -> String {
-    header
-        .split(&format!("{name}=\""))
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("{name} in {header}"))
-        .to_string()
-}
-
-fn register(user: &str, phone: SocketAddr, cseq: u32, authorization: &str) -> String {
-    format!(
-        "REGISTER sip:{NODE_IP} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {phone};branch=z9hG4bKreg{user}{cseq};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:{user}@{NODE_IP}>;tag={user}reg\r\n\
-         To: <sip:{user}@{NODE_IP}>\r\n\
-         Call-ID: proxy-test-register-{user}\r\n\
-         CSeq: {cseq} REGISTER\r\n\
-         Contact: <sip:{user}@{phone}>\r\n\
-         Expires: 600\r\n\
-         {authorization}Content-Length: 0\r\n\r\n"
-    )
-}
-
-/// The Authorization that answers the MD5 challenge of `challenge` (a 401).
-fn authorization(user: &str, challenge: &str) -> String {
-    let header = challenge
-        .split("\r\n")
-        .find(|line| line.starts_with("WWW-Authenticate:") && line.contains("algorithm=MD5"))
-        .unwrap_or_else(|| panic!("an MD5 challenge in {challenge}"));
-    let mut credentials = Credentials {
-        username: user.into(),
-        realm: param(header, "realm"),
-        nonce: param(header, "nonce"),
-        uri: format!("sip:{NODE_IP}"),
-        response: String::new(),
-        algorithm: Algorithm::Md5,
-        opaque: Some(param(header, "opaque")),
-        qop: Some(QopParams {
-            qop: "auth".into(),
-            nc: "00000001".into(),
-            cnonce: "phone-cnonce".into(),
-        }),
-    };
-    let key = ha1(Algorithm::Md5, user, &credentials.realm, PASSWORD);
-    credentials.response = credentials.expected_response(&key, "REGISTER");
-    format!(
-        "Authorization: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
-         response=\"{}\", algorithm=MD5, opaque=\"{}\", qop=auth, nc=00000001, \
-         cnonce=\"phone-cnonce\"\r\n",
-        credentials.realm,
-        credentials.nonce,
-        credentials.uri,
-        credentials.response,
-        credentials.opaque.unwrap_or_default()
-    )
-}
-
 /// Registers `user` from `phone` with digest authentication.
 async fn sign_in(phone: &UdpSocket, user: &str, node: SocketAddr) {
     let addr = phone.local_addr().unwrap();
     phone
-        .send_to(register(user, addr, 1, "").as_bytes(), node)
+        .send_to(phone::register(user, NODE_IP, addr, 1, "").as_bytes(), node)
         .await
         .unwrap();
     let (challenge, _) = receive(phone).await;
     assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
-    let auth = authorization(user, &challenge);
+    let auth = phone::authorization(user, PASSWORD, NODE_IP, &challenge);
     phone
-        .send_to(register(user, addr, 2, &auth).as_bytes(), node)
+        .send_to(
+            phone::register(user, NODE_IP, addr, 2, &auth).as_bytes(),
+            node,
+        )
         .await
         .unwrap();
     let (ok, _) = receive(phone).await;
