@@ -107,13 +107,6 @@ pub struct ZoneRecord {
 }
 
 #[derive(Debug, Clone, FromRow)]
-pub struct ClusterRecord {
-    pub id: i64,
-    pub name: String,
-    pub members: i64,
-}
-
-#[derive(Debug, Clone, FromRow)]
 pub struct RtpRecord {
     pub ip: String,
     pub aliases: String,
@@ -735,16 +728,6 @@ impl Store {
     }
 
     // --- clusters, media ----------------------------------------------------------------
-
-    pub async fn clusters(&self, account_id: AccountId) -> Result<Vec<ClusterRecord>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT c.id, c.name, COUNT(s.id) AS members FROM clusters c \
-             LEFT JOIN servers s ON s.cluster_id = c.id WHERE c.account_id = ? GROUP BY c.id ORDER BY c.name",
-        )
-        .bind(account_id)
-        .fetch_all(&self.pool)
-        .await
-    }
 
     pub async fn cluster_totals(
         &self,
