@@ -397,7 +397,7 @@ impl Node {
                         if let Some(relayed) = self
                             .proxy
                             .as_ref()
-                            .and_then(|proxy| proxy.on_response(&response, now))
+                            .and_then(|proxy| proxy.on_response(&response, source, now))
                         {
                             if let Some(key) = &relayed.server {
                                 self.transactions.server.respond(

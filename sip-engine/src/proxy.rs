@@ -22,8 +22,11 @@
 //! - Callers are not authenticated (no 407 challenge yet), and a loose-routed request is
 //!   relayed only when it is in-dialog (To tag), so the node is no open relay for new
 //!   requests.
-//! - A callee's Contact is not rewritten: in-dialog requests to a callee behind NAT reach it
-//!   only if its Contact is reachable.
+//! - Phones behind NAT: the Contact of an initial INVITE and of the callee's 1xx/2xx is
+//!   pointed at the address the message came from, when the two differ (as Kamailio's
+//!   `fix_nated_contact` does). A phone that sends from the socket it listens on (what
+//!   RFC 3581's rport assumes, and what the registrar relies on for incoming calls) is then
+//!   reachable for in-dialog requests even when it wrote a private address in its Contact.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -323,6 +326,13 @@ impl Proxy {
                         )));
                     }
                 }
+                Header::Contact(contact) if record_route => {
+                    let value = contact.value();
+                    let fixed = nat_fixed_contact(value, source);
+                    headers.push(Header::Contact(rsip::headers::Contact::new(
+                        fixed.unwrap_or_else(|| value.to_string()),
+                    )));
+                }
                 other => headers.push(other.clone()),
             }
         }
@@ -393,7 +403,14 @@ impl Proxy {
     /// answers a forwarded request and is worth relaying. 100 Trying stops here (RFC 3261
     /// §16.7); after the first final response only retransmitted 2xx go on, since the
     /// caller's ACK to a 2xx is end-to-end (RFC 6026).
-    pub fn on_response(&self, response: &Response, now: Instant) -> Option<Relayed> {
+    /// `source` is where the response came from: a 1xx/2xx's Contact is pointed there (see
+    /// the module's notes on NAT).
+    pub fn on_response(
+        &self,
+        response: &Response,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Option<Relayed> {
         let key = client_key(response)?;
         let code = response.status_code.code();
         let mut table = self.lock();
@@ -420,7 +437,9 @@ impl Proxy {
         }
         let relayed = relay.then(|| Relayed {
             out: Outbound {
-                bytes: without_top_via(response).to_string().into_bytes(),
+                bytes: without_top_via(response, (code < 300).then_some(source))
+                    .to_string()
+                    .into_bytes(),
                 target: context.caller_target,
             },
             server: context.server.clone(),
@@ -622,8 +641,8 @@ fn client_key(response: &Response) -> Option<ClientKey> {
 }
 
 /// The response without its top Via (the node's own), even when the callee folded several
-/// Vias into one header line.
-fn without_top_via(response: &Response) -> Response {
+/// Vias into one header line; with `contact_source`, its Contact pointed at that address.
+fn without_top_via(response: &Response, contact_source: Option<SocketAddr>) -> Response {
     let mut headers = Headers::default();
     let mut popped = false;
     for header in response.headers.iter() {
@@ -635,6 +654,13 @@ fn without_top_via(response: &Response) -> Response {
                     headers.push(Header::Via(rsip::headers::Via::new(rest[1..].join(", "))));
                 }
             }
+            Header::Contact(contact) => {
+                let value = contact.value();
+                let fixed = contact_source.and_then(|source| nat_fixed_contact(value, source));
+                headers.push(Header::Contact(rsip::headers::Contact::new(
+                    fixed.unwrap_or_else(|| value.to_string()),
+                )));
+            }
             other => headers.push(other.clone()),
         }
     }
@@ -644,6 +670,33 @@ fn without_top_via(response: &Response) -> Response {
         headers,
         body: response.body.clone(),
     }
+}
+
+/// `value` (one Contact header) with its `sip:` URI's host and port replaced by `source`,
+/// or `None` when it already names `source` or is not a single `sip:` URI (a `*`, a list,
+/// `sips:`, a TCP or TLS contact: those keep what the phone wrote).
+fn nat_fixed_contact(value: &str, source: SocketAddr) -> Option<String> {
+    if split_header_list(value).len() != 1 {
+        return None;
+    }
+    let written = uri_of(value)?;
+    let mut uri = rsip::Uri::try_from(written).ok()?;
+    if !matches!(uri.scheme, None | Some(Scheme::Sip)) {
+        return None;
+    }
+    let transport = uri.params.iter().find_map(|param| match param {
+        rsip::Param::Transport(transport) => Some(*transport),
+        _ => None,
+    });
+    if transport.is_some_and(|t| t != rsip::Transport::Udp) {
+        return None;
+    }
+    let port = uri.port().map_or(5060, |p| u16::from(*p));
+    if ip_of(uri.host()) == Some(source.ip()) && port == source.port() {
+        return None;
+    }
+    uri.host_with_port = source.into();
+    Some(value.replacen(written, &uri.to_string(), 1))
 }
 
 /// The CANCEL of a forwarded INVITE (RFC 3261 §9.1): its Request-URI, top Via (so the same
@@ -810,6 +863,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Max-Forwards: 69\r\n"), "{text}");
+    }
+
+    #[test]
+    fn contacts_behind_nat_are_pointed_at_the_address_the_message_came_from() {
+        let natted = invite(
+            "bob",
+            "Contact: <sip:alice@10.0.0.7:5062;ob>;+sip.instance=\"x\"\r\n",
+        );
+        let Some(Decision::Forward { request, .. }) = route(&proxy(natted_bob()), &natted) else {
+            panic!("forwarded");
+        };
+        let text = request.to_string();
+        assert!(
+            text.contains("Contact: <sip:alice@127.0.84.11:40000;ob>;+sip.instance=\"x\"\r\n"),
+            "{text}"
+        );
+        // Already right, over TCP, or not a single sip: URI: left as the phone wrote it.
+        for kept in [
+            "<sip:alice@127.0.84.11:40000>",
+            "<sip:alice@10.0.0.7;transport=tcp>",
+            "<sips:alice@10.0.0.7>",
+            "<sip:a@10.0.0.7>, <sip:b@10.0.0.8>",
+        ] {
+            assert_eq!(nat_fixed_contact(kept, caller()), None, "{kept}");
+        }
+        assert_eq!(
+            nat_fixed_contact("sip:bob@192.168.1.20", phone()).as_deref(),
+            Some("sip:bob@127.0.84.12:41000")
+        );
     }
 
     #[test]
@@ -998,7 +1080,7 @@ mod tests {
         else {
             panic!("a response: {ringing}");
         };
-        let relayed = p.on_response(&ringing, now).expect("relayed");
+        let relayed = p.on_response(&ringing, target, now).expect("relayed");
         assert_eq!(relayed.out.target, caller());
         let out = String::from_utf8(relayed.out.bytes).unwrap();
         assert_eq!(out.matches("Via:").count(), 1, "{out}");
