@@ -6,8 +6,6 @@
 //! kills it if it outlives a bound of its own.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,71 +15,17 @@ use sip_engine::{
     Secret,
 };
 
+mod sipp;
+
+use sipp::Sipp;
+
 const USER: &str = "alice";
 const PASSWORD: &str = "correct-horse";
-
-fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
-        .join(name)
-}
-
-fn sipp_installed() -> bool {
-    std::process::Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-/// Runs one SIPp call of `scenario` against `target`; true when SIPp reports success.
-async fn run_sipp(target: SocketAddr, scenario_file: &str, password: &str) -> (bool, String) {
-    let mut child = tokio::process::Command::new("sipp")
-        .arg(target.to_string())
-        .args(["-sf", &scenario(scenario_file).to_string_lossy()])
-        .args(["-s", USER, "-au", USER, "-ap", password])
-        .args(["-i", "127.0.0.1", "-t", "u1"])
-        .args(["-m", "1", "-timeout", "10s", "-timeout_error"])
-        .args(["-buff_size", "4194304", "-nostdin"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("sipp starts");
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let status = match tokio::time::timeout(Duration::from_secs(20), child.wait()).await {
-        Ok(status) => status.expect("sipp runs"),
-        Err(_) => {
-            let _ = child.kill().await;
-            panic!("sipp outlived its own -timeout");
-        }
-    };
-    let mut output = String::new();
-    for pipe in [
-        stdout.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        stderr.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let mut pipe = pipe;
-        let mut text = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut text).await;
-        output.push_str(&text);
-    }
-    (status.success(), output)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_registers_with_the_right_password_and_never_with_a_wrong_one() {
     // The test command installs SIPp; without it this test must fail, not pass unseen.
-    assert!(
-        sipp_installed(),
-        "sipp is not installed (Debian package sip-tester)"
-    );
+    sipp::require();
     let ip: IpAddr = "127.0.70.201".parse().unwrap();
     let port = 5060;
     let directory = Arc::new(MemoryDirectory::new());
@@ -106,11 +50,19 @@ async fn sipp_registers_with_the_right_password_and_never_with_a_wrong_one() {
     let target = SocketAddr::new(ip, port);
     let aor = format!("sip:{USER}@{ip}");
 
-    let (ok, output) = run_sipp(target, "register_wrong_password.xml", "wrong").await;
+    let (ok, output) = Sipp::new("register_wrong_password.xml", "127.0.0.1", 1)
+        .to(target)
+        .user(USER, "wrong")
+        .run()
+        .await;
     assert!(ok, "a wrong password must get 403:\n{output}");
     assert!(store.lookup(&aor, SystemTime::now()).unwrap().is_empty());
 
-    let (ok, output) = run_sipp(target, "register.xml", PASSWORD).await;
+    let (ok, output) = Sipp::new("register.xml", "127.0.0.1", 1)
+        .to(target)
+        .user(USER, PASSWORD)
+        .run()
+        .await;
     assert!(ok, "the right password must get 200:\n{output}");
     let bindings = store.lookup(&aor, SystemTime::now()).unwrap();
     assert_eq!(bindings.len(), 1, "{bindings:?}");

@@ -1,0 +1,127 @@
+//! Running Debian's SIPp (`sip-tester`) from the engine's tests, with the scenarios of this
+//! folder.
+//!
+//! Every run is bounded twice: SIPp's own global `-timeout` (it fails the run), and a bound
+//! of the test's own after which the process is killed and the test fails.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// SIPp's own time limit for a run.
+const SIPP_TIMEOUT: &str = "10s";
+/// The test's limit, past SIPp's own.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// Fails the test (rather than passing unseen) when SIPp is missing: the test command
+/// installs it.
+pub fn require() {
+    let found = std::process::Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(found, "sipp is not installed (Debian package sip-tester)");
+}
+
+/// One SIPp invocation: a scenario file of this folder and its arguments.
+pub struct Sipp {
+    args: Vec<String>,
+}
+
+impl Sipp {
+    /// A run of `scenario` over UDP from `local_ip` (SIPp picks the port), stopping after
+    /// `calls` calls (for a server scenario, each incoming transaction is a call).
+    pub fn new(scenario: &str, local_ip: &str, calls: u32) -> Self {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(scenario);
+        let args = [
+            "-sf",
+            &path.to_string_lossy(),
+            "-i",
+            local_ip,
+            "-t",
+            "u1",
+            "-m",
+            &calls.to_string(),
+            "-timeout",
+            SIPP_TIMEOUT,
+            "-timeout_error",
+            "-nostdin",
+            "-buff_size",
+            "4194304",
+        ]
+        .map(String::from)
+        .to_vec();
+        Sipp { args }
+    }
+
+    /// Binds SIPp to this local port.
+    pub fn port(mut self, port: u16) -> Self {
+        self.args.extend(["-p".to_string(), port.to_string()]);
+        self
+    }
+
+    /// Calls `target` (a client scenario); without it the scenario waits for requests.
+    pub fn to(mut self, target: std::net::SocketAddr) -> Self {
+        self.args.insert(0, target.to_string());
+        self
+    }
+
+    /// `-s user -au user -ap password`: the service (user) and its digest credentials.
+    pub fn user(mut self, user: &str, password: &str) -> Self {
+        self.args
+            .extend(["-s", user, "-au", user, "-ap", password].map(String::from));
+        self
+    }
+
+    /// `-s user`: the user a client scenario calls.
+    pub fn service(mut self, user: &str) -> Self {
+        self.args.extend(["-s", user].map(String::from));
+        self
+    }
+
+    pub fn spawn(self) -> Running {
+        let child = Command::new("sipp")
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sipp starts");
+        Running { child }
+    }
+
+    /// Runs to the end: whether SIPp reports success, and what it printed.
+    pub async fn run(self) -> (bool, String) {
+        self.spawn().finish().await
+    }
+}
+
+/// A SIPp process under way (killed if dropped).
+pub struct Running {
+    child: Child,
+}
+
+impl Running {
+    pub async fn finish(self) -> (bool, String) {
+        // Reads the pipes while waiting, so that SIPp never blocks on a full one; a run past
+        // the bound drops the child, which kills it.
+        match tokio::time::timeout(BOUND, self.child.wait_with_output()).await {
+            Ok(output) => {
+                let output = output.expect("sipp runs");
+                let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&output.stderr));
+                (output.status.success(), text)
+            }
+            Err(_) => panic!("sipp outlived its own -timeout"),
+        }
+    }
+}
