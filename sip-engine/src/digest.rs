@@ -7,7 +7,7 @@
 //! when it must forget a nonce it forgets the oldest and treats everything as old as that as
 //! stale, so forgetting can cost a client a fresh challenge but never opens a replay.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -301,8 +301,12 @@ impl std::fmt::Debug for Authenticator {
 
 #[derive(Debug, Default)]
 struct NonceCounts {
-    /// Highest nc seen per nonce, with the nonce's issue time (for purging).
-    seen: HashMap<String, (u32, u64)>,
+    /// Highest nc seen per nonce, keyed by the nonce's issue time and salt (its first 16
+    /// bytes, unique to it; the seal after them is checked before a nonce gets here).
+    seen: HashMap<u128, u32>,
+    /// The nonces of `seen` with their issue times, in the order they were first used:
+    /// nearly issue order, so the oldest are forgotten from the front in O(1).
+    order: VecDeque<(u64, u128)>,
     /// Nonces issued at or before this second were forgotten: they count as stale.
     forgotten_up_to: Option<u64>,
     capacity: usize,
@@ -434,9 +438,15 @@ impl Authenticator {
     /// Records `nc` for `nonce`; false when it is not above the last one seen (a replay) or
     /// the nonce's count was forgotten.
     fn record_count(&self, nonce: &str, nc: u32, issued: u64, now: u64) -> bool {
+        let Some(key) = nonce
+            .get(..32)
+            .and_then(|id| u128::from_str_radix(id, 16).ok())
+        else {
+            return false;
+        };
         let lifetime = self.lifetime.as_secs();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((last, _)) = counts.seen.get_mut(nonce) {
+        if let Some(last) = counts.seen.get_mut(&key) {
             if nc <= *last {
                 return false;
             }
@@ -446,26 +456,33 @@ impl Authenticator {
         if counts.forgotten_up_to.is_some_and(|t| issued <= t) {
             return false;
         }
-        if counts.seen.len() >= counts.capacity {
-            counts
-                .seen
-                .retain(|_, (_, issued)| now.saturating_sub(*issued) <= lifetime);
-        }
-        if counts.seen.len() >= counts.capacity {
-            let oldest = counts
-                .seen
-                .iter()
-                .min_by_key(|(_, (_, issued))| *issued)
-                .map(|(nonce, (_, issued))| (nonce.clone(), *issued));
-            if let Some((old_nonce, old_issued)) = oldest {
-                counts.seen.remove(&old_nonce);
-                counts.forgotten_up_to = Some(counts.forgotten_up_to.unwrap_or(0).max(old_issued));
-                if issued <= old_issued {
-                    return false;
-                }
+        // Nonces past their lifetime are stale anyway: drop them from the front.
+        while let Some(&(old_issued, old_key)) = counts.order.front() {
+            if now.saturating_sub(old_issued) <= lifetime {
+                break;
             }
+            counts.order.pop_front();
+            counts.seen.remove(&old_key);
         }
-        counts.seen.insert(nonce.to_string(), (nc, issued));
+        // Full: forget the oldest, and count everything issued as early as it as stale.
+        while counts.seen.len() >= counts.capacity {
+            let Some((old_issued, old_key)) = counts.order.pop_front() else {
+                break;
+            };
+            counts.seen.remove(&old_key);
+            counts.forgotten_up_to = Some(counts.forgotten_up_to.unwrap_or(0).max(old_issued));
+        }
+        if counts.forgotten_up_to.is_some_and(|t| issued <= t) {
+            return false;
+        }
+        counts.seen.insert(key, nc);
+        counts.order.push_back((issued, key));
+        // After a burst, give the memory back once the table is mostly empty.
+        if counts.seen.capacity() > 4096 && counts.seen.len() < counts.seen.capacity() / 4 {
+            let keep = counts.seen.len() * 2;
+            counts.seen.shrink_to(keep);
+            counts.order.shrink_to(keep);
+        }
         true
     }
 }
