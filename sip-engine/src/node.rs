@@ -377,14 +377,23 @@ impl Node {
                 if let Some(reason) = reason {
                     reply.bytes = with_reason(&reply.bytes, code, reason);
                 }
+                // A REGISTER's digest challenge is sent statelessly, as registrars commonly
+                // do: the transaction would hold a response that any retransmission can get
+                // afresh (with a new nonce), for 32 s, for every phone that registers.
+                let stateless_challenge =
+                    request.method == Method::Register && matches!(code, 401 | 407);
                 if let Some(key) = &key {
-                    let sent = Outbound {
-                        bytes: reply.bytes.clone(),
-                        target: reply.target,
-                    };
-                    self.transactions
-                        .server
-                        .respond(key, code, sent, Some(&self.to_tag), now);
+                    if stateless_challenge {
+                        self.transactions.server.forget(key);
+                    } else {
+                        let sent = Outbound {
+                            bytes: reply.bytes.clone(),
+                            target: reply.target,
+                        };
+                        self.transactions
+                            .server
+                            .respond(key, code, sent, Some(&self.to_tag), now);
+                    }
                 }
                 Some(reply)
             }
@@ -745,13 +754,14 @@ mod tests {
         assert!(text(&reply).starts_with("SIP/2.0 401 "), "{}", text(&reply));
         assert!(text(&reply).contains("algorithm=SHA-256"));
         assert!(text(&reply).contains("algorithm=MD5"));
+        // Challenges are stateless: no transaction is kept, and a retransmission is
+        // challenged afresh, with a nonce of its own.
+        assert!(n.transactions().server.is_empty());
         let again = n
             .handle(register.as_bytes(), src(), Transport::Udp)
             .unwrap();
-        assert_eq!(
-            reply.bytes, again.bytes,
-            "a retransmission gets the same challenge"
-        );
+        assert!(text(&again).starts_with("SIP/2.0 401 "));
+        assert_ne!(reply.bytes, again.bytes, "a new nonce");
         let options = n
             .handle(&request("OPTIONS"), src(), Transport::Udp)
             .unwrap();

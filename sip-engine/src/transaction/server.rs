@@ -287,7 +287,23 @@ impl ServerTransactions {
                 table.schedule(next, &key);
             }
         }
+        // A burst leaves the table's allocation at its peak; give it back once the table is
+        // mostly empty (a UDP REGISTER's transaction lives 32 s, so a burst of them is large).
+        if table.entries.capacity() > 4096 && table.entries.len() < table.entries.capacity() / 4 {
+            let keep = table.entries.len() * 2;
+            table.entries.shrink_to(keep);
+        }
+        if table.due.capacity() > 4096 && table.due.len() < table.due.capacity() / 4 {
+            let keep = table.due.len() * 2;
+            table.due.shrink_to(keep);
+        }
         out
+    }
+
+    /// Drops the transaction of `key`: its request is answered statelessly after all (a
+    /// digest challenge, which a retransmitted request may just as well get afresh).
+    pub fn forget(&self, key: &Key) {
+        self.lock().entries.remove(key);
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
