@@ -26,6 +26,17 @@ const NONCE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 /// requests for); the proxy drops, as UDP would, and retransmission makes up for it.
 const OUTBOUND_QUEUE: usize = 1024;
 
+/// The receive buffer a node asks for on its UDP socket: 8 MB, about 16,000 datagrams of a
+/// typical REGISTER's size.
+const UDP_RECEIVE_BUFFER: usize = 8 << 20;
+
+/// How many tasks read a node's UDP socket: one per core (at most four). Idle readers cost
+/// nothing but a parked task; under load they let one node use every core, as Kamailio's
+/// UDP worker processes do.
+fn udp_readers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 /// Everything needed to start one server's node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSpec {
@@ -145,6 +156,13 @@ impl Engine {
                 addr: tcp_addr,
                 source,
             })?;
+        // Bursts of datagrams (every phone of a site re-registering after an outage) must
+        // wait in the kernel rather than be dropped: ask for a large receive buffer, as
+        // Kamailio does; the kernel caps it at net.core.rmem_max.
+        if let Err(error) = socket2::SockRef::from(&socket).set_recv_buffer_size(UDP_RECEIVE_BUFFER)
+        {
+            tracing::debug!(%error, "udp receive buffer left at the system default");
+        }
         // Keep-alives leave from the node's own socket; the address is what they put in Via.
         let local = socket.local_addr().unwrap_or(udp_addr);
         let (outbound, outgoing) = mpsc::channel(OUTBOUND_QUEUE);
@@ -171,7 +189,11 @@ impl Engine {
         }
         let node = Arc::new(node);
         let shutdown = CancellationToken::new();
-        let tasks = vec![
+        let socket = Arc::new(socket);
+        let mut tasks: Vec<JoinHandle<()>> = (1..udp_readers())
+            .map(|_| tokio::spawn(udp::receive(socket.clone(), node.clone(), shutdown.clone())))
+            .collect();
+        tasks.extend([
             tokio::spawn(udp::serve(
                 socket,
                 node.clone(),
@@ -185,7 +207,7 @@ impl Engine {
                 outbound,
                 shutdown.clone(),
             )),
-        ];
+        ]);
         tracing::info!(id = spec.id, %udp_addr, %tcp_addr, role = ?spec.role, "node started");
         let running = Running {
             spec,

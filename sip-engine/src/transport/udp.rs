@@ -1,5 +1,6 @@
 //! The UDP receive loop of one node.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
@@ -11,15 +12,16 @@ use super::MAX_DATAGRAM;
 use crate::node::{Node, Transport};
 use crate::transaction::Outbound;
 
-/// Serves datagrams until `shutdown` is cancelled. A datagram is handled to the end before
-/// the next is read; the node's work per request is small and bounded, so one task per
-/// socket keeps ordering simple and costs nothing at the loads the first nodes see.
+/// Serves datagrams until `shutdown` is cancelled, and fires the node's timers. Each
+/// datagram is handled to the end before this task reads the next; [`receive`] tasks on
+/// the same socket share the load of incoming datagrams (the node's state is behind locks
+/// held for a few map updates, and UDP promises no order anyway).
 ///
 /// `outgoing` brings datagrams other tasks want sent from this socket (NAT keep-alives: a
 /// NAT mapping holds only for the address and port the phone registered to); the loop
 /// stops reading it once every sender is gone.
 pub async fn serve(
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     node: Arc<Node>,
     mut outgoing: Option<mpsc::Receiver<Outbound>>,
     shutdown: CancellationToken,
@@ -79,15 +81,37 @@ pub async fn serve(
                 }
             },
         };
-        let datagram = &buf[..len];
-        // RFC 5626 keep-alives (CRLF) carry no message and get no answer over UDP.
-        if datagram.iter().all(|&b| b == b'\r' || b == b'\n') {
-            continue;
-        }
-        if let Some(reply) = node.handle(datagram, source, Transport::Udp) {
-            if let Err(error) = socket.send_to(&reply.bytes, reply.target).await {
-                tracing::debug!(%error, target = %reply.target, "udp send failed");
-            }
+        answer(&socket, &node, &buf[..len], source).await;
+    }
+}
+
+/// Another reader of a node's socket: handles incoming datagrams only (timers and
+/// keep-alives stay with [`serve`]), so that a node uses more than one core under load.
+pub async fn receive(socket: Arc<UdpSocket>, node: Arc<Node>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (len, source) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                Err(error) => {
+                    tracing::debug!(%error, "udp receive error");
+                    continue;
+                }
+            },
+        };
+        answer(&socket, &node, &buf[..len], source).await;
+    }
+}
+
+async fn answer(socket: &UdpSocket, node: &Node, datagram: &[u8], source: SocketAddr) {
+    // RFC 5626 keep-alives (CRLF) carry no message and get no answer over UDP.
+    if datagram.iter().all(|&b| b == b'\r' || b == b'\n') {
+        return;
+    }
+    if let Some(reply) = node.handle(datagram, source, Transport::Udp) {
+        if let Err(error) = socket.send_to(&reply.bytes, reply.target).await {
+            tracing::debug!(%error, target = %reply.target, "udp send failed");
         }
     }
 }
