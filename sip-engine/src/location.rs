@@ -170,6 +170,15 @@ impl MemoryLocationStore {
         Self::default()
     }
 
+    /// How many bindings are stored, live or lapsed but not yet swept (cheap: no copies).
+    pub fn len(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Every live binding of the AORs in `domain` (`sip:<user>@<domain>`), for the
     /// console's registrations view and the node's keep-alives.
     pub fn in_domain(&self, domain: &str, now: SystemTime) -> Vec<(String, Binding)> {

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# The registrar benchmark: sipfleet's node against Kamailio 5.6's registrar, under the same
+# SIPp load in the same run, on loopback. Prints, for both and as a ratio (node / Kamailio):
+#
+#   1. memory per registration: USERS distinct users (10,000 by default) register once with
+#      digest authentication; the growth of the node's heap (bytes allocated and not freed,
+#      counted by its allocator) and of Kamailio's shared memory (where usrloc keeps
+#      contacts), read once the node's transactions have expired (32 s), over USERS;
+#   2. CPU for keep-alives: both send SIP OPTIONS to those USERS contacts every 30 s, and a
+#      SIPp answers them; CPU time of each server (all of Kamailio's processes) over a
+#      60 s window, as a share of one core;
+#   3. REGISTER/s: SIPp registers the same users with digest authentication at rising rates
+#      (RATES); for each rate, the achieved rate and the share of failed registrations. A
+#      rate counts as sustained when under 0.1% failed.
+#
+# Not part of the tests. Every load is bounded in count (-m) and time (-timeout); the servers
+# and SIPp processes started here are stopped by PID on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+USERS=${USERS:-10000}
+RATES=${RATES:-"2000 4000 8000 12000 16000 20000 24000"}
+PASSWORD=bench-password
+KAM_IP=127.0.90.1
+NODE_IP=127.0.90.2
+PHONES_IP=127.0.90.3
+KAM_PHONES=16000 # the port Kamailio's users register from (and answer keep-alives on)
+NODE_PHONES=16001
+KEEPALIVE_WINDOW=60
+
+bash scripts/setup.sh >/dev/null
+if ! command -v kamailio >/dev/null; then
+  echo "== apt: kamailio (for this benchmark only)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kamailio >/dev/null
+fi
+cargo build --release -q -p bench-registrar
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The users, as SIPp's injection file, taken in order, one per call: the user, and the
+# [authentication] keyword with its credentials (SIPp expands no field inside a keyword).
+{
+  echo SEQUENTIAL
+  for i in $(seq 1 "$USERS"); do
+    printf 'bench%05d;[authentication username=bench%05d password=%s]\n' "$i" "$i" "$PASSWORD"
+  done
+} >"$work/users.csv"
+
+# Kamailio, with the configuration in bench/kamailio.cfg.
+modules=$(dirname "$(find /usr/lib -name usrloc.so -path '*kamailio*' | head -1)")
+sed -e "s|@LISTEN@|$KAM_IP:5060|g" -e "s|@MODULES@|$modules|" -e "s|@CTL@|$work/kamailio.ctl|" \
+  -e "s|@PASSWORD@|$PASSWORD|" -e "s|@SECRET@|$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')|" \
+  -e "s|@CHILDREN@|${KAMAILIO_CHILDREN:-4}|" bench/kamailio.cfg >"$work/kamailio.cfg"
+kamailio -f "$work/kamailio.cfg" -DD -E -m 512 -M 16 -Y "$work" -w "$work" >"$work/kamailio.log" 2>&1 &
+kam_pid=$!
+pids+=("$kam_pid")
+kamcmd() { command kamcmd -s "unix:$work/kamailio.ctl" "$@"; }
+
+./target/release/registrar-node "$NODE_IP" 5060 "$USERS" "$PASSWORD" >"$work/node.log" 2>&1 &
+node_pid=$!
+pids+=("$node_pid")
+
+for _ in $(seq 1 100); do
+  if kamcmd core.version >/dev/null 2>&1 && grep -q ready "$work/node.log"; then break; fi
+  sleep 0.1
+done
+kamcmd core.version >/dev/null || { cat "$work/kamailio.log"; echo "Kamailio did not start"; exit 1; }
+grep -q ready "$work/node.log" || { cat "$work/node.log"; echo "the node did not start"; exit 1; }
+
+# ---- readings ----
+clk=$(getconf CLK_TCK)
+# CPU ticks (user + system) of the given processes.
+ticks() { for pid in "$@"; do awk '{ print $14 + $15 }' "/proc/$pid/stat"; done | awk '{ s += $1 } END { print s }'; }
+kam_processes() { echo "$kam_pid"; ps -o pid= --ppid "$kam_pid" | awk '{ print $1 }'; }
+node_heap() { sleep 1.1; tail -n 1 "$work/node.log" | sed -n 's/^heap=\([0-9]*\) .*/\1/p'; }
+node_bindings() { sleep 1.1; tail -n 1 "$work/node.log" | sed -n 's/.*bindings=\([0-9]*\)$/\1/p'; }
+node_rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$node_pid/status"; }
+kam_shm_used() { kamcmd core.shmmem | awk '/real_used/ { print $2 }'; }
+kam_contacts() { kamcmd stats.get_statistics usrloc: | awk -F' = ' '/location_contacts/ { print $2 }'; }
+
+# Runs SIPp's registrations against $1 from port $2 at rate $3 for $4 calls (more SIPp
+# arguments after); prints "<successful> <failed> <seconds>".
+register_load() {
+  local target=$1 port=$2 rate=$3 calls=$4
+  shift 4
+  local stat="$work/stat-$port-$rate.csv"
+  rm -f "$stat"
+  local start end
+  start=$(date +%s.%N)
+  sipp "$target" -sf bench/sipp/register_users.xml -inf "$work/users.csv" \
+    -i "$PHONES_IP" -p "$port" -t u1 -r "$rate" -rp 1000 -m "$calls" -l 30000 \
+    -recv_timeout 4000 -timeout 90s -buff_size 8388608 -nostdin \
+    -trace_stat -stf "$stat" -fd 60 "$@" >/dev/null 2>"$work/sipp.err" || true
+  end=$(date +%s.%N)
+  awk -F';' -v start="$start" -v end="$end" '
+    NR == 1 { for (i = 1; i <= NF; i++) { if ($i == "SuccessfulCall(C)") s = i; if ($i == "FailedCall(C)") f = i } }
+    NR > 1 { ok = $s; failed = $f }
+    END { printf "%d %d %.3f\n", ok, failed, end - start }' "$stat"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+echo "sipfleet node at $NODE_IP:5060, Kamailio $(kamailio -v | awk '/^version/ { print $3 }') at $KAM_IP:5060 (${KAMAILIO_CHILDREN:-4} UDP workers); $USERS users; $(nproc) cores"
+echo
+
+# ---- 1. memory per registration ----
+heap0=$(node_heap)
+rss0=$(node_rss_kb)
+shm0=$(kam_shm_used)
+read -r kam_ok kam_failed _ < <(register_load "$KAM_IP:5060" "$KAM_PHONES" 2000 "$USERS")
+read -r node_ok node_failed _ < <(register_load "$NODE_IP:5060" "$NODE_PHONES" 2000 "$USERS")
+echo "First registration of $USERS users: Kamailio $kam_ok ok / $kam_failed failed, node $node_ok ok / $node_failed failed"
+echo "Waiting 35 s for the node's REGISTER transactions to expire (Timer J, 64·T1)…"
+sleep 35
+heap1=$(node_heap)
+rss1=$(node_rss_kb)
+shm1=$(kam_shm_used)
+contacts_node=$(node_bindings)
+contacts_kam=$(kam_contacts)
+node_per=$(((heap1 - heap0) / USERS))
+node_rss_per=$(((rss1 - rss0) * 1024 / USERS))
+kam_per=$(((shm1 - shm0) / USERS))
+echo
+echo "1. Memory per registration ($contacts_node bindings in the node, $contacts_kam contacts in Kamailio)"
+echo "   node heap:        $node_per B   (process RSS grew $node_rss_per B per registration)"
+echo "   Kamailio shm:     $kam_per B"
+echo "   node / Kamailio:  $(ratio "$node_per" "$kam_per")   (target: node under 1 KB)"
+
+# ---- 2. CPU for keep-alives ----
+answerers=()
+for port in "$KAM_PHONES" "$NODE_PHONES"; do
+  sipp -sf bench/sipp/answer_options.xml -i "$PHONES_IP" -p "$port" -t u1 -m 1000000 \
+    -timeout "$((KEEPALIVE_WINDOW + 30))s" -buff_size 8388608 -nostdin \
+    -trace_stat -stf "$work/answers-$port.csv" -fd 1 >/dev/null 2>&1 &
+  answerers+=("$!")
+  pids+=("$!")
+done
+sleep 2
+mapfile -t kam_all < <(kam_processes)
+node_t0=$(ticks "$node_pid")
+kam_t0=$(ticks "${kam_all[@]}")
+sleep "$KEEPALIVE_WINDOW"
+node_t1=$(ticks "$node_pid")
+kam_t1=$(ticks "${kam_all[@]}")
+answered() { awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "SuccessfulCall(C)") s = i } NR > 1 { n = $s } END { print n + 0 }' "$1"; }
+kam_pings=$(answered "$work/answers-$KAM_PHONES.csv")
+node_pings=$(answered "$work/answers-$NODE_PHONES.csv")
+for pid in "${answerers[@]}"; do kill "$pid" 2>/dev/null || true; done
+node_cpu=$(awk -v t="$((node_t1 - node_t0))" -v c="$clk" -v w="$KEEPALIVE_WINDOW" 'BEGIN { printf "%.2f", 100 * t / c / w }')
+kam_cpu=$(awk -v t="$((kam_t1 - kam_t0))" -v c="$clk" -v w="$KEEPALIVE_WINDOW" 'BEGIN { printf "%.2f", 100 * t / c / w }')
+echo
+echo "2. Keep-alives to $USERS contacts, OPTIONS every 30 s, over ${KEEPALIVE_WINDOW} s (answered pings: node $node_pings, Kamailio $kam_pings)"
+echo "   node:             $node_cpu% of one core"
+echo "   Kamailio:         $kam_cpu% of one core"
+echo "   node / Kamailio:  $(ratio "$node_cpu" "$kam_cpu")   (target: node under 5%)"
+
+# ---- 3. REGISTER/s at rising rates ----
+echo
+echo "3. Authenticated REGISTER/s (each: REGISTER, 401, REGISTER with digest, 200), $USERS users in turn"
+printf '   %8s | %22s | %22s\n' "offered" "node: achieved (fail%)" "Kamailio: achieved (fail%)"
+best_node=0
+best_kam=0
+for rate in $RATES; do
+  calls=$((rate * 3 > USERS ? rate * 3 : USERS))
+  # -aa: the phones answer the servers' keep-alives meanwhile.
+  read -r k_ok k_failed k_secs < <(register_load "$KAM_IP:5060" "$KAM_PHONES" "$rate" "$calls" -aa)
+  read -r n_ok n_failed n_secs < <(register_load "$NODE_IP:5060" "$NODE_PHONES" "$rate" "$calls" -aa)
+  line=$(awk -v no="$n_ok" -v nf="$n_failed" -v ns="$n_secs" -v ko="$k_ok" -v kf="$k_failed" -v ks="$k_secs" -v r="$rate" 'BEGIN {
+    nr = no / ns; kr = ko / ks; np = 100 * nf / (no + nf); kp = 100 * kf / (ko + kf)
+    printf "%d %d %.0f %.3f %.0f %.3f\n", (np < 0.1 ? nr : 0), (kp < 0.1 ? kr : 0), nr, np, kr, kp }')
+  read -r sustained_node sustained_kam n_rate n_pct k_rate k_pct <<<"$line"
+  printf '   %8d | %13d (%6.3f%%) | %13d (%6.3f%%)\n' "$rate" "$n_rate" "$n_pct" "$k_rate" "$k_pct"
+  [ "$sustained_node" -gt "$best_node" ] && best_node=$sustained_node
+  [ "$sustained_kam" -gt "$best_kam" ] && best_kam=$sustained_kam
+done
+echo "   sustained (< 0.1% failed): node $best_node/s, Kamailio $best_kam/s, node / Kamailio $(ratio "$best_node" "$best_kam")"
