@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::location::{Binding, LocationStore};
+use crate::location::LocationStore;
 use crate::node::Node;
 use crate::registrar::UserDirectory;
 use crate::transaction::Outbound;
@@ -86,6 +86,9 @@ impl KeepAliveSettings {
     }
 }
 
+/// Keep-alives due within this much of each other are sent together.
+const BATCH: Duration = Duration::from_millis(20);
+
 /// The datagram of a CRLF keep-alive.
 pub const CRLF_PING: &[u8] = b"\r\n\r\n";
 
@@ -93,15 +96,18 @@ pub const CRLF_PING: &[u8] = b"\r\n\r\n";
 /// the last two hex-encoded (a contact URI holds characters a Call-ID may not).
 const CALL_ID_PREFIX: &str = "ka-";
 
-/// One keep-alive of a round: when it is due and to which binding.
+/// One keep-alive of a round: when it is due and to which binding. Only what sending needs
+/// is kept (a round's plan lives for the whole interval, one entry per contact); the
+/// binding's unanswered count is read afresh from the store when it fires, since an answer
+/// may arrive in between.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
     /// The round's start plus the contact's own offset into the interval.
     pub at: Instant,
-    pub aor: String,
-    /// As listed at the round's start; its unanswered count is read afresh when it fires,
-    /// since an answer may arrive in between.
-    pub binding: Binding,
+    pub aor: Box<str>,
+    pub contact: Box<str>,
+    /// Where the phone's REGISTER came from, and where its pings go.
+    pub received: SocketAddr,
 }
 
 /// One node's keep-alive logic: its domain, where users and bindings come from, and what it
@@ -180,12 +186,15 @@ impl KeepAlive {
                 let offset = u64::try_from(u128::from(hash) % interval).unwrap_or(0);
                 Due {
                     at: round_start + Duration::from_nanos(offset),
-                    aor,
-                    binding,
+                    aor: aor.into_boxed_str(),
+                    contact: binding.contact.into_boxed_str(),
+                    received: binding.received,
                 }
             })
             .collect();
         plan.sort_by_key(|due| due.at);
+        // It is kept for a whole interval: no room to spare.
+        plan.shrink_to_fit();
         plan
     }
 
@@ -193,7 +202,7 @@ impl KeepAlive {
     /// is Disabled, the binding is gone, or it was just removed for not answering.
     pub fn fire(&self, due: &Due, local: SocketAddr, now: Instant) -> Option<Outbound> {
         let user = user_of(&due.aor)?;
-        let target = due.binding.received;
+        let target = due.received;
         let mode = self.directory.keepalive_mode(user, &self.domain);
         let timeout = match mode {
             KeepAliveMode::Disabled => return None,
@@ -206,7 +215,7 @@ impl KeepAlive {
             KeepAliveMode::Options => false,
             KeepAliveMode::OptionsWithTimeout => true,
         };
-        let contact = &due.binding.contact;
+        let contact = &*due.contact;
         let max_missed = self.settings.max_missed();
         let unanswered = match self
             .store
@@ -251,6 +260,13 @@ impl KeepAlive {
         }) else {
             return false;
         };
+        self.on_answer(&call_id, response.status_code.code(), now)
+    }
+
+    /// As [`on_response`](Self::on_response), from a response's Call-ID and status code
+    /// alone: what the node's fast path reads off a datagram (see [`answer_of`]) without
+    /// parsing the whole response.
+    pub fn on_answer(&self, call_id: &str, code: u16, now: Instant) -> bool {
         let Some(rest) = call_id
             .trim()
             .strip_prefix(CALL_ID_PREFIX)
@@ -259,7 +275,7 @@ impl KeepAlive {
         else {
             return false;
         };
-        if response.status_code.code() < 200 {
+        if code < 200 {
             return true;
         }
         let mut parts = rest.split('-');
@@ -322,6 +338,34 @@ impl KeepAlive {
     }
 }
 
+/// The status code and Call-ID of a datagram that may answer a keep-alive: a response
+/// (`SIP/2.0 <code> `) whose Call-ID (long or compact form) starts as keep-alives' do. Reads
+/// only the status line and header lines up to the Call-ID, so that the thousands of
+/// answers a node gets per interval cost little; anything else is `None`, and goes through
+/// the full parser as before.
+pub fn answer_of(datagram: &[u8]) -> Option<(u16, &str)> {
+    let rest = datagram.strip_prefix(b"SIP/2.0 ")?;
+    let code = std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok()?;
+    if rest.get(3) != Some(&b' ') {
+        return None;
+    }
+    for line in rest.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+            let value = std::str::from_utf8(line[colon + 1..].trim_ascii()).ok()?;
+            return value.starts_with(CALL_ID_PREFIX).then_some((code, value));
+        }
+    }
+    None
+}
+
 /// The user part of `sip:<user>@<domain>`.
 fn user_of(aor: &str) -> Option<&str> {
     let (user, _) = aor.strip_prefix("sip:")?.rsplit_once('@')?;
@@ -370,15 +414,26 @@ pub async fn run(
         } else {
             keepalive.plan(round_start)
         };
-        for due in plan {
+        let mut plan = plan.into_iter().peekable();
+        while let Some(first) = plan.next() {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep_until(due.at) => {}
+                _ = tokio::time::sleep_until(first.at) => {}
             }
             if node.uac_ping_disabled() {
                 break;
             }
-            if let Some(ping) = keepalive.fire(&due, local, Instant::now()) {
+            // Whatever falls due within the next tick goes out now: one wake-up per tick
+            // rather than per contact, and still spread over the interval.
+            let now = Instant::now();
+            let mut batch = vec![first];
+            while let Some(due) = plan.next_if(|due| due.at <= now + BATCH) {
+                batch.push(due);
+            }
+            for due in batch {
+                let Some(ping) = keepalive.fire(&due, local, now) else {
+                    continue;
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     sent = out.send(ping) => if sent.is_err() {
@@ -401,7 +456,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::digest::Secret;
-    use crate::location::{Change, MemoryLocationStore};
+    use crate::location::{Binding, Change, MemoryLocationStore};
     use crate::node::{NodeConfig, NodeRole};
     use crate::registrar::MemoryDirectory;
 
@@ -741,5 +796,27 @@ mod tests {
         assert_eq!(hex_decode(&hex_encode("sip:ü@x")), Some("sip:ü@x".into()));
         assert_eq!(hex_decode("abc"), None);
         assert_eq!(hex_decode("zz"), None);
+    }
+
+    #[test]
+    fn answers_to_keep_alives_are_read_without_the_full_parser() {
+        let answer = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.81.1:5060;branch=z9hG4bKx\r\n\
+            i: ka-tag-1f-616c696365-736970\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            answer_of(answer),
+            Some((200, "ka-tag-1f-616c696365-736970"))
+        );
+        let long = b"SIP/2.0 486 Busy Here\r\nCALL-ID:  ka-x \r\n\r\n";
+        assert_eq!(answer_of(long), Some((486, "ka-x")));
+        for other in [
+            &b"SIP/2.0 200 OK\r\nCall-ID: abc\r\n\r\n"[..],
+            b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: ka-x\r\n\r\n",
+            b"SIP/2.0 200 OK\r\n\r\nCall-ID: ka-x\r\n",
+            b"SIP/2.0 2x0 OK\r\nCall-ID: ka-x\r\n\r\n",
+            b"SIP/2.0 200",
+            b"",
+        ] {
+            assert_eq!(answer_of(other), None, "{}", String::from_utf8_lossy(other));
+        }
     }
 }

@@ -25,8 +25,8 @@ use tokio::time::Instant;
 
 use crate::keepalive::KeepAlive;
 use crate::message::{
-    header_param, is_known_method, is_token, parse, request_method_token, response_to,
-    salvage_request_headers, udp_response_target,
+    encode_response, header_param, is_known_method, is_token, parse, request_method_token,
+    response_to, salvage_request_headers, udp_response_target,
 };
 use crate::proxy::{invite_key_of, Cancelled, Decision, Proxy};
 use crate::registrar::Registrar;
@@ -241,6 +241,7 @@ impl Node {
                 vec![],
                 timed_out.source,
                 Transport::Udp,
+                None,
             );
             let sent = Outbound {
                 bytes: reply.bytes,
@@ -300,6 +301,15 @@ impl Node {
 
     /// Handles one complete message. Returns what to send back, if anything.
     pub fn handle(&self, bytes: &[u8], source: SocketAddr, transport: Transport) -> Option<Reply> {
+        // Answers to keep-alives are most of what a registrar receives between bursts of
+        // REGISTERs: read their Call-ID and code without parsing the whole response.
+        if let (Some(keepalive), Some((code, call_id))) =
+            (&self.keepalive, crate::keepalive::answer_of(bytes))
+        {
+            if keepalive.on_answer(call_id, code, Instant::now()) {
+                return None;
+            }
+        }
         match parse(bytes) {
             Ok(SipMessage::Request(request)) => {
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -373,10 +383,7 @@ impl Node {
                     _ => (StatusCode::MethodNotAllowed, vec![self.allow_header()]),
                 };
                 let code = status.code();
-                let mut reply = self.reply(&request.headers, status, extra, source, transport);
-                if let Some(reason) = reason {
-                    reply.bytes = with_reason(&reply.bytes, code, reason);
-                }
+                let reply = self.reply(&request.headers, status, extra, source, transport, reason);
                 // A REGISTER's digest challenge is sent statelessly, as registrars commonly
                 // do: the transaction would hold a response that any retransmission can get
                 // afresh (with a new nonce), for 32 s, for every phone that registers.
@@ -452,6 +459,7 @@ impl Node {
                                 vec![self.allow_header()],
                                 source,
                                 transport,
+                                None,
                             ));
                         }
                     }
@@ -527,6 +535,7 @@ impl Node {
                     vec![],
                     source,
                     transport,
+                    None,
                 );
                 if let Some(key) = key {
                     let sent = Outbound {
@@ -573,9 +582,14 @@ impl Node {
             return None;
         }
         self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
-        let mut reply = self.reply(&headers, StatusCode::BadRequest, vec![], source, transport);
-        reply.bytes = with_reason(&reply.bytes, 400, reason);
-        Some(reply)
+        Some(self.reply(
+            &headers,
+            StatusCode::BadRequest,
+            vec![],
+            source,
+            transport,
+            Some(reason),
+        ))
     }
 
     fn reply(
@@ -585,6 +599,7 @@ impl Node {
         mut extra: Vec<Header>,
         source: SocketAddr,
         transport: Transport,
+        reason: Option<&str>,
     ) -> Reply {
         extra.push(Header::Server(rsip::headers::Server::new(
             self.server_header.clone(),
@@ -596,7 +611,7 @@ impl Node {
             Transport::Tcp => source,
         };
         Reply {
-            bytes: response.to_string().into_bytes(),
+            bytes: encode_response(&response, reason),
             target,
         }
     }
@@ -647,13 +662,6 @@ fn has_core_headers(headers: &rsip::Headers) -> bool {
 }
 
 /// Replaces the default reason phrase with one that says what was wrong.
-fn with_reason(response: &[u8], code: u16, reason: &str) -> Vec<u8> {
-    let text = String::from_utf8_lossy(response);
-    match text.split_once("\r\n") {
-        Some((_, rest)) => format!("SIP/2.0 {code} {reason}\r\n{rest}").into_bytes(),
-        None => response.to_vec(),
-    }
-}
 
 #[cfg(test)]
 mod tests {
