@@ -301,12 +301,13 @@ impl std::fmt::Debug for Authenticator {
 
 #[derive(Debug, Default)]
 struct NonceCounts {
-    /// Highest nc seen per nonce, keyed by the nonce's issue time and salt (its first 16
-    /// bytes, unique to it; the seal after them is checked before a nonce gets here).
-    seen: HashMap<u128, u32>,
+    /// Highest nc seen per nonce, keyed by the nonce's 64 random bits (the seal is checked
+    /// before a nonce gets here, so only nonces we issued are keyed; two of them sharing
+    /// their random bits would at worst cost a client a fresh challenge).
+    seen: HashMap<u64, u32>,
     /// The nonces of `seen` with their issue times, in the order they were first used:
     /// nearly issue order, so the oldest are forgotten from the front in O(1).
-    order: VecDeque<(u64, u128)>,
+    order: VecDeque<(u64, u64)>,
     /// Nonces issued at or before this second were forgotten: they count as stale.
     forgotten_up_to: Option<u64>,
     capacity: usize,
@@ -439,8 +440,8 @@ impl Authenticator {
     /// the nonce's count was forgotten.
     fn record_count(&self, nonce: &str, nc: u32, issued: u64, now: u64) -> bool {
         let Some(key) = nonce
-            .get(..32)
-            .and_then(|id| u128::from_str_radix(id, 16).ok())
+            .get(16..32)
+            .and_then(|salt| u64::from_str_radix(salt, 16).ok())
         else {
             return false;
         };

@@ -4,6 +4,7 @@
 //! inside the parser into an ordinary error: fuzzing rsip found none, but a node serving
 //! thousands of phones must not depend on that staying true.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use rsip::headers::UntypedHeader;
@@ -110,6 +111,48 @@ pub fn is_token(token: &str) -> bool {
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+/// The bytes of `response`, with `reason` as its reason phrase when given (else the
+/// standard one). Written into one buffer sized up front: rsip's `Display` makes a string
+/// per header and joins them, which showed as a fifth of a registrar's time under load.
+pub fn encode_response(response: &Response, reason: Option<&str>) -> Vec<u8> {
+    let mut out = String::with_capacity(estimate(&response.headers, response.body.len()));
+    match reason {
+        Some(reason) => {
+            let _ = write!(out, "SIP/2.0 {} {reason}\r\n", response.status_code.code());
+        }
+        None => {
+            let _ = write!(out, "{} {}\r\n", response.version, response.status_code);
+        }
+    }
+    finish(out, &response.headers, &response.body)
+}
+
+/// The bytes of `request`, written as [`encode_response`] writes a response.
+pub fn encode_request(request: &Request) -> Vec<u8> {
+    let mut out = String::with_capacity(estimate(&request.headers, request.body.len()));
+    let _ = write!(
+        out,
+        "{} {} {}\r\n",
+        request.method, request.uri, request.version
+    );
+    finish(out, &request.headers, &request.body)
+}
+
+/// Room for the status or request line, the headers (a generous 64 bytes each) and the body.
+fn estimate(headers: &Headers, body: usize) -> usize {
+    128 + headers.iter().count() * 64 + body
+}
+
+fn finish(mut out: String, headers: &Headers, body: &[u8]) -> Vec<u8> {
+    for header in headers.iter() {
+        let _ = write!(out, "{header}\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
 }
 
 /// Builds a response to a request whose headers are `request_headers`: Via (all, with
@@ -344,6 +387,24 @@ mod tests {
 
     fn src() -> SocketAddr {
         "127.0.0.9:40000".parse().unwrap()
+    }
+
+    #[test]
+    fn messages_are_encoded_as_rsip_writes_them_with_an_optional_reason() {
+        let text = "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 4\r\n\r\nv=0\n";
+        let Ok(SipMessage::Request(request)) = parse(text.as_bytes()) else {
+            panic!("parses");
+        };
+        assert_eq!(encode_request(&request), request.to_string().into_bytes());
+        let response = response_to(&request.headers, StatusCode::BusyHere, src(), "t", vec![]);
+        let standard = encode_response(&response, None);
+        assert_eq!(standard, response.to_string().into_bytes());
+        let own = String::from_utf8(encode_response(&response, Some("Busy Elsewhere"))).unwrap();
+        assert!(
+            own.starts_with("SIP/2.0 486 Busy Elsewhere\r\nVia: "),
+            "{own}"
+        );
+        assert!(own.ends_with("Content-Length: 0\r\n\r\n"), "{own}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ use tokio::time::Instant;
 
 use crate::keepalive::KeepAlive;
 use crate::location::{Binding, LocationStore};
-use crate::message::{header_param, split_header_list, stamp_via};
+use crate::message::{encode_request, encode_response, header_param, split_header_list, stamp_via};
 use crate::registrar::{uri_of, UserDirectory};
 use crate::transaction::client::ClientKey;
 use crate::transaction::{ClientError, Key, Outbound, TransactionLayer, MAGIC_COOKIE};
@@ -368,7 +368,7 @@ impl Proxy {
     ) -> Result<Outbound, ClientError> {
         if forwarded.method == Method::Ack {
             return Ok(Outbound {
-                bytes: forwarded.to_string().into_bytes(),
+                bytes: encode_request(&forwarded),
                 target,
             });
         }
@@ -437,9 +437,10 @@ impl Proxy {
         }
         let relayed = relay.then(|| Relayed {
             out: Outbound {
-                bytes: without_top_via(response, (code < 300).then_some(source))
-                    .to_string()
-                    .into_bytes(),
+                bytes: encode_response(
+                    &without_top_via(response, (code < 300).then_some(source)),
+                    None,
+                ),
                 target: context.caller_target,
             },
             server: context.server.clone(),

@@ -125,7 +125,7 @@ impl ClientTransactions {
         };
         let invite = request.method == Method::Invite;
         let sent = Outbound {
-            bytes: request.to_string().into_bytes(),
+            bytes: crate::message::encode_request(&request),
             target,
         };
         let (tx, rx) = oneshot::channel();
@@ -220,7 +220,7 @@ impl ClientTransactions {
                     timers.transaction_timeout()
                 } else {
                     entry.ack = Some(Outbound {
-                        bytes: ack_for(&entry.request, response).to_string().into_bytes(),
+                        bytes: crate::message::encode_request(&ack_for(&entry.request, response)),
                         target: entry.sent.target,
                     });
                     // Timer D.
