@@ -661,7 +661,6 @@ fn has_core_headers(headers: &rsip::Headers) -> bool {
     via && from && to && call_id && cseq
 }
 
-/// Replaces the default reason phrase with one that says what was wrong.
 
 #[cfg(test)]
 mod tests {
