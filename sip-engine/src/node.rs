@@ -661,7 +661,6 @@ fn has_core_headers(headers: &rsip::Headers) -> bool {
     via && from && to && call_id && cseq
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
