@@ -53,7 +53,7 @@ test('a phone registered with a SIP user shows in the server\'s Registrations', 
 
   const wrong = await register(ip, 'desk42', 'not the secret');
   wrong.socket.close();
-  expect(wrong.status).toMatch(/^SIP\/2\.0 403/);
+  expect(wrong.status).toMatch(/^SIP\/2\.0 401/);
   const phone = await register(ip, 'desk42', 'desk 42 secret');
   try {
     expect(phone.status).toBe('SIP/2.0 200 OK');

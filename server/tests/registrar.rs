@@ -96,10 +96,10 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
     let (server, target) = a.deploy_switch().await;
     let sid = server.id.to_string();
 
-    // Nobody is known yet: never a 200.
+    // Nobody is known yet: challenged again, as a wrong password is; never a 200.
     assert!(register(target, "alice", "alice secret 1", "reg-0")
         .await
-        .starts_with("SIP/2.0 403"));
+        .starts_with("SIP/2.0 401"));
 
     a.call::<i64>(
         "create_sip_user",
@@ -113,7 +113,7 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
     );
     assert!(register(target, "alice", "wrong password", "reg-2")
         .await
-        .starts_with("SIP/2.0 403"));
+        .starts_with("SIP/2.0 401"));
 
     let rows: Vec<RegistrationRow> = a
         .call("list_registrations", &[("server_id", &sid)])
@@ -135,7 +135,7 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
     .unwrap();
     assert!(register(target, "bob", "bob secret 12", "reg-3")
         .await
-        .starts_with("SIP/2.0 403"));
+        .starts_with("SIP/2.0 401"));
     assert_eq!(
         b.call::<Vec<RegistrationRow>>("list_registrations", &[("server_id", &sid)])
             .await,
@@ -153,7 +153,7 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
     .unwrap();
     assert!(register(target, "alice", "alice secret 1", "reg-4")
         .await
-        .starts_with("SIP/2.0 403"));
+        .starts_with("SIP/2.0 401"));
     assert_eq!(
         register(target, "alice", "alice secret 2", "reg-5").await,
         "SIP/2.0 200 OK"
@@ -163,7 +163,7 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
         .unwrap();
     assert!(register(target, "alice", "alice secret 2", "reg-6")
         .await
-        .starts_with("SIP/2.0 403"));
+        .starts_with("SIP/2.0 401"));
     let dup = a
         .call::<i64>(
             "create_sip_user",

@@ -353,14 +353,17 @@ impl Registrar {
         if credentials.username != user {
             return Err(Answer::new(StatusCode::Forbidden));
         }
+        // Credentials that do not check out are challenged again (RFC 3261 §22.3), and an
+        // unknown user exactly like a wrong password, so that answers never tell which
+        // usernames exist. A phone with a wrong password retries or gives up; it never gets
+        // a 200.
         let Some(secret) = self.directory.secret(user, realm) else {
-            return Err(Answer::new(StatusCode::Forbidden));
+            return Err(self.challenge(realm, false, now));
         };
         match self.auth.verify(&credentials, "REGISTER", &secret, now) {
             Verdict::Valid => Ok(()),
             Verdict::Stale => Err(self.challenge(realm, true, now)),
-            Verdict::UnknownNonce => Err(self.challenge(realm, false, now)),
-            Verdict::Wrong => Err(Answer::new(StatusCode::Forbidden)),
+            Verdict::UnknownNonce | Verdict::Wrong => Err(self.challenge(realm, false, now)),
         }
     }
 
@@ -609,7 +612,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_password_or_another_users_name_gets_403() {
+    fn a_wrong_password_is_challenged_again_and_another_users_name_gets_403() {
         let f = fixture();
         let challenge = f
             .registrar
@@ -621,7 +624,7 @@ mod tests {
             Transport::Udp,
             now(),
         );
-        assert_eq!(answer.status, StatusCode::Forbidden);
+        assert_eq!(answer.status, StatusCode::Unauthorized);
         let auth = authorization(&challenge, Algorithm::Md5, "s3cret", 1)
             .replace("username=\"alice\"", "username=\"mallory\"");
         let answer = f.registrar.register(
@@ -752,7 +755,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_user_is_forbidden() {
+    fn an_unknown_user_is_challenged_as_a_wrong_password_is() {
         let f = fixture();
         let challenge = f
             .registrar
@@ -769,6 +772,6 @@ mod tests {
         let answer = f
             .registrar
             .register(&request, source(), Transport::Udp, now());
-        assert_eq!(answer.status, StatusCode::Forbidden);
+        assert_eq!(answer.status, StatusCode::Unauthorized);
     }
 }

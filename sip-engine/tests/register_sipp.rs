@@ -1,6 +1,6 @@
 //! REGISTER against a node started through [`Engine`], driven by real SIPp (Debian's
 //! `sip-tester`): a phone with the right password is challenged and then registered; one
-//! with a wrong password never gets 200.
+//! with a wrong password is challenged again and again, and never gets 200.
 //!
 //! Every SIPp run is a single call (`-m 1`) under a global `-timeout`, and the test also
 //! kills it if it outlives a bound of its own.
@@ -55,7 +55,7 @@ async fn sipp_registers_with_the_right_password_and_never_with_a_wrong_one() {
         .user(USER, "wrong")
         .run()
         .await;
-    assert!(ok, "a wrong password must get 403:\n{output}");
+    assert!(ok, "a wrong password must be challenged again:\n{output}");
     assert!(store.lookup(&aor, SystemTime::now()).unwrap().is_empty());
 
     let (ok, output) = Sipp::new("register.xml", "127.0.0.1", 1)
