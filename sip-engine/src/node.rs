@@ -368,6 +368,10 @@ impl Node {
                             reason = Some(why);
                             (status, vec![])
                         }
+                        Some(Proxied::Refused(answer)) => {
+                            reason = answer.reason;
+                            (answer.status, answer.headers)
+                        }
                         None => return None,
                     },
                     // ACK never gets a response (RFC 3261 §17.2.1); one that no transaction
@@ -493,6 +497,18 @@ impl Node {
                     Proxied::Answer(StatusCode::OK, "OK")
                 }
             });
+        }
+        let initial_invite = request.method == Method::Invite
+            && !request.headers.iter().any(|h| match h {
+                Header::To(to) => header_param(to.value(), "tag").is_some(),
+                _ => false,
+            });
+        if let (true, Some(registrar)) = (initial_invite, &self.registrar) {
+            if let Err(answer) =
+                registrar.authorize_caller(request, proxy.domain(), SystemTime::now())
+            {
+                return Some(Proxied::Refused(answer));
+            }
         }
         let is_ack = request.method == Method::Ack;
         match proxy.route(request, source, transport, SystemTime::now())? {
@@ -644,6 +660,8 @@ enum Proxied {
     Done(Option<Reply>),
     /// Answer with this status and reason phrase.
     Answer(StatusCode, &'static str),
+    /// Answer so: the caller must authenticate first (407), or may not call.
+    Refused(crate::registrar::Answer),
 }
 
 fn has_core_headers(headers: &rsip::Headers) -> bool {
@@ -916,6 +934,9 @@ mod tests {
                 &format!("{method} sip:bob@"),
             )
             .replace("To: <sip:node@", "To: <sip:bob@")
+            // A caller from another domain: an incoming call, which needs no credentials
+            // (a caller of this node's own domain is challenged first: see the registrar).
+            .replace("From: <sip:probe@127.0.0.1>", "From: <sip:probe@198.51.100.9>")
             .into_bytes()
     }
 

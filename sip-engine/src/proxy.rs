@@ -19,9 +19,10 @@
 //!   `transport=tcp` URI, is answered 480 with a reason that says so: relaying responses to a
 //!   TCP caller needs the connection, which the node's transports do not share yet.
 //! - No DNS: a next hop must be an IP address (404 otherwise), in a `sip:` URI (416).
-//! - Callers are not authenticated (no 407 challenge yet), and a loose-routed request is
-//!   relayed only when it is in-dialog (To tag), so the node is no open relay for new
-//!   requests.
+//! - A caller that claims one of the domain's users in its From is challenged (407) by
+//!   the node before the proxy sees its INVITE ([`crate::Registrar::authorize_caller`]);
+//!   a loose-routed request is relayed only when it is in-dialog (To tag), so the node is no
+//!   open relay for new requests.
 //! - Phones behind NAT: the Contact of an initial INVITE and of the callee's 1xx/2xx is
 //!   pointed at the address the message came from, when the two differ (as Kamailio's
 //!   `fix_nated_contact` does). A phone that sends from the socket it listens on (what
@@ -177,6 +178,11 @@ impl Proxy {
     /// The node's own address, as it appears in Via and Record-Route.
     pub fn local(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The host of the AORs it routes to (`sip:<user>@<domain>`).
+    pub fn domain(&self) -> &str {
+        &self.domain
     }
 
     /// What becomes of `request` (received from `source` over `transport`), or `None` when

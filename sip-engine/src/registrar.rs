@@ -97,6 +97,14 @@ impl UserDirectory for MemoryDirectory {
     }
 }
 
+/// Who asks for credentials: the registrar (401, `WWW-Authenticate`, `Authorization`) or
+/// the proxy (407, `Proxy-Authenticate`, `Proxy-Authorization`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Challenger {
+    Registrar,
+    Proxy,
+}
+
 /// Bounds on registration lifetimes, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpiresPolicy {
@@ -213,7 +221,8 @@ impl Registrar {
             return Answer::bad("Invalid Address-of-Record");
         };
         let aor = format!("sip:{user}@{domain}");
-        if let Err(answer) = self.authenticate(request, &user, &domain, now) {
+        if let Err(answer) = self.authenticate(request, &user, &domain, Challenger::Registrar, now)
+        {
             return answer;
         }
         let mut call_id = None;
@@ -316,21 +325,53 @@ impl Registrar {
         }
     }
 
+    /// Checks the caller of a new INVITE that reached the node of `domain`. A caller whose
+    /// From names a user of that domain must prove it with digest credentials for that user
+    /// (RFC 3261 §22.3: 407 and `Proxy-Authenticate`, answered with `Proxy-Authorization`):
+    /// nobody may call out as one of the account's users without its password. A caller
+    /// from elsewhere passes: the proxy only routes it to this domain's registered users
+    /// (an incoming call), never onwards.
+    pub fn authorize_caller(
+        &self,
+        request: &Request,
+        domain: &str,
+        now: SystemTime,
+    ) -> Result<(), Answer> {
+        let from = request.headers.iter().find_map(|h| match h {
+            Header::From(from) => uri_of(from.value()).and_then(|u| rsip::Uri::try_from(u).ok()),
+            _ => None,
+        });
+        let Some(from) = from else {
+            return Err(Answer::bad("Invalid From"));
+        };
+        let local = from.host_with_port.host.to_string();
+        if !local.eq_ignore_ascii_case(domain) {
+            return Ok(());
+        }
+        let Some(user) = from.user().filter(|u| !u.is_empty()) else {
+            return Err(Answer::new(StatusCode::Forbidden));
+        };
+        self.authenticate(request, user, domain, Challenger::Proxy, now)
+    }
+
     /// Ok when the request carries valid credentials for `user`; else the answer to send.
     fn authenticate(
         &self,
         request: &Request,
         user: &str,
         realm: &str,
+        challenger: Challenger,
         now: SystemTime,
     ) -> Result<(), Answer> {
         let mut malformed = false;
         let mut credentials = None;
         for header in request.headers.iter() {
-            let Header::Authorization(value) = header else {
-                continue;
+            let value = match (challenger, header) {
+                (Challenger::Registrar, Header::Authorization(value)) => value.value(),
+                (Challenger::Proxy, Header::ProxyAuthorization(value)) => value.value(),
+                _ => continue,
             };
-            match Credentials::parse(value.value()) {
+            match Credentials::parse(value) {
                 Ok(parsed)
                     if parsed.realm.eq_ignore_ascii_case(realm)
                         && self.algorithms.contains(&parsed.algorithm) =>
@@ -346,7 +387,7 @@ impl Registrar {
             return Err(if malformed {
                 Answer::bad("Malformed Authorization")
             } else {
-                self.challenge(realm, false, now)
+                self.challenge(realm, challenger, false, now)
             });
         };
         // A user may only register their own address.
@@ -358,24 +399,41 @@ impl Registrar {
         // usernames exist. A phone with a wrong password retries or gives up; it never gets
         // a 200.
         let Some(secret) = self.directory.secret(user, realm) else {
-            return Err(self.challenge(realm, false, now));
+            return Err(self.challenge(realm, challenger, false, now));
         };
-        match self.auth.verify(&credentials, "REGISTER", &secret, now) {
+        let method = request.method.to_string();
+        match self.auth.verify(&credentials, &method, &secret, now) {
             Verdict::Valid => Ok(()),
-            Verdict::Stale => Err(self.challenge(realm, true, now)),
-            Verdict::UnknownNonce | Verdict::Wrong => Err(self.challenge(realm, false, now)),
+            Verdict::Stale => Err(self.challenge(realm, challenger, true, now)),
+            Verdict::UnknownNonce | Verdict::Wrong => {
+                Err(self.challenge(realm, challenger, false, now))
+            }
         }
     }
 
-    /// 401 with one challenge per offered algorithm, preferred first.
-    fn challenge(&self, realm: &str, stale: bool, now: SystemTime) -> Answer {
-        let mut answer = Answer::new(StatusCode::Unauthorized);
+    /// 401 (or 407) with one challenge per offered algorithm, preferred first.
+    fn challenge(
+        &self,
+        realm: &str,
+        challenger: Challenger,
+        stale: bool,
+        now: SystemTime,
+    ) -> Answer {
+        let status = match challenger {
+            Challenger::Registrar => StatusCode::Unauthorized,
+            Challenger::Proxy => StatusCode::ProxyAuthenticationRequired,
+        };
+        let mut answer = Answer::new(status);
         for &algorithm in &self.algorithms {
-            answer.headers.push(Header::WwwAuthenticate(
-                rsip::headers::WwwAuthenticate::new(
-                    self.auth.challenge(realm, algorithm, stale, now),
-                ),
-            ));
+            let value = self.auth.challenge(realm, algorithm, stale, now);
+            answer.headers.push(match challenger {
+                Challenger::Registrar => {
+                    Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(value))
+                }
+                Challenger::Proxy => {
+                    Header::ProxyAuthenticate(rsip::headers::ProxyAuthenticate::new(value))
+                }
+            });
         }
         answer
     }
@@ -773,5 +831,91 @@ mod tests {
             .registrar
             .register(&request, source(), Transport::Udp, now());
         assert_eq!(answer.status, StatusCode::Unauthorized);
+    }
+
+    #[test]
+    fn a_caller_naming_a_user_of_the_domain_must_prove_it_and_others_pass() {
+        let f = fixture();
+        let invite = |from: &str, extra: &str| {
+            let text = format!("INVITE sip:bob@sip.example SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKi;rport\r\nFrom: <{from}>;tag=a\r\nTo: <sip:bob@sip.example>\r\nCall-ID: call-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n");
+            match crate::message::parse(text.as_bytes()) {
+                Ok(rsip::SipMessage::Request(request)) => request,
+                other => panic!("{other:?}"),
+            }
+        };
+        let r = &f.registrar;
+        // Someone else's identity: an incoming call, not ours to authenticate.
+        assert_eq!(
+            r.authorize_caller(
+                &invite("sip:carol@elsewhere.example", ""),
+                "sip.example",
+                now()
+            ),
+            Ok(())
+        );
+        // alice of this domain: 407 with Proxy-Authenticate, never 401.
+        let Err(challenge) = r.authorize_caller(
+            &invite("sip:alice@sip.example:5060", ""),
+            "sip.example",
+            now(),
+        ) else {
+            panic!("challenged");
+        };
+        assert_eq!(challenge.status, StatusCode::ProxyAuthenticationRequired);
+        assert!(header_values(&challenge, "WWW-Authenticate").is_empty());
+        let offered = header_values(&challenge, "Proxy-Authenticate");
+        assert_eq!(offered.len(), 2, "{offered:?}");
+        // Credentials for the INVITE, in Proxy-Authorization.
+        let as_www = Answer {
+            headers: challenge
+                .headers
+                .iter()
+                .map(|h| {
+                    Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(
+                        h.to_string().split_once(": ").unwrap().1.to_string(),
+                    ))
+                })
+                .collect(),
+            ..challenge.clone()
+        };
+        let proof = |password: &str| {
+            let line = authorization(&as_www, Algorithm::Md5, password, 1)
+                .replace("Authorization:", "Proxy-Authorization:");
+            let mut c = Credentials::parse(line.split_once(": ").unwrap().1.trim()).unwrap();
+            c.response = c.expected_response(
+                &ha1(Algorithm::Md5, "alice", "sip.example", password),
+                "INVITE",
+            );
+            format!(
+                "Proxy-Authorization: Digest username=\"alice\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm=MD5, opaque=\"{}\", qop=auth, nc=00000001, cnonce=\"xyz\"\r\n",
+                c.realm, c.nonce, c.uri, c.response, c.opaque.unwrap()
+            )
+        };
+        let wrong = r.authorize_caller(
+            &invite("sip:alice@sip.example", &proof("guess")),
+            "sip.example",
+            now(),
+        );
+        assert_eq!(
+            wrong.map_err(|a| a.status),
+            Err(StatusCode::ProxyAuthenticationRequired)
+        );
+        assert_eq!(
+            r.authorize_caller(
+                &invite("sip:alice@sip.example", &proof("s3cret")),
+                "sip.example",
+                now()
+            ),
+            Ok(())
+        );
+        // REGISTER-style credentials in Authorization do not count for a proxy.
+        let misplaced = proof("s3cret").replace("Proxy-Authorization:", "Authorization:");
+        assert!(r
+            .authorize_caller(
+                &invite("sip:alice@sip.example", &misplaced),
+                "sip.example",
+                now()
+            )
+            .is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! A call between two registered phones through a node started with [`Engine`], over real
-//! loopback UDP sockets: both phones register with MD5 digest, A calls `sip:b@<node>`, B
+//! loopback UDP sockets: both phones register with MD5 digest, A calls `sip:b@<node>` (and
+//! answers the node's 407 with its credentials, after one wrong try), B
 //! gets the INVITE at the address it registered from with the node's Record-Route and Via,
 //! its 180 and 200 reach A, and A's ACK and BYE follow the route set through the node.
 //!
@@ -138,18 +139,62 @@ async fn a_call_between_two_registered_phones_goes_through_the_node_and_stays_on
     sign_in(&phone_a, "a", node).await;
     sign_in(&phone_b, "b", node).await;
 
-    let invite = format!(
-        "INVITE sip:b@{NODE_IP} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {a};branch=z9hG4bKinvite1;rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:a@{NODE_IP}>;tag=caller\r\n\
-         To: <sip:b@{NODE_IP}>\r\n\
-         Call-ID: proxy-test-call\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:a@{a}>\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
-    phone_a.send_to(invite.as_bytes(), node).await.unwrap();
+    let invite = |cseq: u32, credentials: &str| {
+        format!(
+            "INVITE sip:b@{NODE_IP} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {a};branch=z9hG4bKinvite{cseq};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:a@{NODE_IP}>;tag=caller\r\n\
+             To: <sip:b@{NODE_IP}>\r\n\
+             Call-ID: proxy-test-call\r\n\
+             CSeq: {cseq} INVITE\r\n\
+             Contact: <sip:a@{a}>\r\n\
+             {credentials}Content-Length: 0\r\n\r\n"
+        )
+    };
+    // The ACK to a 407 (RFC 3261 §17.1.1.3): the INVITE's branch, the 407's To tag.
+    let ack = |cseq: u32, refusal: &str| {
+        let to = headers(refusal, "To")[0].to_string();
+        format!(
+            "ACK sip:b@{NODE_IP} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {a};branch=z9hG4bKinvite{cseq};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:a@{NODE_IP}>;tag=caller\r\n\
+             To: {to}\r\n\
+             Call-ID: proxy-test-call\r\n\
+             CSeq: {cseq} ACK\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    // `a` calls as a user of the node's domain: it must prove it (407), and a wrong
+    // password is challenged again; b never hears of either INVITE.
+    phone_a
+        .send_to(invite(1, "").as_bytes(), node)
+        .await
+        .unwrap();
+    let (challenge, _) = receive(&phone_a).await;
+    assert!(challenge.starts_with("SIP/2.0 407 "), "{challenge}");
+    phone_a
+        .send_to(ack(1, &challenge).as_bytes(), node)
+        .await
+        .unwrap();
+    let uri = format!("sip:b@{NODE_IP}");
+    let wrong = phone::proxy_authorization("a", "not the password", &uri, &challenge);
+    phone_a
+        .send_to(invite(2, &wrong).as_bytes(), node)
+        .await
+        .unwrap();
+    let (again, _) = receive(&phone_a).await;
+    assert!(again.starts_with("SIP/2.0 407 "), "{again}");
+    phone_a
+        .send_to(ack(2, &again).as_bytes(), node)
+        .await
+        .unwrap();
+    let right = phone::proxy_authorization("a", PASSWORD, &uri, &again);
+    phone_a
+        .send_to(invite(3, &right).as_bytes(), node)
+        .await
+        .unwrap();
     let (trying, _) = receive(&phone_a).await;
     assert!(trying.starts_with("SIP/2.0 100 "), "{trying}");
 
@@ -196,7 +241,7 @@ async fn a_call_between_two_registered_phones_goes_through_the_node_and_stays_on
     assert_eq!(headers(&ok, "Record-Route"), [format!("<sip:{node};lr>")]);
 
     phone_a
-        .send_to(in_dialog("ACK", 1, a, &ok).as_bytes(), node)
+        .send_to(in_dialog("ACK", 3, a, &ok).as_bytes(), node)
         .await
         .unwrap();
     let (ack, from) = receive(&phone_b).await;
@@ -211,7 +256,7 @@ async fn a_call_between_two_registered_phones_goes_through_the_node_and_stays_on
     );
 
     phone_a
-        .send_to(in_dialog("BYE", 2, a, &ok).as_bytes(), node)
+        .send_to(in_dialog("BYE", 4, a, &ok).as_bytes(), node)
         .await
         .unwrap();
     let (bye, _) = receive(&phone_b).await;
@@ -225,7 +270,7 @@ async fn a_call_between_two_registered_phones_goes_through_the_node_and_stays_on
         .unwrap();
     let (bye_ok, _) = receive(&phone_a).await;
     assert!(bye_ok.starts_with("SIP/2.0 200 "), "{bye_ok}");
-    assert!(bye_ok.contains("CSeq: 2 BYE"), "{bye_ok}");
+    assert!(bye_ok.contains("CSeq: 4 BYE"), "{bye_ok}");
 
     engine.stop_all().await;
 }

@@ -2,8 +2,9 @@
 //! started through [`Engine`] on loopback.
 //!
 //! - a phone registers, re-registers with a second contact, then removes both (`*`);
-//! - two users register and one calls the other through the node; the callee, behind NAT,
-//!   gets the call at the address its REGISTER came from, and the dialog's ACK and BYE too;
+//! - two users register and one calls the other through the node, answering the node's 407
+//!   with her credentials; the callee, behind NAT, gets the call at the address its
+//!   REGISTER came from, and the dialog's ACK and BYE too;
 //! - a registered SIPp answers the node's OPTIONS keep-alives, which gives its binding a
 //!   latency, then stops answering and is marked offline after K misses.
 //!
@@ -170,6 +171,7 @@ async fn two_registered_users_call_through_the_node_and_the_callee_behind_nat_ge
         .port(caller.port())
         .to(node)
         .service("bob")
+        .credentials("alice", PASSWORD)
         .run()
         .await;
     let (callee_ok, callee_output) = answering.finish().await;

@@ -1,5 +1,5 @@
-//! A test phone's side of registration: the REGISTER it sends and the MD5 digest answer
-//! to a node's challenge (shared by the real-socket tests).
+//! A test phone's side of registration and calling: the REGISTER it sends and the MD5
+//! digest answers to a node's challenges (shared by the real-socket tests).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -41,15 +41,53 @@ pub fn register(
 
 /// The Authorization line that answers the MD5 challenge in `challenge` (a 401).
 pub fn authorization(user: &str, password: &str, node_ip: &str, challenge: &str) -> String {
+    digest_answer(
+        challenge,
+        "WWW-Authenticate",
+        "Authorization",
+        user,
+        password,
+        &format!("sip:{node_ip}"),
+        "REGISTER",
+    )
+}
+
+/// The Proxy-Authorization line that answers the MD5 challenge in `challenge` (a 407 to
+/// an INVITE whose Request-URI is `uri`).
+pub fn proxy_authorization(user: &str, password: &str, uri: &str, challenge: &str) -> String {
+    digest_answer(
+        challenge,
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        user,
+        password,
+        uri,
+        "INVITE",
+    )
+}
+
+/// The `answer_header` line answering the MD5 `challenge_header` of `challenge` for a
+/// `method` request to `uri`.
+fn digest_answer(
+    challenge: &str,
+    challenge_header: &str,
+    answer_header: &str,
+    user: &str,
+    password: &str,
+    uri: &str,
+    method: &str,
+) -> String {
     let header = challenge
         .split("\r\n")
-        .find(|line| line.starts_with("WWW-Authenticate:") && line.contains("algorithm=MD5"))
-        .unwrap_or_else(|| panic!("an MD5 challenge in {challenge}"));
+        .find(|line| {
+            line.starts_with(&format!("{challenge_header}:")) && line.contains("algorithm=MD5")
+        })
+        .unwrap_or_else(|| panic!("an MD5 {challenge_header} in {challenge}"));
     let mut credentials = Credentials {
         username: user.into(),
         realm: param(header, "realm"),
         nonce: param(header, "nonce"),
-        uri: format!("sip:{node_ip}"),
+        uri: uri.into(),
         response: String::new(),
         algorithm: Algorithm::Md5,
         opaque: Some(param(header, "opaque")),
@@ -60,9 +98,9 @@ pub fn authorization(user: &str, password: &str, node_ip: &str, challenge: &str)
         }),
     };
     let key = ha1(Algorithm::Md5, user, &credentials.realm, password);
-    credentials.response = credentials.expected_response(&key, "REGISTER");
+    credentials.response = credentials.expected_response(&key, method);
     format!(
-        "Authorization: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
+        "{answer_header}: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
          response=\"{}\", algorithm=MD5, opaque=\"{}\", qop=auth, nc=00000001, \
          cnonce=\"phone-cnonce\"\r\n",
         credentials.realm,

@@ -81,6 +81,13 @@ impl Sipp {
         self
     }
 
+    /// `-au user -ap password`: the credentials that answer digest challenges.
+    pub fn credentials(mut self, user: &str, password: &str) -> Self {
+        self.args
+            .extend(["-au", user, "-ap", password].map(String::from));
+        self
+    }
+
     /// `-s user`: the user a client scenario calls.
     pub fn service(mut self, user: &str) -> Self {
         self.args.extend(["-s", user].map(String::from));
