@@ -234,7 +234,20 @@ impl Node {
         let Some(proxy) = &self.proxy else {
             return out;
         };
-        for timed_out in proxy.poll(now) {
+        let expired = proxy.poll(now);
+        for relayed in expired.relayed {
+            if let Some(key) = &relayed.server {
+                self.transactions.server.respond(
+                    key,
+                    relayed.code,
+                    relayed.out.clone(),
+                    relayed.to_tag.as_deref(),
+                    now,
+                );
+            }
+            out.push(relayed.out);
+        }
+        for timed_out in expired.timed_out {
             let reply = self.reply(
                 &timed_out.headers,
                 StatusCode::RequestTimeout,
@@ -429,6 +442,11 @@ impl Node {
                                 );
                             }
                             self.send_out(relayed.out);
+                            if let (Some(fork), Some(proxy)) = (relayed.settles, &self.proxy) {
+                                for cancel in proxy.cancel_fork(&self.transactions, fork, now) {
+                                    self.send_out(cancel);
+                                }
+                            }
                         }
                         send.map(|out| Reply {
                             bytes: out.bytes,
@@ -491,7 +509,7 @@ impl Node {
                     "Call/Transaction Does Not Exist",
                 ),
                 Cancelled::Pending(downstream) => {
-                    if let Some(out) = downstream {
+                    for out in downstream {
                         self.send_out(out);
                     }
                     Proxied::Answer(StatusCode::OK, "OK")
@@ -515,23 +533,37 @@ impl Node {
             // ACK is never answered (RFC 3261 §17.2.1): one that cannot go on is dropped.
             Decision::Answer { .. } if is_ack => Some(Proxied::Done(None)),
             Decision::Answer { status, reason } => Some(Proxied::Answer(status, reason)),
-            Decision::Forward {
-                request: forwarded,
-                target,
-            } => {
+            decision @ (Decision::Forward { .. } | Decision::Fork { .. }) => {
                 let caller = udp_response_target(&request.headers, source);
-                let sent = proxy.forward(
-                    &self.transactions,
-                    key.cloned(),
-                    &request.headers,
-                    source,
-                    caller,
-                    forwarded,
-                    target,
-                    now,
-                );
+                let sent = match decision {
+                    Decision::Forward {
+                        request: forwarded,
+                        target,
+                    } => proxy
+                        .forward(
+                            &self.transactions,
+                            key.cloned(),
+                            &request.headers,
+                            source,
+                            caller,
+                            forwarded,
+                            target,
+                            now,
+                        )
+                        .map(|out| vec![out]),
+                    Decision::Fork { branches } => proxy.fork(
+                        &self.transactions,
+                        key.cloned(),
+                        &request.headers,
+                        source,
+                        caller,
+                        branches,
+                        now,
+                    ),
+                    Decision::Answer { .. } => Ok(Vec::new()),
+                };
                 match sent {
-                    Ok(out) => self.send_out(out),
+                    Ok(out) => out.into_iter().for_each(|out| self.send_out(out)),
                     Err(error) => {
                         tracing::warn!(%error, "proxy: cannot start a client transaction");
                         return Some(if is_ack {
@@ -936,7 +968,10 @@ mod tests {
             .replace("To: <sip:node@", "To: <sip:bob@")
             // A caller from another domain: an incoming call, which needs no credentials
             // (a caller of this node's own domain is challenged first: see the registrar).
-            .replace("From: <sip:probe@127.0.0.1>", "From: <sip:probe@198.51.100.9>")
+            .replace(
+                "From: <sip:probe@127.0.0.1>",
+                "From: <sip:probe@198.51.100.9>",
+            )
             .into_bytes()
     }
 

@@ -13,11 +13,16 @@
 //! answers gets the caller a 408 ([`Proxy::poll`]).
 //!
 //! Choices and limits of this build:
-//! - One contact per call, no forking: the binding that stays registered longest (most
-//!   often the one registered last). Offline bindings (keep-alives unanswered) are skipped.
+//! - Parallel forking (RFC 3261 §16.7): an INVITE for a user with several live UDP contacts
+//!   rings them all at once ([`Decision::Fork`]). Provisional answers of every branch reach
+//!   the caller; the first 2xx (or any 6xx) goes through at once and the other branches are
+//!   cancelled; otherwise the caller gets the best final answer once every branch has one (a
+//!   6xx, else the lowest code), or 408 when none answered at all. Offline bindings
+//!   (keep-alives unanswered) are skipped.
 //! - UDP only. A request that arrives over TCP, or whose next hop is a TCP contact or a
-//!   `transport=tcp` URI, is answered 480 with a reason that says so: relaying responses to a
-//!   TCP caller needs the connection, which the node's transports do not share yet.
+//!   `transport=tcp` URI, is answered 480 with a reason that says so (a user whose contacts
+//!   include UDP ones rings those): relaying responses to a TCP caller needs the
+//!   connection, which the node's transports do not share yet.
 //! - No DNS: a next hop must be an IP address (404 otherwise), in a `sip:` URI (416).
 //! - A caller that claims one of the domain's users in its From is challenged (407) by
 //!   the node before the proxy sees its INVITE ([`crate::Registrar::authorize_caller`]);
@@ -73,6 +78,10 @@ pub enum Decision {
         request: Request,
         target: SocketAddr,
     },
+    /// Send each request to its target at once: one branch per contact of the callee.
+    Fork {
+        branches: Vec<(Request, SocketAddr)>,
+    },
 }
 
 impl Decision {
@@ -90,6 +99,9 @@ pub struct Relayed {
     pub server: Option<Key>,
     pub code: u16,
     pub to_tag: Option<String>,
+    /// The fork this answer settles: its other branches are to be cancelled
+    /// ([`Proxy::cancel_fork`]).
+    pub settles: Option<u64>,
 }
 
 /// A forwarded request that got no final response in time: the caller is owed a 408.
@@ -106,9 +118,32 @@ pub struct TimedOut {
 pub enum Cancelled {
     /// No pending INVITE of that caller: 481.
     Unknown,
-    /// The INVITE is known: answer the CANCEL 200 and send this downstream, if anything
-    /// (nothing when the INVITE was answered already).
-    Pending(Option<Outbound>),
+    /// The INVITE is known: answer the CANCEL 200 and send these downstream, one per
+    /// branch still ringing (none when the INVITE was answered already).
+    Pending(Vec<Outbound>),
+}
+
+/// What the proxy's timers produced.
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// Callers whose request no branch answered: each is owed a 408.
+    pub timed_out: Vec<TimedOut>,
+    /// Forks whose last branch went silent: the best answer the others gave, for the caller.
+    pub relayed: Vec<Relayed>,
+}
+
+/// The branches of one forked INVITE, and what the caller has been told.
+#[derive(Debug, Default)]
+struct Fork {
+    members: Vec<ClientKey>,
+    /// Branches without a final response.
+    pending: usize,
+    /// Contexts still in the table.
+    live: usize,
+    /// The best final non-2xx response so far, held until every branch has answered.
+    best: Option<Relayed>,
+    /// A final response went to the caller.
+    settled: bool,
 }
 
 /// One request forwarded statefully (RFC 3261 §16's response context).
@@ -123,9 +158,10 @@ struct Context {
     /// The request as sent downstream, for building its CANCEL.
     forwarded: Request,
     target: SocketAddr,
-    /// A final response went to the caller.
+    /// A final response came on this branch (and, unforked, went to the caller).
     answered: bool,
     deadline: Instant,
+    fork: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -134,16 +170,40 @@ struct Table {
     by_server: HashMap<Key, ClientKey>,
     /// Deadlines; an entry may be stale (the context's deadline moved): checked when popped.
     due: BinaryHeap<Reverse<(Instant, ClientKey)>>,
+    forks: HashMap<u64, Fork>,
+    next_fork: u64,
 }
 
 impl Table {
     fn remove(&mut self, key: &ClientKey) -> Option<Context> {
         let context = self.contexts.remove(key)?;
-        if let Some(server) = &context.server {
+        // A fork's caller is known by its first branch until the last one is gone.
+        let last = match context.fork {
+            Some(id) => match self.forks.get_mut(&id) {
+                Some(fork) => {
+                    fork.live = fork.live.saturating_sub(1);
+                    let last = fork.live == 0;
+                    if last {
+                        self.forks.remove(&id);
+                    }
+                    last
+                }
+                None => true,
+            },
+            None => true,
+        };
+        if let (true, Some(server)) = (last, &context.server) {
             self.by_server.remove(server);
         }
         Some(context)
     }
+}
+
+/// Which of two final answers a fork gives its caller (RFC 3261 §16.7 step 6): a 6xx,
+/// else the lower code.
+fn better(candidate: u16, best: Option<&Relayed>) -> bool {
+    let rank = |code: u16| if code >= 600 { 0 } else { code };
+    best.is_none_or(|best| rank(candidate) < rank(best.code))
 }
 
 /// One node's proxy: its own address (what it writes in Via and Record-Route and recognises
@@ -262,24 +322,35 @@ impl Proxy {
                 return Decision::answer(StatusCode::ServerInternalError, "Location Unavailable");
             }
         };
-        let Some(binding) = pick(&bindings) else {
+        let live = pick(&bindings);
+        if live.is_empty() {
             return Decision::answer(
                 StatusCode::TemporarilyUnavailable,
                 "Temporarily Unavailable",
             );
-        };
-        if binding.transport == Transport::Tcp {
-            return Decision::answer(
+        }
+        let mut branches: Vec<(Request, SocketAddr)> = live
+            .iter()
+            .filter(|binding| binding.transport == Transport::Udp)
+            .filter_map(|binding| {
+                let contact = rsip::Uri::try_from(binding.contact.as_str()).ok()?;
+                Some((
+                    self.prepare(request, source, Some(contact), pop_route, true),
+                    binding.received,
+                ))
+            })
+            .collect();
+        match branches.len() {
+            0 if live.iter().all(|b| b.transport == Transport::Tcp) => Decision::answer(
                 StatusCode::TemporarilyUnavailable,
                 "TCP Contacts Not Supported",
-            );
-        }
-        let Ok(contact) = rsip::Uri::try_from(binding.contact.as_str()) else {
-            return Decision::answer(StatusCode::TemporarilyUnavailable, "Invalid Contact");
-        };
-        Decision::Forward {
-            request: self.prepare(request, source, Some(contact), pop_route, true),
-            target: binding.received,
+            ),
+            0 => Decision::answer(StatusCode::TemporarilyUnavailable, "Invalid Contact"),
+            1 => {
+                let (request, target) = branches.remove(0);
+                Decision::Forward { request, target }
+            }
+            _ => Decision::Fork { branches },
         }
     }
 
@@ -372,6 +443,81 @@ impl Proxy {
         target: SocketAddr,
         now: Instant,
     ) -> Result<Outbound, ClientError> {
+        self.forward_branch(
+            transactions,
+            server,
+            caller_headers,
+            caller_source,
+            caller_target,
+            forwarded,
+            target,
+            None,
+            now,
+        )
+    }
+
+    /// Sends every branch of a [`Decision::Fork`], each in its own client transaction, as
+    /// one fork: the caller gets one final answer for them all (see [`Proxy::on_response`]).
+    /// Returns what to send now. Branches that cannot start are left out; an error only when
+    /// none could.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fork(
+        &self,
+        transactions: &TransactionLayer,
+        server: Option<Key>,
+        caller_headers: &Headers,
+        caller_source: SocketAddr,
+        caller_target: SocketAddr,
+        branches: Vec<(Request, SocketAddr)>,
+        now: Instant,
+    ) -> Result<Vec<Outbound>, ClientError> {
+        let id = {
+            let mut table = self.lock();
+            table.next_fork += 1;
+            let id = table.next_fork;
+            table.forks.insert(id, Fork::default());
+            id
+        };
+        let mut sent = Vec::new();
+        let mut error = None;
+        for (forwarded, target) in branches {
+            match self.forward_branch(
+                transactions,
+                server.clone(),
+                caller_headers,
+                caller_source,
+                caller_target,
+                forwarded,
+                target,
+                Some(id),
+                now,
+            ) {
+                Ok(out) => sent.push(out),
+                Err(e) => error = Some(e),
+            }
+        }
+        match (sent.is_empty(), error) {
+            (true, Some(error)) => {
+                self.lock().forks.remove(&id);
+                Err(error)
+            }
+            _ => Ok(sent),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_branch(
+        &self,
+        transactions: &TransactionLayer,
+        server: Option<Key>,
+        caller_headers: &Headers,
+        caller_source: SocketAddr,
+        caller_target: SocketAddr,
+        forwarded: Request,
+        target: SocketAddr,
+        fork: Option<u64>,
+        now: Instant,
+    ) -> Result<Outbound, ClientError> {
         if forwarded.method == Method::Ack {
             return Ok(Outbound {
                 bytes: encode_request(&forwarded),
@@ -385,7 +531,15 @@ impl Proxy {
         let deadline = now + NO_ANSWER;
         let mut table = self.lock();
         if let Some(server) = &server {
-            table.by_server.insert(server.clone(), handle.key.clone());
+            // A fork's caller is found through its first branch.
+            if !table.by_server.contains_key(server) || fork.is_none() {
+                table.by_server.insert(server.clone(), handle.key.clone());
+            }
+        }
+        if let Some(group) = fork.and_then(|id| table.forks.get_mut(&id)) {
+            group.members.push(handle.key.clone());
+            group.pending += 1;
+            group.live += 1;
         }
         table.due.push(Reverse((deadline, handle.key.clone())));
         table.contexts.insert(
@@ -400,6 +554,7 @@ impl Proxy {
                 target,
                 answered: false,
                 deadline,
+                fork,
             },
         );
         Ok(handle.first)
@@ -408,7 +563,9 @@ impl Proxy {
     /// A response that matched a client transaction: the one to relay to the caller, if it
     /// answers a forwarded request and is worth relaying. 100 Trying stops here (RFC 3261
     /// §16.7); after the first final response only retransmitted 2xx go on, since the
-    /// caller's ACK to a 2xx is end-to-end (RFC 6026).
+    /// caller's ACK to a 2xx is end-to-end (RFC 6026). A branch of a fork relays its
+    /// provisional answers and a 2xx or 6xx at once (which settles the fork: see
+    /// [`Relayed::settles`]); its other final answers wait for the rest of the fork.
     /// `source` is where the response came from: a 1xx/2xx's Contact is pointed there (see
     /// the module's notes on NAT).
     pub fn on_response(
@@ -421,14 +578,9 @@ impl Proxy {
         let code = response.status_code.code();
         let mut table = self.lock();
         let context = table.contexts.get_mut(&key)?;
-        let relay = match code {
-            100 => false,
-            101..=199 => !context.answered,
-            200..=299 => true,
-            _ => !context.answered,
-        };
+        let first_final = code >= 200 && !context.answered;
         let mut reschedule = None;
-        if code >= 200 && !context.answered {
+        if first_final {
             context.answered = true;
             context.deadline = now
                 + if context.invite {
@@ -441,7 +593,8 @@ impl Proxy {
             context.deadline = now + TIMER_C;
             reschedule = Some(context.deadline);
         }
-        let relayed = relay.then(|| Relayed {
+        let fork = context.fork;
+        let relayed = Relayed {
             out: Outbound {
                 bytes: encode_response(
                     &without_top_via(response, (code < 300).then_some(source)),
@@ -452,7 +605,54 @@ impl Proxy {
             server: context.server.clone(),
             code,
             to_tag: to_tag(&response.headers),
-        });
+            settles: None,
+        };
+        let answered = context.answered && !first_final;
+        let relay = match fork.and_then(|id| table.forks.get_mut(&id).map(|f| (id, f))) {
+            None => match code {
+                100 => None,
+                101..=199 => (!answered).then_some(relayed),
+                200..=299 => Some(relayed),
+                _ => first_final.then_some(relayed),
+            },
+            Some((id, group)) => {
+                if first_final {
+                    group.pending = group.pending.saturating_sub(1);
+                }
+                match code {
+                    100 => None,
+                    101..=199 => (!answered && !group.settled).then_some(relayed),
+                    // Every 2xx goes on (the caller may get several: RFC 3261 §16.7 step 5).
+                    200..=299 => {
+                        let first = !group.settled;
+                        group.settled = true;
+                        Some(Relayed {
+                            settles: first.then_some(id),
+                            ..relayed
+                        })
+                    }
+                    _ if !first_final || group.settled => None,
+                    600.. => {
+                        group.settled = true;
+                        Some(Relayed {
+                            settles: Some(id),
+                            ..relayed
+                        })
+                    }
+                    _ => {
+                        if better(code, group.best.as_ref()) {
+                            group.best = Some(relayed);
+                        }
+                        if group.pending == 0 {
+                            group.settled = true;
+                            group.best.take()
+                        } else {
+                            None
+                        }
+                    }
+                }
+            }
+        };
         if let Some(at) = reschedule {
             if at <= now {
                 table.remove(&key);
@@ -460,12 +660,46 @@ impl Proxy {
                 table.due.push(Reverse((at, key)));
             }
         }
-        relayed
+        relay
+    }
+
+    /// The CANCELs for every branch of fork `id` that has not answered finally: sent when
+    /// another branch answered 2xx or 6xx (RFC 3261 §16.7 step 10).
+    pub fn cancel_fork(
+        &self,
+        transactions: &TransactionLayer,
+        id: u64,
+        now: Instant,
+    ) -> Vec<Outbound> {
+        let cancels: Vec<(Request, SocketAddr)> = {
+            let table = self.lock();
+            let Some(fork) = table.forks.get(&id) else {
+                return Vec::new();
+            };
+            fork.members
+                .iter()
+                .filter_map(|key| table.contexts.get(key))
+                .filter(|context| !context.answered)
+                .map(|context| (cancel_for(&context.forwarded), context.target))
+                .collect()
+        };
+        cancels
+            .into_iter()
+            .filter_map(|(cancel, target)| {
+                // An error means a CANCEL of that branch exists already, and retransmits.
+                let handle = transactions
+                    .client
+                    .start(cancel, target, Transport::Udp, now)
+                    .ok()?;
+                Some(handle.first)
+            })
+            .collect()
     }
 
     /// A CANCEL for the INVITE whose server transaction is `invite` (RFC 3261 §16.10): the
-    /// CANCEL to send downstream, in its own client transaction. It is sent at once even
-    /// before the callee answered provisionally: the INVITE left first, on the same path.
+    /// CANCELs to send downstream, one per branch still waiting, each in its own client
+    /// transaction. They are sent at once even before a callee answered provisionally: the
+    /// INVITE left first, on the same path.
     pub fn cancel(&self, transactions: &TransactionLayer, invite: &Key, now: Instant) -> Cancelled {
         let table = self.lock();
         let Some(context) = table
@@ -475,8 +709,16 @@ impl Proxy {
         else {
             return Cancelled::Unknown;
         };
+        if let Some(id) = context.fork {
+            let settled = table.forks.get(&id).is_none_or(|fork| fork.settled);
+            drop(table);
+            if settled {
+                return Cancelled::Pending(Vec::new());
+            }
+            return Cancelled::Pending(self.cancel_fork(transactions, id, now));
+        }
         if context.answered {
-            return Cancelled::Pending(None);
+            return Cancelled::Pending(Vec::new());
         }
         let cancel = cancel_for(&context.forwarded);
         let target = context.target;
@@ -485,15 +727,16 @@ impl Proxy {
             .client
             .start(cancel, target, Transport::Udp, now)
         {
-            Ok(handle) => Cancelled::Pending(Some(handle.first)),
+            Ok(handle) => Cancelled::Pending(vec![handle.first]),
             // Already cancelled: the first CANCEL's transaction retransmits.
-            Err(_) => Cancelled::Pending(None),
+            Err(_) => Cancelled::Pending(Vec::new()),
         }
     }
 
-    /// Forgets contexts whose time is up; the callers of those never answered are owed 408.
-    pub fn poll(&self, now: Instant) -> Vec<TimedOut> {
-        let mut timed_out = Vec::new();
+    /// Forgets contexts whose time is up. The callers of those never answered are owed 408;
+    /// a fork whose last branch went silent owes its caller the best answer of the others.
+    pub fn poll(&self, now: Instant) -> Expired {
+        let mut expired = Expired::default();
         let mut table = self.lock();
         while let Some(Reverse((at, _))) = table.due.peek() {
             if *at > now {
@@ -505,9 +748,25 @@ impl Proxy {
             if table.contexts.get(&key).is_none_or(|c| c.deadline > now) {
                 continue;
             }
+            // Settle the fork before the context leaves it (the last one takes it along).
+            let unanswered = table.contexts.get(&key).is_some_and(|c| !c.answered);
+            let fork = table.contexts.get(&key).and_then(|c| c.fork);
+            let mut owed_408 = unanswered;
+            if let (true, Some(group)) = (unanswered, fork.and_then(|id| table.forks.get_mut(&id)))
+            {
+                group.pending = group.pending.saturating_sub(1);
+                owed_408 = false;
+                if group.pending == 0 && !group.settled {
+                    group.settled = true;
+                    match group.best.take() {
+                        Some(best) => expired.relayed.push(best),
+                        None => owed_408 = true,
+                    }
+                }
+            }
             if let Some(context) = table.remove(&key) {
-                if !context.answered {
-                    timed_out.push(TimedOut {
+                if owed_408 {
+                    expired.timed_out.push(TimedOut {
                         server: context.server,
                         headers: context.caller_headers,
                         source: context.caller_source,
@@ -515,7 +774,7 @@ impl Proxy {
                 }
             }
         }
-        timed_out
+        expired
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -542,13 +801,20 @@ impl Proxy {
     }
 }
 
-/// The binding a call goes to: a live one that stays registered longest. Bindings carry no
-/// registration time; the latest expiry is usually the latest REGISTER.
-fn pick(bindings: &[Binding]) -> Option<&Binding> {
-    bindings
-        .iter()
-        .filter(|b| b.online)
-        .max_by_key(|b| b.expires_at)
+/// The bindings a call rings: the live ones, longest-registered first (bindings carry no
+/// registration time; the latest expiry is usually the latest REGISTER), each phone once
+/// (two contacts at one received address are the same phone re-registered under a new
+/// Contact).
+fn pick(bindings: &[Binding]) -> Vec<&Binding> {
+    let mut live: Vec<&Binding> = bindings.iter().filter(|b| b.online).collect();
+    live.sort_by_key(|b| Reverse(b.expires_at));
+    let mut seen = Vec::new();
+    live.retain(|b| {
+        let new = !seen.contains(&(b.received, b.transport));
+        seen.push((b.received, b.transport));
+        new
+    });
+    live
 }
 
 /// The URIs of the Route headers, in order, one per element of comma-separated lists.
@@ -1096,8 +1362,162 @@ mod tests {
 
         // Ringing for longer than Timer C: the caller gets 408.
         tokio::time::advance(TIMER_C + Duration::from_secs(1)).await;
-        let timed_out = p.poll(Instant::now());
-        assert_eq!(timed_out.len(), 1);
+        let expired = p.poll(Instant::now());
+        assert_eq!(expired.timed_out.len(), 1);
+        assert!(expired.relayed.is_empty());
         assert_eq!(p.pending(), 0);
+    }
+
+    fn desk() -> SocketAddr {
+        "127.0.84.21:41000".parse().unwrap()
+    }
+
+    fn softphone() -> SocketAddr {
+        "127.0.84.22:41000".parse().unwrap()
+    }
+
+    /// bob on two phones, plus an offline one and a stale Contact of the desk phone.
+    fn bob_on_two_phones() -> Vec<Binding> {
+        // Made in this order, each expires a little after the one before: the stale Contact
+        // is the desk phone's older registration.
+        let stale = binding("sip:bob-old@10.0.0.21", desk(), Transport::Udp, true);
+        std::thread::sleep(Duration::from_millis(2));
+        vec![
+            stale,
+            binding("sip:bob@10.0.0.21", desk(), Transport::Udp, true),
+            binding("sip:bob@10.0.0.22", softphone(), Transport::Udp, true),
+            binding(
+                "sip:bob@10.0.0.23",
+                "127.0.84.23:41000".parse().unwrap(),
+                Transport::Udp,
+                false,
+            ),
+        ]
+    }
+
+    /// A callee's answer to `forwarded`, as the node would receive it.
+    fn answer_to(forwarded: &Request, status_line: &str, tag: &str) -> Response {
+        let text = forwarded.to_string();
+        let rest = &text[text.find("\r\n").unwrap()..];
+        let text = format!("SIP/2.0 {status_line}{rest}").replace(
+            "To: <sip:bob@127.0.84.10>",
+            &format!("To: <sip:bob@127.0.84.10>;tag={tag}"),
+        );
+        match crate::message::parse(text.as_bytes()) {
+            Ok(rsip::SipMessage::Response(response)) => response,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Forks an INVITE for bob; returns the branches sent to the desk phone and softphone.
+    fn ring_both(p: &Proxy, layer: &TransactionLayer, now: Instant) -> (Request, Request) {
+        let original = invite("bob", "");
+        let Some(Decision::Fork { branches }) = route(p, &original) else {
+            panic!("forked");
+        };
+        assert_eq!(branches.len(), 2, "one branch per live phone: {branches:?}");
+        let sent = p
+            .fork(
+                layer,
+                Key::of_request(&original),
+                &original.headers,
+                caller(),
+                caller(),
+                branches.clone(),
+                now,
+            )
+            .unwrap();
+        assert_eq!(sent.len(), 2);
+        let to = |target: SocketAddr| {
+            branches
+                .iter()
+                .find(|(_, t)| *t == target)
+                .map(|(r, _)| r.clone())
+                .expect("a branch")
+        };
+        (to(desk()), to(softphone()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_on_several_phones_rings_them_all_and_the_first_answer_cancels_the_rest() {
+        let p = proxy(bob_on_two_phones());
+        let layer = TransactionLayer::default();
+        let now = Instant::now();
+        let (at_desk, at_softphone) = ring_both(&p, &layer, now);
+        assert_eq!(at_desk.uri.to_string(), "sip:bob@10.0.0.21");
+        assert_eq!(at_softphone.uri.to_string(), "sip:bob@10.0.0.22");
+
+        let ringing = p
+            .on_response(&answer_to(&at_desk, "180 Ringing", "d"), desk(), now)
+            .expect("ringing reaches the caller");
+        assert_eq!((ringing.code, ringing.settles), (180, None));
+        let ok = p
+            .on_response(&answer_to(&at_softphone, "200 OK", "s"), softphone(), now)
+            .expect("the answer reaches the caller");
+        assert_eq!(ok.code, 200);
+        let fork = ok.settles.expect("the first 2xx settles the fork");
+
+        let cancels = p.cancel_fork(&layer, fork, now);
+        assert_eq!(cancels.len(), 1, "only the phone still ringing");
+        assert_eq!(cancels[0].target, desk());
+        let cancel = String::from_utf8(cancels[0].bytes.clone()).unwrap();
+        assert!(
+            cancel.starts_with("CANCEL sip:bob@10.0.0.21 SIP/2.0\r\n"),
+            "{cancel}"
+        );
+        // The cancelled phone's 487 ends its branch without reaching the caller.
+        assert!(p
+            .on_response(
+                &answer_to(&at_desk, "487 Request Terminated", "d"),
+                desk(),
+                now
+            )
+            .is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fork_answers_with_the_best_final_response_once_every_phone_answered_or_went_silent()
+    {
+        // Both refuse: the lower code, once both did.
+        let p = proxy(bob_on_two_phones());
+        let layer = TransactionLayer::default();
+        let now = Instant::now();
+        let (at_desk, at_softphone) = ring_both(&p, &layer, now);
+        assert!(p
+            .on_response(&answer_to(&at_desk, "486 Busy Here", "d"), desk(), now)
+            .is_none());
+        let best = p
+            .on_response(
+                &answer_to(&at_softphone, "480 Temporarily Unavailable", "s"),
+                softphone(),
+                now,
+            )
+            .expect("every phone answered");
+        assert_eq!((best.code, best.settles), (480, None));
+
+        // One refuses, the other never answers: the refusal, when the silence times out.
+        let p = proxy(bob_on_two_phones());
+        let (at_desk, _) = ring_both(&p, &layer, now);
+        assert!(p
+            .on_response(&answer_to(&at_desk, "486 Busy Here", "d"), desk(), now)
+            .is_none());
+        tokio::time::advance(NO_ANSWER + Duration::from_secs(1)).await;
+        let expired = p.poll(Instant::now());
+        assert!(expired.timed_out.is_empty(), "{expired:?}");
+        assert_eq!(expired.relayed.len(), 1);
+        assert_eq!(expired.relayed[0].code, 486);
+
+        // A 6xx ends the fork at once.
+        let p = proxy(bob_on_two_phones());
+        let now = Instant::now();
+        let (_, at_softphone) = ring_both(&p, &layer, now);
+        let decline = p
+            .on_response(
+                &answer_to(&at_softphone, "603 Decline", "s"),
+                softphone(),
+                now,
+            )
+            .expect("a 6xx goes through at once");
+        assert!(decline.settles.is_some());
     }
 }

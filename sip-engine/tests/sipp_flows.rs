@@ -5,6 +5,8 @@
 //! - two users register and one calls the other through the node, answering the node's 407
 //!   with her credentials; the callee, behind NAT, gets the call at the address its
 //!   REGISTER came from, and the dialog's ACK and BYE too;
+//! - a user registered from two phones gets a call on both: one answers, the node cancels
+//!   the other;
 //! - a registered SIPp answers the node's OPTIONS keep-alives, which gives its binding a
 //!   latency, then stops answering and is marked offline after K misses.
 //!
@@ -242,5 +244,65 @@ async fn keep_alives_reach_a_registered_sipp_its_answers_give_latency_and_silenc
     })
     .await;
     assert!(silent[0].missed_keepalives >= 3, "{silent:?}");
+    engine.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_on_two_phones_rings_on_both_and_the_one_that_does_not_answer_is_cancelled() {
+    let no_pings = KeepAliveSettings {
+        interval: Duration::from_secs(300),
+        max_missed: 3,
+    };
+    let (engine, store, node) = node(
+        205,
+        "127.0.70.205",
+        &[
+            ("alice", KeepAliveMode::Disabled),
+            ("bob", KeepAliveMode::Disabled),
+        ],
+        no_pings,
+    )
+    .await;
+    let desk: SocketAddr = "127.0.74.2:15095".parse().unwrap();
+    let softphone: SocketAddr = "127.0.74.3:15096".parse().unwrap();
+    let caller: SocketAddr = "127.0.74.4:15097".parse().unwrap();
+    for (phone, user) in [(desk, "bob"), (softphone, "bob"), (caller, "alice")] {
+        let (ok, output) = Sipp::new("register.xml", &phone.ip().to_string(), 1)
+            .port(phone.port())
+            .to(node)
+            .user(user, PASSWORD)
+            .run()
+            .await;
+        assert!(ok, "{user} registers from {phone}:\n{output}");
+    }
+    assert_eq!(bindings(&store, "bob", node).len(), 2);
+
+    let ringing = Sipp::new("call_uas_cancelled.xml", "127.0.74.2", 1)
+        .port(desk.port())
+        .service("bob")
+        .spawn();
+    let answering = Sipp::new("call_uas_answer.xml", "127.0.74.3", 1)
+        .port(softphone.port())
+        .service("bob")
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (caller_ok, caller_output) = Sipp::new("call_uac.xml", "127.0.74.4", 1)
+        .port(caller.port())
+        .to(node)
+        .service("bob")
+        .credentials("alice", PASSWORD)
+        .run()
+        .await;
+    let (answered, answered_output) = answering.finish().await;
+    let (cancelled, cancelled_output) = ringing.finish().await;
+    assert!(caller_ok, "alice's call is answered:\n{caller_output}");
+    assert!(
+        answered,
+        "the softphone answers, gets ACK and BYE:\n{answered_output}"
+    );
+    assert!(
+        cancelled,
+        "the desk phone rings, then gets CANCEL and acknowledges its 487:\n{cancelled_output}"
+    );
     engine.stop_all().await;
 }
