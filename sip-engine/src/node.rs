@@ -28,7 +28,7 @@ use crate::message::{
     encode_response, header_param, is_known_method, is_token, parse, request_method_token,
     response_to, salvage_request_headers, udp_response_target,
 };
-use crate::proxy::{invite_key_of, Cancelled, Decision, Proxy};
+use crate::proxy::{invite_key_of, Cancelled, Decision, Proxy, Relayed};
 use crate::registrar::Registrar;
 use crate::transaction::{Key, Outbound, Received, ResponseDisposition, TransactionLayer};
 use crate::transport::tcp::FrameError;
@@ -236,16 +236,7 @@ impl Node {
         };
         let expired = proxy.poll(now);
         for relayed in expired.relayed {
-            if let Some(key) = &relayed.server {
-                self.transactions.server.respond(
-                    key,
-                    relayed.code,
-                    relayed.out.clone(),
-                    relayed.to_tag.as_deref(),
-                    now,
-                );
-            }
-            out.push(relayed.out);
+            out.push(self.record_relayed(relayed, now));
         }
         for timed_out in expired.timed_out {
             let reply = self.reply(
@@ -268,6 +259,22 @@ impl Node {
             out.push(sent);
         }
         out
+    }
+
+    /// A response the proxy relays to a caller, recorded in the caller's server transaction
+    /// (which then retransmits it and absorbs the caller's retransmissions); returns what to
+    /// send.
+    fn record_relayed(&self, relayed: Relayed, now: Instant) -> Outbound {
+        if let Some(key) = &relayed.server {
+            self.transactions.server.respond(
+                key,
+                relayed.code,
+                relayed.out.clone(),
+                relayed.to_tag.as_deref(),
+                now,
+            );
+        }
+        relayed.out
     }
 
     /// Queues a message for a third party; dropped (like a lost datagram) when the queue is
@@ -432,17 +439,9 @@ impl Node {
                             .as_ref()
                             .and_then(|proxy| proxy.on_response(&response, source, now))
                         {
-                            if let Some(key) = &relayed.server {
-                                self.transactions.server.respond(
-                                    key,
-                                    relayed.code,
-                                    relayed.out.clone(),
-                                    relayed.to_tag.as_deref(),
-                                    now,
-                                );
-                            }
-                            self.send_out(relayed.out);
-                            if let (Some(fork), Some(proxy)) = (relayed.settles, &self.proxy) {
+                            let settles = relayed.settles;
+                            self.send_out(self.record_relayed(relayed, now));
+                            if let (Some(fork), Some(proxy)) = (settles, &self.proxy) {
                                 for cancel in proxy.cancel_fork(&self.transactions, fork, now) {
                                     self.send_out(cancel);
                                 }

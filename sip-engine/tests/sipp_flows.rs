@@ -29,6 +29,12 @@ use sipp::Sipp;
 
 const PASSWORD: &str = "correct-horse";
 
+/// Keep-alives too rare to reach a call scenario: SIPp fails on a request it does not expect.
+const NO_PINGS: KeepAliveSettings = KeepAliveSettings {
+    interval: Duration::from_secs(300),
+    max_missed: 3,
+};
+
 /// A node at `ip:5060` whose directory knows `users` (all with [`PASSWORD`]), keeping their
 /// bindings in the returned store. SIPp 3.6 answers only the first challenge and knows only
 /// MD5, so MD5 is offered first.
@@ -95,15 +101,11 @@ async fn wait_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_registers_re_registers_with_a_second_contact_and_un_registers() {
-    let no_pings = KeepAliveSettings {
-        interval: Duration::from_secs(300),
-        max_missed: 3,
-    };
     let (engine, store, node) = node(
         202,
         "127.0.70.202",
         &[("alice", KeepAliveMode::Disabled)],
-        no_pings,
+        NO_PINGS,
     )
     .await;
 
@@ -122,11 +124,6 @@ async fn a_phone_registers_re_registers_with_a_second_contact_and_un_registers()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_registered_users_call_through_the_node_and_the_callee_behind_nat_gets_the_call() {
-    // No keep-alives: a SIPp scenario fails on a request it does not expect.
-    let no_pings = KeepAliveSettings {
-        interval: Duration::from_secs(300),
-        max_missed: 3,
-    };
     let (engine, store, node) = node(
         203,
         "127.0.70.203",
@@ -134,7 +131,7 @@ async fn two_registered_users_call_through_the_node_and_the_callee_behind_nat_ge
             ("alice", KeepAliveMode::Disabled),
             ("bob", KeepAliveMode::Disabled),
         ],
-        no_pings,
+        NO_PINGS,
     )
     .await;
     let callee: SocketAddr = "127.0.72.2:15092".parse().unwrap();
@@ -249,10 +246,6 @@ async fn keep_alives_reach_a_registered_sipp_its_answers_give_latency_and_silenc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_on_two_phones_rings_on_both_and_the_one_that_does_not_answer_is_cancelled() {
-    let no_pings = KeepAliveSettings {
-        interval: Duration::from_secs(300),
-        max_missed: 3,
-    };
     let (engine, store, node) = node(
         205,
         "127.0.70.205",
@@ -260,7 +253,7 @@ async fn a_user_on_two_phones_rings_on_both_and_the_one_that_does_not_answer_is_
             ("alice", KeepAliveMode::Disabled),
             ("bob", KeepAliveMode::Disabled),
         ],
-        no_pings,
+        NO_PINGS,
     )
     .await;
     let desk: SocketAddr = "127.0.74.2:15095".parse().unwrap();
