@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::calls::{Budget, CallFigures};
 use crate::digest::Authenticator;
 use crate::keepalive::{self, KeepAlive, KeepAliveSettings};
 use crate::location::LocationStore;
@@ -73,6 +74,8 @@ struct Running {
 #[derive(Clone, Default)]
 pub struct Engine {
     nodes: Arc<Mutex<HashMap<i64, Running>>>,
+    /// Each cluster's shared call budget, alive as long as a member node holds it.
+    budgets: Arc<Mutex<HashMap<i64, Weak<Budget>>>>,
     build: Arc<str>,
     /// Given to every node started afterwards; `None` leaves REGISTER unserved (405).
     registrar: Option<Registrar>,
@@ -86,6 +89,7 @@ impl Engine {
     pub fn new(build: &str) -> Self {
         Engine {
             nodes: Arc::default(),
+            budgets: Arc::default(),
             build: build.into(),
             registrar: None,
             keepalive: KeepAliveSettings::default(),
@@ -185,7 +189,7 @@ impl Engine {
                 ));
         }
         if let Some(config) = config {
-            node.configure(config);
+            self.apply(&node, config);
         }
         let node = Arc::new(node);
         let shutdown = CancellationToken::new();
@@ -257,11 +261,34 @@ impl Engine {
     pub fn configure(&self, id: i64, config: NodeConfig) -> bool {
         match self.lock().get(&id) {
             Some(running) => {
-                running.node.configure(config);
+                self.apply(&running.node, config);
                 true
             }
             None => false,
         }
+    }
+
+    /// Gives `node` its configuration, and the budget of the cluster it names.
+    fn apply(&self, node: &Node, config: NodeConfig) {
+        let budget = config.cluster.map(|cluster| {
+            let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+            budgets.retain(|_, budget| budget.strong_count() > 0);
+            match budgets.get(&cluster).and_then(Weak::upgrade) {
+                Some(budget) => budget,
+                None => {
+                    let budget = Arc::new(Budget::default());
+                    budgets.insert(cluster, Arc::downgrade(&budget));
+                    budget
+                }
+            }
+        });
+        node.calls().share(budget);
+        node.configure(config);
+    }
+
+    /// What a node carries now: channels in use and calls in the last second.
+    pub fn call_figures(&self, id: i64) -> Option<CallFigures> {
+        self.lock().get(&id).map(|r| r.node.call_figures())
     }
 
     /// The configuration a node runs, as the node itself holds it.

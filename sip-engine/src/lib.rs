@@ -15,6 +15,7 @@
 //!   find where one ends in a stream).
 //! - [`transaction`]: RFC 3261 §17 server and client transactions, sans-I/O: retransmitted
 //!   requests are absorbed, lost responses and requests retransmitted over UDP (T1/T2/T4).
+//! - [`calls`]: call admission: channel and CPS limits, counted per node or per cluster.
 //! - [`digest`]: digest authentication (MD5, SHA-256) with stateless HMAC-sealed nonces and
 //!   nonce-count replay protection.
 //! - [`registrar`]: REGISTER (RFC 3261 §10.3) against a [`UserDirectory`].
@@ -29,6 +30,7 @@
 //! - [`handle`]: [`Engine`], which starts and stops nodes and reports what each one runs.
 //! - [`probe`]: the control plane's side: an OPTIONS ping that measures the round trip.
 
+pub mod calls;
 pub mod digest;
 pub mod handle;
 pub mod keepalive;
@@ -41,6 +43,7 @@ pub mod registrar;
 pub mod transaction;
 pub mod transport;
 
+pub use calls::{CallFigures, CallLimits};
 pub use digest::Secret;
 pub use handle::{Engine, NodeSpec, StartError};
 pub use keepalive::{KeepAliveMode, KeepAliveSettings};

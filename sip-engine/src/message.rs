@@ -113,6 +113,21 @@ pub fn is_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
+/// The reason phrase of a response's status line, as the sender wrote it (rsip keeps only
+/// the code): a proxy relays it unchanged.
+pub fn reason_phrase(bytes: &[u8]) -> Option<&str> {
+    let line_end = bytes.iter().position(|b| *b == b'\r' || *b == b'\n')?;
+    let line = std::str::from_utf8(&bytes[..line_end]).ok()?;
+    let mut parts = line.splitn(3, ' ');
+    let (version, code) = (parts.next()?, parts.next()?);
+    let reason = parts.next()?.trim();
+    let valid = version.eq_ignore_ascii_case("SIP/2.0")
+        && code.len() == 3
+        && !reason.is_empty()
+        && !reason.chars().any(char::is_control);
+    valid.then_some(reason)
+}
+
 /// The bytes of `response`, with `reason` as its reason phrase when given (else the
 /// standard one). Written into one buffer sized up front: rsip's `Display` makes a string
 /// per header and joins them, which showed as a fifth of a registrar's time under load.

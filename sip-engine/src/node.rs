@@ -23,12 +23,13 @@ use rsip::{Header, Method, SipMessage, StatusCode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::calls::{CallFigures, CallLimits, Calls, Full};
 use crate::keepalive::KeepAlive;
 use crate::message::{
-    encode_response, header_param, is_known_method, is_token, parse, request_method_token,
-    response_to, salvage_request_headers, udp_response_target,
+    encode_response, header_param, is_known_method, is_token, parse, reason_phrase,
+    request_method_token, response_to, salvage_request_headers, udp_response_target,
 };
-use crate::proxy::{invite_key_of, Cancelled, Decision, Proxy, Relayed};
+use crate::proxy::{call_id, invite_key_of, Cancelled, Decision, Proxy, Relayed};
 use crate::registrar::Registrar;
 use crate::transaction::{Key, Outbound, Received, ResponseDisposition, TransactionLayer};
 use crate::transport::tcp::FrameError;
@@ -108,7 +109,22 @@ pub struct NodeConfig {
     /// When set, new calls (INVITE) are refused with 503 and this reason: an expired server,
     /// or one draining before a restart.
     pub refusing: Option<String>,
+    /// The channels and CPS the server was deployed (or resized) with; `None` admits every
+    /// call.
+    pub limits: Option<CallLimits>,
+    /// The cluster whose budget the node's calls count in (the engine gives every member of
+    /// a cluster the same one); `None` counts them on their own.
+    pub cluster: Option<i64>,
+    /// The other members of the cluster: their registrations reach users through this node
+    /// too, and a call they hand over here is never handed on.
+    pub cluster_peers: Vec<IpAddr>,
+    /// Capacity failover: where a call goes when this node is at its limits (another member
+    /// of its cluster, which admits or refuses it under its own).
+    pub failover: Option<SocketAddr>,
 }
+
+/// The reason phrase of a 503 for a node at its limits.
+pub const AT_CAPACITY: &str = "Server at max cps / channels";
 
 /// One running server's SIP logic, shared by its transports.
 #[derive(Debug)]
@@ -134,6 +150,8 @@ pub struct Node {
     /// Routes INVITEs to registered users and relays their dialogs; `None` leaves INVITE
     /// unserved (405).
     proxy: Option<Proxy>,
+    /// The calls holding this node's channels, checked against its limits.
+    calls: Calls,
     /// Where messages for a third party go: the UDP loop sends them from the node's socket.
     /// Bounded; when full, a message is dropped like a lost datagram and the client
     /// transaction's retransmission (or the peer's) makes up for it.
@@ -152,6 +170,7 @@ impl Node {
             config: RwLock::default(),
             keepalive: None,
             proxy: None,
+            calls: Calls::default(),
             outbound: None,
         }
     }
@@ -159,6 +178,16 @@ impl Node {
     /// Replaces what the node runs with `config`, effective from the next request.
     pub fn configure(&self, config: NodeConfig) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// The calls this node carries.
+    pub fn calls(&self) -> &Calls {
+        &self.calls
+    }
+
+    /// Channels in use and calls in the last second, as the console shows them.
+    pub fn call_figures(&self) -> CallFigures {
+        self.calls.figures(Instant::now())
     }
 
     /// The configuration the node runs now.
@@ -231,6 +260,7 @@ impl Node {
     /// requests that got no final response. Returns what to send.
     pub fn poll(&self, now: Instant) -> Vec<Outbound> {
         let mut out = self.transactions.poll(now);
+        self.calls.sweep(now);
         let Some(proxy) = &self.proxy else {
             return out;
         };
@@ -239,6 +269,9 @@ impl Node {
             out.push(self.record_relayed(relayed, now));
         }
         for timed_out in expired.timed_out {
+            if let Some(call) = &timed_out.invite_call {
+                self.calls.failed(call);
+            }
             let reply = self.reply(
                 &timed_out.headers,
                 StatusCode::RequestTimeout,
@@ -265,6 +298,11 @@ impl Node {
     /// (which then retransmits it and absorbs the caller's retransmissions); returns what to
     /// send.
     fn record_relayed(&self, relayed: Relayed, now: Instant) -> Outbound {
+        match (&relayed.invite_call, relayed.code) {
+            (Some(call), 200..=299) => self.calls.answered(call),
+            (Some(call), 300..) => self.calls.failed(call),
+            _ => {}
+        }
         if let Some(key) = &relayed.server {
             self.transactions.server.respond(
                 key,
@@ -392,6 +430,15 @@ impl Node {
                             reason = answer.reason;
                             (answer.status, answer.headers)
                         }
+                        Some(Proxied::Full(full)) => {
+                            reason = Some(AT_CAPACITY);
+                            let retry =
+                                rsip::headers::RetryAfter::new(full.retry_after().to_string());
+                            (
+                                StatusCode::ServiceUnavailable,
+                                vec![Header::RetryAfter(retry)],
+                            )
+                        }
                         None => return None,
                     },
                     // ACK never gets a response (RFC 3261 §17.2.1); one that no transaction
@@ -434,11 +481,9 @@ impl Node {
                 let now = Instant::now();
                 match self.transactions.client.receive_response(&response, now) {
                     ResponseDisposition::Matched { send } => {
-                        if let Some(relayed) = self
-                            .proxy
-                            .as_ref()
-                            .and_then(|proxy| proxy.on_response(&response, source, now))
-                        {
+                        if let Some(relayed) = self.proxy.as_ref().and_then(|proxy| {
+                            proxy.on_response(&response, reason_phrase(bytes), source, now)
+                        }) {
                             let settles = relayed.settles;
                             self.send_out(self.record_relayed(relayed, now));
                             if let (Some(fork), Some(proxy)) = (settles, &self.proxy) {
@@ -527,8 +572,49 @@ impl Node {
                 return Some(Proxied::Refused(answer));
             }
         }
+        let (limits, peers, failover) = {
+            let config = self.config.read().unwrap_or_else(|p| p.into_inner());
+            (config.limits, config.cluster_peers.clone(), config.failover)
+        };
+        // A new call takes a channel here, or goes to the failover member when this node is
+        // full (unless a member handed it here already: it is not handed back), or is
+        // refused.
+        let call = call_id(&request.headers);
+        let mut admitted = None;
+        let mut handed_over = None;
+        if let (true, Some(call)) = (initial_invite, &call) {
+            match self.calls.admit(call, limits, now) {
+                Ok(()) => admitted = Some(call.as_str()),
+                Err(full) => match failover {
+                    Some(target)
+                        if transport == Transport::Udp && !peers.contains(&source.ip()) =>
+                    {
+                        handed_over = Some(proxy.hand_over(request, source, target));
+                    }
+                    _ => return Some(Proxied::Full(full)),
+                },
+            }
+        }
+        let decision = match handed_over {
+            Some(decision) => decision,
+            None => match proxy.route(request, source, transport, &peers, SystemTime::now()) {
+                Some(decision) => decision,
+                None => {
+                    admitted.inspect(|call| self.calls.failed(call));
+                    return None;
+                }
+            },
+        };
+        if let Decision::Answer { .. } = decision {
+            admitted.inspect(|call| self.calls.failed(call));
+        }
+        if let (Method::Bye, Decision::Forward { .. }, Some(call)) =
+            (&request.method, &decision, &call)
+        {
+            self.calls.ended(call);
+        }
         let is_ack = request.method == Method::Ack;
-        match proxy.route(request, source, transport, SystemTime::now())? {
+        match decision {
             // ACK is never answered (RFC 3261 §17.2.1): one that cannot go on is dropped.
             Decision::Answer { .. } if is_ack => Some(Proxied::Done(None)),
             Decision::Answer { status, reason } => Some(Proxied::Answer(status, reason)),
@@ -564,6 +650,7 @@ impl Node {
                 match sent {
                     Ok(out) => out.into_iter().for_each(|out| self.send_out(out)),
                     Err(error) => {
+                        admitted.inspect(|call| self.calls.failed(call));
                         tracing::warn!(%error, "proxy: cannot start a client transaction");
                         return Some(if is_ack {
                             Proxied::Done(None)
@@ -693,6 +780,8 @@ enum Proxied {
     Answer(StatusCode, &'static str),
     /// Answer so: the caller must authenticate first (407), or may not call.
     Refused(crate::registrar::Answer),
+    /// The node is at its limits: 503 with `Retry-After`.
+    Full(Full),
 }
 
 fn has_core_headers(headers: &rsip::Headers) -> bool {

@@ -102,6 +102,8 @@ pub struct Relayed {
     /// The fork this answer settles: its other branches are to be cancelled
     /// ([`Proxy::cancel_fork`]).
     pub settles: Option<u64>,
+    /// The Call-ID, when this answers an INVITE (whose call holds a channel).
+    pub invite_call: Option<String>,
 }
 
 /// A forwarded request that got no final response in time: the caller is owed a 408.
@@ -111,6 +113,8 @@ pub struct TimedOut {
     /// The caller's request headers, to build the response from.
     pub headers: Headers,
     pub source: SocketAddr,
+    /// The Call-ID, when the request was an INVITE.
+    pub invite_call: Option<String>,
 }
 
 /// What a CANCEL from the caller finds (RFC 3261 §16.10).
@@ -247,11 +251,15 @@ impl Proxy {
 
     /// What becomes of `request` (received from `source` over `transport`), or `None` when
     /// it is the node's own to answer (OPTIONS, REGISTER, and anything not routed).
+    ///
+    /// `peers` are the other members of the node's cluster: their users' registrations are
+    /// this node's too (a user registered on one member is reachable through every member).
     pub fn route(
         &self,
         request: &Request,
         source: SocketAddr,
         transport: Transport,
+        peers: &[IpAddr],
         now: SystemTime,
     ) -> Option<Decision> {
         let routes = route_uris(&request.headers);
@@ -284,7 +292,7 @@ impl Proxy {
             if let Some(refusal) = max_forwards_refusal(request) {
                 return Some(refusal);
             }
-            self.locate(request, source, via_me, now)
+            self.locate(request, source, via_me, peers, now)
         } else {
             return None;
         };
@@ -300,12 +308,14 @@ impl Proxy {
         })
     }
 
-    /// An initial INVITE: to the contact of the Request-URI's user in this node's domain.
+    /// An initial INVITE: to the contacts of the Request-URI's user in this node's domain,
+    /// wherever in the cluster (`peers`) the user registered.
     fn locate(
         &self,
         request: &Request,
         source: SocketAddr,
         pop_route: bool,
+        peers: &[IpAddr],
         now: SystemTime,
     ) -> Decision {
         let Some(user) = request.uri.user().filter(|u| !u.is_empty()) else {
@@ -314,14 +324,22 @@ impl Proxy {
         if self.directory.secret(user, &self.domain).is_none() {
             return Decision::answer(StatusCode::NotFound, "Not Found");
         }
-        let aor = format!("sip:{user}@{}", self.domain);
-        let bindings = match self.store.lookup(&aor, now) {
-            Ok(bindings) => bindings,
-            Err(error) => {
-                tracing::warn!(%error, %aor, "proxy: location store unavailable");
-                return Decision::answer(StatusCode::ServerInternalError, "Location Unavailable");
+        let domains = std::iter::once(self.domain.clone())
+            .chain(peers.iter().map(|peer| KeepAlive::domain_of(*peer)));
+        let mut bindings = Vec::new();
+        for domain in domains {
+            let aor = format!("sip:{user}@{domain}");
+            match self.store.lookup(&aor, now) {
+                Ok(found) => bindings.extend(found),
+                Err(error) => {
+                    tracing::warn!(%error, %aor, "proxy: location store unavailable");
+                    return Decision::answer(
+                        StatusCode::ServerInternalError,
+                        "Location Unavailable",
+                    );
+                }
             }
-        };
+        }
         let live = pick(&bindings);
         if live.is_empty() {
             return Decision::answer(
@@ -351,6 +369,22 @@ impl Proxy {
                 Decision::Forward { request, target }
             }
             _ => Decision::Fork { branches },
+        }
+    }
+
+    /// An initial INVITE this node is too full to carry, handed to `target` (its capacity
+    /// failover, another member of its cluster) as it came, the Request-URI unchanged; the
+    /// node record-routes itself, so the dialog's requests keep the path the caller knows.
+    pub fn hand_over(&self, request: &Request, source: SocketAddr, target: SocketAddr) -> Decision {
+        if target == self.local {
+            return Decision::answer(StatusCode::LoopDetected, "Loop Detected");
+        }
+        let via_me = route_uris(&request.headers)
+            .first()
+            .is_some_and(|uri| self.names_me(uri));
+        Decision::Forward {
+            request: self.prepare(request, source, None, via_me, true),
+            target,
         }
     }
 
@@ -567,10 +601,12 @@ impl Proxy {
     /// provisional answers and a 2xx or 6xx at once (which settles the fork: see
     /// [`Relayed::settles`]); its other final answers wait for the rest of the fork.
     /// `source` is where the response came from: a 1xx/2xx's Contact is pointed there (see
-    /// the module's notes on NAT).
+    /// the module's notes on NAT). `reason` is the reason phrase it came with, relayed as it
+    /// is.
     pub fn on_response(
         &self,
         response: &Response,
+        reason: Option<&str>,
         source: SocketAddr,
         now: Instant,
     ) -> Option<Relayed> {
@@ -598,7 +634,7 @@ impl Proxy {
             out: Outbound {
                 bytes: encode_response(
                     &without_top_via(response, (code < 300).then_some(source)),
-                    None,
+                    reason,
                 ),
                 target: context.caller_target,
             },
@@ -606,6 +642,7 @@ impl Proxy {
             code,
             to_tag: to_tag(&response.headers),
             settles: None,
+            invite_call: context.invite.then(|| call_id(&response.headers)).flatten(),
         };
         let answered = context.answered && !first_final;
         let relay = match fork.and_then(|id| table.forks.get_mut(&id).map(|f| (id, f))) {
@@ -768,6 +805,10 @@ impl Proxy {
                 if owed_408 {
                     expired.timed_out.push(TimedOut {
                         server: context.server,
+                        invite_call: context
+                            .invite
+                            .then(|| call_id(&context.caller_headers))
+                            .flatten(),
                         headers: context.caller_headers,
                         source: context.caller_source,
                     });
@@ -829,6 +870,14 @@ fn route_uris(headers: &Headers) -> Vec<String> {
         .filter_map(uri_of)
         .map(str::to_string)
         .collect()
+}
+
+/// The Call-ID of a message.
+pub fn call_id(headers: &Headers) -> Option<String> {
+    headers.iter().find_map(|h| match h {
+        Header::CallId(id) => Some(id.value().to_string()),
+        _ => None,
+    })
 }
 
 fn to_tag(headers: &Headers) -> Option<String> {
@@ -1110,7 +1159,7 @@ mod tests {
     }
 
     fn route(proxy: &Proxy, request: &Request) -> Option<Decision> {
-        proxy.route(request, caller(), Transport::Udp, SystemTime::now())
+        proxy.route(request, caller(), Transport::Udp, &[], SystemTime::now())
     }
 
     fn answer(status: StatusCode, reason: &'static str) -> Option<Decision> {
@@ -1242,6 +1291,7 @@ mod tests {
                 &invite("bob", ""),
                 caller(),
                 Transport::Tcp,
+                &[],
                 SystemTime::now()
             ),
             answer(
@@ -1353,7 +1403,7 @@ mod tests {
         else {
             panic!("a response: {ringing}");
         };
-        let relayed = p.on_response(&ringing, target, now).expect("relayed");
+        let relayed = p.on_response(&ringing, None, target, now).expect("relayed");
         assert_eq!(relayed.out.target, caller());
         let out = String::from_utf8(relayed.out.bytes).unwrap();
         assert_eq!(out.matches("Via:").count(), 1, "{out}");
@@ -1448,11 +1498,16 @@ mod tests {
         assert_eq!(at_softphone.uri.to_string(), "sip:bob@10.0.0.22");
 
         let ringing = p
-            .on_response(&answer_to(&at_desk, "180 Ringing", "d"), desk(), now)
+            .on_response(&answer_to(&at_desk, "180 Ringing", "d"), None, desk(), now)
             .expect("ringing reaches the caller");
         assert_eq!((ringing.code, ringing.settles), (180, None));
         let ok = p
-            .on_response(&answer_to(&at_softphone, "200 OK", "s"), softphone(), now)
+            .on_response(
+                &answer_to(&at_softphone, "200 OK", "s"),
+                None,
+                softphone(),
+                now,
+            )
             .expect("the answer reaches the caller");
         assert_eq!(ok.code, 200);
         let fork = ok.settles.expect("the first 2xx settles the fork");
@@ -1469,6 +1524,7 @@ mod tests {
         assert!(p
             .on_response(
                 &answer_to(&at_desk, "487 Request Terminated", "d"),
+                None,
                 desk(),
                 now
             )
@@ -1484,11 +1540,17 @@ mod tests {
         let now = Instant::now();
         let (at_desk, at_softphone) = ring_both(&p, &layer, now);
         assert!(p
-            .on_response(&answer_to(&at_desk, "486 Busy Here", "d"), desk(), now)
+            .on_response(
+                &answer_to(&at_desk, "486 Busy Here", "d"),
+                None,
+                desk(),
+                now
+            )
             .is_none());
         let best = p
             .on_response(
                 &answer_to(&at_softphone, "480 Temporarily Unavailable", "s"),
+                None,
                 softphone(),
                 now,
             )
@@ -1499,7 +1561,12 @@ mod tests {
         let p = proxy(bob_on_two_phones());
         let (at_desk, _) = ring_both(&p, &layer, now);
         assert!(p
-            .on_response(&answer_to(&at_desk, "486 Busy Here", "d"), desk(), now)
+            .on_response(
+                &answer_to(&at_desk, "486 Busy Here", "d"),
+                None,
+                desk(),
+                now
+            )
             .is_none());
         tokio::time::advance(NO_ANSWER + Duration::from_secs(1)).await;
         let expired = p.poll(Instant::now());
@@ -1514,6 +1581,7 @@ mod tests {
         let decline = p
             .on_response(
                 &answer_to(&at_softphone, "603 Decline", "s"),
+                None,
                 softphone(),
                 now,
             )

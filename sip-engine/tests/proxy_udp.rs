@@ -22,72 +22,20 @@ const PORT: u16 = 15084;
 const PASSWORD: &str = "correct-horse";
 const WAIT: Duration = Duration::from_secs(5);
 
-/// The next SIP message for a phone, as text, skipping the node's keep-alives; fails the
-/// test after [`WAIT`].
 async fn receive(phone: &UdpSocket) -> (String, SocketAddr) {
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let (len, from) = tokio::time::timeout(WAIT, phone.recv_from(&mut buf))
-            .await
-            .expect("a message arrives in time")
-            .expect("recv works");
-        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
-        let keepalive = text.starts_with("OPTIONS ") && text.contains("Call-ID: ka-");
-        if !keepalive && !text.trim().is_empty() {
-            return (text, from);
-        }
-    }
+    phone::receive(phone, WAIT).await
 }
 
-/// Registers `user` from `phone` with digest authentication.
 async fn sign_in(phone: &UdpSocket, user: &str, node: SocketAddr) {
-    let addr = phone.local_addr().unwrap();
-    phone
-        .send_to(phone::register(user, NODE_IP, addr, 1, "").as_bytes(), node)
-        .await
-        .unwrap();
-    let (challenge, _) = receive(phone).await;
-    assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
-    let auth = phone::authorization(user, PASSWORD, NODE_IP, &challenge);
-    phone
-        .send_to(
-            phone::register(user, NODE_IP, addr, 2, &auth).as_bytes(),
-            node,
-        )
-        .await
-        .unwrap();
-    let (ok, _) = receive(phone).await;
-    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    phone::sign_in(phone, user, PASSWORD, NODE_IP, node, WAIT).await
 }
 
-/// The values of every `name:` header line of a message, in order.
 fn headers<'a>(message: &'a str, name: &str) -> Vec<&'a str> {
-    message
-        .split("\r\n")
-        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .map(str::trim)
-        .collect()
+    phone::headers(message, name)
 }
 
-/// The callee's response to `request`: Vias, Record-Route, From, Call-ID and CSeq copied, a
-/// To tag added (RFC 3261 §8.2.6, §12.1.1).
 fn respond(request: &str, status: &str, contact: SocketAddr) -> String {
-    let mut copied = String::new();
-    for line in request.split("\r\n") {
-        if line.starts_with("To:") {
-            if line.contains(";tag=") {
-                copied.push_str(&format!("{line}\r\n"));
-            } else {
-                copied.push_str(&format!("{line};tag=callee\r\n"));
-            }
-        } else if ["Via:", "Record-Route:", "From:", "Call-ID:", "CSeq:"]
-            .iter()
-            .any(|name| line.starts_with(name))
-        {
-            copied.push_str(&format!("{line}\r\n"));
-        }
-    }
-    format!("SIP/2.0 {status}\r\n{copied}Contact: <sip:b@{contact}>\r\nContent-Length: 0\r\n\r\n")
+    phone::respond(request, status, contact)
 }
 
 /// An in-dialog request of A's: to B's Contact, along the route set of the 200.

@@ -1,8 +1,12 @@
 //! A test phone's side of registration and calling: the REGISTER it sends and the MD5
-//! digest answers to a node's challenges (shared by the real-socket tests).
+//! digest answers to a node's challenges, and reading and answering what the node sends
+//! (shared by the real-socket tests).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
 
 use sip_engine::digest::{ha1, Algorithm, Credentials, QopParams};
 
@@ -109,4 +113,77 @@ fn digest_answer(
         credentials.response,
         credentials.opaque.unwrap_or_default()
     )
+}
+
+/// The next SIP message for a phone, as text, skipping the node's keep-alives; fails the
+/// test after `wait`.
+pub async fn receive(phone: &UdpSocket, wait: Duration) -> (String, SocketAddr) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (len, from) = tokio::time::timeout(wait, phone.recv_from(&mut buf))
+            .await
+            .expect("a message arrives in time")
+            .expect("recv works");
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        let keepalive = text.starts_with("OPTIONS ") && text.contains("Call-ID: ka-");
+        if !keepalive && !text.trim().is_empty() {
+            return (text, from);
+        }
+    }
+}
+
+/// Registers `user` from `phone` at the node `node` (domain `node_ip`) with digest
+/// authentication.
+pub async fn sign_in(
+    phone: &UdpSocket,
+    user: &str,
+    password: &str,
+    node_ip: &str,
+    node: SocketAddr,
+    wait: Duration,
+) {
+    let addr = phone.local_addr().unwrap();
+    phone
+        .send_to(register(user, node_ip, addr, 1, "").as_bytes(), node)
+        .await
+        .unwrap();
+    let (challenge, _) = receive(phone, wait).await;
+    assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
+    let auth = authorization(user, password, node_ip, &challenge);
+    phone
+        .send_to(register(user, node_ip, addr, 2, &auth).as_bytes(), node)
+        .await
+        .unwrap();
+    let (ok, _) = receive(phone, wait).await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+}
+
+/// The values of every `name:` header line of a message, in order.
+pub fn headers<'a>(message: &'a str, name: &str) -> Vec<&'a str> {
+    message
+        .split("\r\n")
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+        .collect()
+}
+
+/// The callee's response to `request`: Vias, Record-Route, From, Call-ID and CSeq copied, a
+/// To tag added (RFC 3261 §8.2.6, §12.1.1).
+pub fn respond(request: &str, status: &str, contact: SocketAddr) -> String {
+    let mut copied = String::new();
+    for line in request.split("\r\n") {
+        if line.starts_with("To:") {
+            if line.contains(";tag=") {
+                copied.push_str(&format!("{line}\r\n"));
+            } else {
+                copied.push_str(&format!("{line};tag=callee\r\n"));
+            }
+        } else if ["Via:", "Record-Route:", "From:", "Call-ID:", "CSeq:"]
+            .iter()
+            .any(|name| line.starts_with(name))
+        {
+            copied.push_str(&format!("{line}\r\n"));
+        }
+    }
+    format!("SIP/2.0 {status}\r\n{copied}Contact: <sip:b@{contact}>\r\nContent-Length: 0\r\n\r\n")
 }
