@@ -7,6 +7,8 @@
 //! | `SIPFLEET_DATA_DIR` | `data_dir` |
 //! | `SIPFLEET_TRIAL_DAYS` | `trial_days` |
 //! | `SIPFLEET_RESIZE_ACTIVATION_MINUTES` | `resize_activation_minutes` |
+//! | `SIPFLEET_KEEPALIVE_SECONDS` | `keepalive_seconds` |
+//! | `SIPFLEET_DRAIN_SECONDS` | `drain_seconds` |
 //! | `SIPFLEET_ZONES` | `zones`, as `name=first-last,name=first-last` (label = name) |
 //! | `LEPTOS_SITE_ADDR` etc. | the Leptos options (leptos_config's own) |
 
@@ -102,6 +104,13 @@ pub fn apply_env(
                     problem: "expected a whole number of seconds above 0",
                 })?;
     }
+    if let Some(value) = var("SIPFLEET_DRAIN_SECONDS") {
+        settings.drain_seconds = value.parse().map_err(|_| ConfigError::Env {
+            variable: "SIPFLEET_DRAIN_SECONDS",
+            value,
+            problem: "expected a whole number of seconds",
+        })?;
+    }
     if let Some(value) = var("SIPFLEET_ZONES") {
         let zones: Option<Vec<ZoneSettings>> = value
             .split(',')
@@ -149,6 +158,7 @@ mod tests {
             trial_days: 7,
             resize_activation_minutes: 15,
             keepalive_seconds: 30,
+            drain_seconds: 60,
             zones: vec![],
         };
         let env = |name: &str| match name {

@@ -140,6 +140,7 @@ impl Server {
         }
         let monitor = app::ssr::monitor::spawn(state.clone(), MONITOR_INTERVAL);
         let schedule = app::ssr::schedule::spawn(state.clone(), SCHEDULE_INTERVAL);
+        let calls = app::ssr::monitor::watch_calls(state.clone());
         let app = router(state.clone());
         let engine = state.engine.clone();
         let task = tokio::spawn(async move {
@@ -154,6 +155,7 @@ impl Server {
             }
             monitor.abort();
             schedule.abort();
+            calls.abort();
             engine.stop_all().await;
         });
         Ok(Server { addr, state, task })

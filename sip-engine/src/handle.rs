@@ -291,6 +291,14 @@ impl Engine {
         self.lock().get(&id).map(|r| r.node.call_figures())
     }
 
+    /// What every running node carries now, by id.
+    pub fn all_call_figures(&self) -> Vec<(i64, CallFigures)> {
+        self.lock()
+            .iter()
+            .map(|(id, running)| (*id, running.node.call_figures()))
+            .collect()
+    }
+
     /// The configuration a node runs, as the node itself holds it.
     pub fn config(&self, id: i64) -> Option<NodeConfig> {
         self.lock().get(&id).map(|r| r.node.config())

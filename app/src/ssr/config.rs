@@ -2,33 +2,54 @@
 //! node at once. The node's own report ([`sip_engine::Engine::config`]) is what the page
 //! compares against to show a pending update.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use sip_engine::{NodeConfig, StartError};
+use sip_engine::{CallLimits, NodeConfig, StartError};
 
 use super::fleet::node_spec;
 use super::state::AppState;
-use super::store::{ConfigRecord, SessionUser};
+use super::store::{ConfigRecord, ServerRecord, SessionUser};
 use crate::error::AppError;
 use crate::model::{DataZone, ServerConfig, ServerConfigView, ServerKind, ServerStatus};
 
-/// What a node runs for a stored configuration. Restrict Direct admits the dispatchers of
-/// the server's own cluster.
+/// What a node runs for a stored server and its configuration: its channels and CPS as
+/// limits, its cluster (whose members share one call budget and each other's
+/// registrations), its failover member's address, and Restrict Direct's list of the
+/// cluster's dispatchers.
 pub async fn node_config(
     state: &AppState,
-    account_id: i64,
+    server: &ServerRecord,
     record: &ConfigRecord,
 ) -> Result<NodeConfig, sqlx::Error> {
-    let allowed_sources = match (record.restrict_direct, record.cluster_id) {
-        (true, Some(cluster)) => state
-            .store
-            .cluster_members(account_id, cluster)
-            .await?
-            .into_iter()
+    let account_id = server.account_id;
+    let members = match record.cluster_id {
+        Some(cluster) => state.store.cluster_members(account_id, cluster).await?,
+        None => Vec::new(),
+    };
+    let peers = members.iter().filter(|(member, ..)| *member != server.id);
+    let allowed_sources = match record.restrict_direct {
+        true => peers
+            .clone()
             .filter(|(_, _, _, kind)| kind == ServerKind::Dispatcher.as_str())
             .filter_map(|(_, _, ip, _)| ip.parse::<IpAddr>().ok())
             .collect(),
-        _ => Vec::new(),
+        false => Vec::new(),
+    };
+    let cluster_peers = peers
+        .filter_map(|(_, _, ip, _)| ip.parse::<IpAddr>().ok())
+        .collect();
+    // A failover target must be in the same cluster (checked when saved; a target that left
+    // the cluster since is not used).
+    let failover = match (record.failover_enabled, record.failover_target_id) {
+        (true, Some(target)) if members.iter().any(|(member, ..)| *member == target) => state
+            .store
+            .server(account_id, target)
+            .await?
+            .and_then(|target| {
+                let ip = target.ip.parse::<IpAddr>().ok()?;
+                Some(SocketAddr::new(ip, u16::try_from(target.udp_port).ok()?))
+            }),
+        _ => None,
     };
     Ok(NodeConfig {
         version: record.config_version,
@@ -44,6 +65,13 @@ pub async fn node_config(
         fqdn: record.fqdn.clone(),
         uac_auth_username: record.uac_auth_username.clone(),
         refusing: None,
+        limits: Some(CallLimits {
+            channels: u32::try_from(server.channels).unwrap_or(0),
+            cps: u32::try_from(server.cps).unwrap_or(0),
+        }),
+        cluster: record.cluster_id,
+        cluster_peers,
+        failover,
     })
 }
 
@@ -57,9 +85,13 @@ pub async fn push(state: &AppState, account_id: i64, server_id: i64) -> Result<(
         .server_config(account_id, server_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let mut config = node_config(state, account_id, &record).await?;
-    let server = state.store.server(account_id, server_id).await?;
-    if server.is_some_and(|s| s.status() == ServerStatus::Expired) {
+    let server = state
+        .store
+        .server(account_id, server_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut config = node_config(state, &server, &record).await?;
+    if server.status() == ServerStatus::Expired {
         config.refusing = Some("the server's paid period ended".into());
     }
     state.engine.configure(server_id, config);

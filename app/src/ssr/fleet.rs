@@ -137,6 +137,12 @@ pub async fn deploy(
     // The new address is a domain phones can now register in.
     state.directory.reload(store).await?;
     bring_up(state, &record).await?;
+    // The cluster's other members reach the new member's registrations, and it theirs.
+    if let Some(cluster) = request.cluster_id {
+        for (member, ..) in store.cluster_members(user.account_id, cluster).await? {
+            super::config::push(state, user.account_id, member).await?;
+        }
+    }
     let record = store
         .server(user.account_id, record.id)
         .await?
@@ -222,9 +228,11 @@ pub(crate) async fn mark(
 /// Runs an Actions-menu action on one of the account's servers. Every action acts on the
 /// node itself; the stored status follows what the node did.
 ///
-/// The node carries no calls yet (calls arrive with the switch engine), so the graceful
-/// drain of OS Cycle ends at once and Restart and Power Cycle differ only in what they will
-/// do to calls; each still really stops and restarts the node.
+/// OS Cycle drains first: the node refuses new calls (503) while its active calls finish,
+/// for up to `drain_seconds` (Leptos.toml), then restarts; the action returns when the node
+/// is back. Restart and Power Cycle stop the node at once: its calls drop without a BYE
+/// (the engine keeps no media or route state to say goodbye with), which is what Power
+/// Cycle promises and what Restart warns of.
 pub async fn run_action(
     state: &AppState,
     user: &SessionUser,
@@ -260,6 +268,9 @@ pub async fn run_action(
         }
         ServerCommand::Restart | ServerCommand::OsCycle | ServerCommand::PowerCycle => {
             mark(state, user.account_id, id, ServerStatus::Rebooting, None).await?;
+            if action == ServerCommand::OsCycle {
+                drain(state, id).await;
+            }
             state.engine.stop(id).await;
             bring_up(state, &server).await?;
         }
@@ -279,6 +290,25 @@ pub async fn run_action(
         .await?
         .ok_or(AppError::NotFound)?;
     Ok(server_row(state, &server))
+}
+
+/// Refuses new calls on a running node and waits until its calls have ended, or
+/// `drain_seconds` have passed.
+async fn drain(state: &AppState, id: i64) {
+    let Some(mut config) = state.engine.config(id) else {
+        return;
+    };
+    config.refusing = Some("draining before an OS Cycle".into());
+    state.engine.configure(id, config);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(state.settings.drain_seconds);
+    while state
+        .engine
+        .call_figures(id)
+        .is_some_and(|calls| calls.channels_in_use > 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Starts the node of every server stored as Running (or caught mid-install by a restart).
@@ -310,15 +340,19 @@ pub fn node_spec(server: &ServerRecord) -> Result<NodeSpec, AppError> {
     })
 }
 
-/// The list's view of a stored server, with the monitor's latest measurement. Live figures
-/// (channels in use, current CPS) are 0 until the node carries calls.
+/// The list's view of a stored server, with the monitor's latest measurement and what its
+/// node carries now (channels in use, calls in the last second: the node's own counters,
+/// the same ones its limits are checked against).
 pub fn server_row(state: &AppState, server: &ServerRecord) -> ServerRow {
     let health = match server.status() {
         ServerStatus::Running => state.monitor.health(server.id),
         _ => None,
     };
+    let calls = state.engine.call_figures(server.id).unwrap_or_default();
     ServerRow {
         health,
+        channels_in_use: calls.channels_in_use,
+        cps_now: calls.cps_now,
         ..row(server)
     }
 }

@@ -163,5 +163,41 @@ pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()>
     })
 }
 
+/// How often [`watch_calls`] reads the nodes' call counters: a row shows a new call within
+/// this (plus the page's own delay).
+pub const CALLS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Tells live pages about every server whose channels in use or current CPS changed since
+/// the last look, every [`CALLS_INTERVAL`], for as long as the process lives. Reading the
+/// counters is a lock per node; the store is asked only when something changed.
+pub fn watch_calls(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen: HashMap<i64, sip_engine::CallFigures> = HashMap::new();
+        let mut ticks = tokio::time::interval(CALLS_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let now: HashMap<i64, sip_engine::CallFigures> =
+                state.engine.all_call_figures().into_iter().collect();
+            let changed: Vec<i64> = now
+                .iter()
+                .filter(|(id, figures)| seen.get(id).unwrap_or(&Default::default()) != *figures)
+                .map(|(id, _)| *id)
+                .collect();
+            seen = now;
+            if changed.is_empty() {
+                continue;
+            }
+            match state.store.servers_with_nodes().await {
+                Ok(servers) => servers
+                    .iter()
+                    .filter(|server| changed.contains(&server.id))
+                    .for_each(|server| state.monitor.changed(server.account_id, Some(server.id))),
+                Err(error) => tracing::error!(%error, "call watch cannot list servers"),
+            }
+        }
+    })
+}
+
 /// Shared handle type kept in [`AppState`].
 pub type SharedMonitor = Arc<Monitor>;

@@ -17,6 +17,9 @@ pub struct Settings {
     /// Seconds between two NAT keep-alives to one registered contact.
     #[serde(default = "default_keepalive_seconds")]
     pub keepalive_seconds: u64,
+    /// Seconds OS Cycle lets active calls finish (new calls refused) before the restart.
+    #[serde(default = "default_drain_seconds")]
+    pub drain_seconds: u64,
     pub zones: Vec<ZoneSettings>,
 }
 
@@ -46,4 +49,8 @@ impl Settings {
 
 fn default_keepalive_seconds() -> u64 {
     30
+}
+
+fn default_drain_seconds() -> u64 {
+    60
 }

@@ -2,6 +2,8 @@
 //! functions over HTTP as the browser does.
 #![allow(dead_code)]
 
+pub mod phone;
+
 use app::error::AppError;
 use app::ssr::settings::{Settings, ZoneSettings};
 use leptos::prelude::LeptosOptions;
@@ -28,6 +30,7 @@ pub async fn spawn_app(pool: &str) -> TestApp {
         trial_days: 7,
         resize_activation_minutes: 15,
         keepalive_seconds: 1,
+        drain_seconds: 5,
         zones: vec![ZoneSettings {
             name: "test-zone".into(),
             label: "Test zone".into(),
@@ -48,6 +51,7 @@ pub async fn spawn_app(pool: &str) -> TestApp {
 }
 
 /// A browser-like client: keeps its session cookie, posts forms to server functions.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,

@@ -1,0 +1,275 @@
+//! The channels and CPS the console shows are what the node enforces: a server deployed
+//! with one channel carries one call and refuses the next with 503, the list shows the call
+//! in use; a cluster's full member hands the call to its failover member; OS Cycle refuses
+//! new calls while its active call finishes.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use app::model::{ServerConfigView, ServerRow, ServerStatus};
+use common::phone::register_from;
+use sip_engine::CallLimits;
+use tokio::net::UdpSocket;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The next message on `socket` other than keep-alives and ACKs, as text, and its sender.
+async fn next(socket: &UdpSocket) -> (String, SocketAddr) {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let (len, from) = tokio::time::timeout(WAIT, socket.recv_from(&mut buf))
+            .await
+            .expect("a message in time")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..len]).to_string();
+        let noise = text.trim().is_empty()
+            || text.starts_with("ACK ")
+            || (text.starts_with("OPTIONS ") && text.contains("Call-ID: ka-"))
+            || text.starts_with("SIP/2.0 100 ");
+        if !noise {
+            return (text, from);
+        }
+    }
+}
+
+/// A carrier's INVITE for `user` at `node`.
+fn invite(caller: SocketAddr, node: SocketAddr, user: &str, call: &str) -> String {
+    let host = node.ip();
+    format!(
+        "INVITE sip:{user}@{host} SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bK{call};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:carrier@192.0.2.1>;tag=c\r\nTo: <sip:{user}@{host}>\r\n\
+         Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:carrier@{caller}>\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// The phone's answer to a request it got: the headers a response copies, a To tag.
+fn answer(request: &str, status: &str) -> String {
+    let mut copied = String::new();
+    for line in request.split("\r\n") {
+        if line.starts_with("To:") && !line.contains(";tag=") {
+            copied.push_str(&format!("{line};tag=phone\r\n"));
+        } else if ["Via:", "Record-Route:", "From:", "To:", "Call-ID:", "CSeq:"]
+            .iter()
+            .any(|name| line.starts_with(name))
+        {
+            copied.push_str(&format!("{line}\r\n"));
+        }
+    }
+    format!("SIP/2.0 {status}\r\n{copied}Content-Length: 0\r\n\r\n")
+}
+
+fn status_line(message: &str) -> &str {
+    message.lines().next().unwrap_or_default()
+}
+
+async fn row(client: &common::Client, id: i64) -> ServerRow {
+    client
+        .call("get_server", &[("id", &id.to_string())])
+        .await
+        .expect("the server")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_carries_the_channels_it_shows_and_refuses_the_next_call() {
+    let app = common::spawn_app("127.0.91.1-127.0.91.10").await;
+    let client = app.account_with_balance("calls@acme.test", 100).await;
+    let server: ServerRow = client
+        .call(
+            "deploy_server",
+            &[
+                ("zone", "test-zone"),
+                ("kind", "switch"),
+                ("channels", "1"),
+                ("cps", "5"),
+            ],
+        )
+        .await
+        .expect("deploy");
+    let node: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
+    let engine = &app.server.state.engine;
+    assert_eq!(
+        engine.config(server.id).and_then(|c| c.limits),
+        Some(CallLimits {
+            channels: 1,
+            cps: 5
+        })
+    );
+
+    client.sip_user("bob", "bob secret 12", "disabled").await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        register_from(&phone, node, "bob", "bob secret 12", "reg-bob").await,
+        "SIP/2.0 200 OK"
+    );
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let carrier_addr = carrier.local_addr().unwrap();
+
+    carrier
+        .send_to(invite(carrier_addr, node, "bob", "call-1").as_bytes(), node)
+        .await
+        .unwrap();
+    let (ringing_invite, _) = next(&phone).await;
+    assert!(ringing_invite.starts_with("INVITE "), "{ringing_invite}");
+    phone
+        .send_to(answer(&ringing_invite, "180 Ringing").as_bytes(), node)
+        .await
+        .unwrap();
+    assert_eq!(status_line(&next(&carrier).await.0), "SIP/2.0 180 Ringing");
+    let shown = row(&client, server.id).await;
+    assert_eq!((shown.channels_in_use, shown.channels), (1, 1));
+    assert_eq!((shown.cps_now, shown.cps), (1, 5));
+
+    carrier
+        .send_to(invite(carrier_addr, node, "bob", "call-2").as_bytes(), node)
+        .await
+        .unwrap();
+    let (refusal, _) = next(&carrier).await;
+    assert_eq!(
+        status_line(&refusal),
+        "SIP/2.0 503 Server at max cps / channels"
+    );
+
+    // OS Cycle: the node refuses new calls while call-1 goes on, and restarts once it ends.
+    let cycle = {
+        let client = client.clone();
+        let id = server.id.to_string();
+        tokio::spawn(async move {
+            client
+                .call::<ServerRow>("run_server_action", &[("id", &id), ("action", "os_cycle")])
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        row(&client, server.id).await.status,
+        ServerStatus::Rebooting
+    );
+    carrier
+        .send_to(invite(carrier_addr, node, "bob", "call-3").as_bytes(), node)
+        .await
+        .unwrap();
+    let (draining, _) = next(&carrier).await;
+    assert!(
+        status_line(&draining).starts_with("SIP/2.0 503 "),
+        "{draining}"
+    );
+    assert!(!cycle.is_finished(), "the drain waits for the active call");
+    let started = std::time::Instant::now();
+    phone
+        .send_to(answer(&ringing_invite, "486 Busy Here").as_bytes(), node)
+        .await
+        .unwrap();
+    let after = cycle.await.unwrap().expect("OS Cycle");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the restart follows the end of the last call, not the 5 s drain limit"
+    );
+    assert_eq!(after.status, ServerStatus::Running);
+    assert_eq!(after.channels_in_use, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cluster_member_hands_the_call_to_its_failover_member() {
+    let app = common::spawn_app("127.0.92.1-127.0.92.10").await;
+    let client = app.account_with_balance("failover@acme.test", 100).await;
+    let cluster: i64 = client
+        .call("create_cluster", &[("name", "Core")])
+        .await
+        .unwrap();
+    let cluster = cluster.to_string();
+    let deploy = |channels: &'static str| {
+        let client = client.clone();
+        let cluster = cluster.clone();
+        async move {
+            client
+                .call::<ServerRow>(
+                    "deploy_server",
+                    &[
+                        ("zone", "test-zone"),
+                        ("kind", "switch"),
+                        ("cluster", &cluster),
+                        ("channels", channels),
+                        ("cps", "10"),
+                    ],
+                )
+                .await
+                .expect("deploy")
+        }
+    };
+    let (a, b) = (deploy("1").await, deploy("2").await);
+    let node_a: SocketAddr = format!("{}:5060", a.ip).parse().unwrap();
+    let node_b: SocketAddr = format!("{}:5060", b.ip).parse().unwrap();
+
+    // A fails over to B.
+    let view: ServerConfigView = client
+        .call("get_server_config", &[("id", &a.id.to_string())])
+        .await
+        .unwrap();
+    let c = &view.config;
+    let id = a.id.to_string();
+    let (udp, tcp, tls) = (
+        c.udp_port.to_string(),
+        c.tcp_port.to_string(),
+        c.tls_port.to_string(),
+    );
+    let target = b.id.to_string();
+    let _: ServerConfigView = client
+        .call(
+            "save_server_config",
+            &[
+                ("id", id.as_str()),
+                ("cluster", cluster.as_str()),
+                ("data_zone", "us"),
+                ("udp_port", &udp),
+                ("tcp_port", &tcp),
+                ("tls_port", &tls),
+                ("failover_enabled", "on"),
+                ("failover_target", &target),
+            ],
+        )
+        .await
+        .expect("failover saved");
+    let engine = &app.server.state.engine;
+    let runs = engine.config(a.id).expect("A runs");
+    assert_eq!(runs.failover, Some(node_b));
+    assert_eq!(runs.cluster_peers, vec![node_b.ip()]);
+
+    client.sip_user("bob", "bob secret 12", "disabled").await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        register_from(&phone, node_a, "bob", "bob secret 12", "reg-bob").await,
+        "SIP/2.0 200 OK"
+    );
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let carrier_addr = carrier.local_addr().unwrap();
+    for (call, carried_by) in [("f-1", node_a), ("f-2", node_b)] {
+        carrier
+            .send_to(invite(carrier_addr, node_a, "bob", call).as_bytes(), node_a)
+            .await
+            .unwrap();
+        let (request, from) = next(&phone).await;
+        assert!(request.contains(&format!("Call-ID: {call}")), "{request}");
+        assert_eq!(from, carried_by, "{call}");
+        phone
+            .send_to(answer(&request, "180 Ringing").as_bytes(), from)
+            .await
+            .unwrap();
+        assert_eq!(status_line(&next(&carrier).await.0), "SIP/2.0 180 Ringing");
+    }
+    assert_eq!(row(&client, a.id).await.channels_in_use, 1);
+    assert_eq!(row(&client, b.id).await.channels_in_use, 1);
+    // Both of the cluster's channels (B's limit) are taken: the next call is refused.
+    carrier
+        .send_to(
+            invite(carrier_addr, node_a, "bob", "f-3").as_bytes(),
+            node_a,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        status_line(&next(&carrier).await.0),
+        "SIP/2.0 503 Server at max cps / channels"
+    );
+}
