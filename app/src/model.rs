@@ -374,6 +374,15 @@ pub struct ServerRow {
     pub health: Option<Health>,
     /// A resize waiting for its time: the new channel count and when it becomes active.
     pub pending_resize: Option<(u32, String)>,
+    /// The node runs an older node release than the current one (see *Run Server Update*).
+    pub pending_update: bool,
+}
+
+/// The node release nodes get when they start: what the operator published last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReleaseView {
+    pub revision: u64,
+    pub keepalive_seconds: u64,
 }
 
 /// Round trips the control plane measured to a node, in microseconds; `None` when that
@@ -557,6 +566,8 @@ pub enum ServerCommand {
     Restart,
     OsCycle,
     PowerCycle,
+    /// *Run Server Update*: offered by the pending-update banner, not the Actions menu.
+    Update,
 }
 
 impl ServerCommand {
@@ -577,6 +588,7 @@ impl ServerCommand {
             ServerCommand::Restart => "restart",
             ServerCommand::OsCycle => "os_cycle",
             ServerCommand::PowerCycle => "power_cycle",
+            ServerCommand::Update => "update",
         }
     }
 
@@ -588,6 +600,7 @@ impl ServerCommand {
             ServerCommand::Restart => "Restart Server",
             ServerCommand::OsCycle => "OS Cycle",
             ServerCommand::PowerCycle => "Power Cycle",
+            ServerCommand::Update => "Run Server Update",
         }
     }
 
@@ -611,6 +624,11 @@ impl ServerCommand {
                 "Hard restart, like pressing the power button: the node stops at once with no \
                  goodbyes to callers, then starts again."
             }
+            ServerCommand::Update => {
+                "Restarts the node on the current node release: live calls are dropped and it \
+                 comes back within seconds. With Auto Upgrade on, this happens by itself once \
+                 the server carries no calls."
+            }
         }
     }
 }
@@ -620,6 +638,7 @@ impl FromStr for ServerCommand {
     fn from_str(s: &str) -> Result<Self, AppError> {
         ServerCommand::ALL
             .into_iter()
+            .chain([ServerCommand::Update])
             .find(|a| a.as_str() == s)
             .ok_or_else(|| AppError::field("action", "Unknown server action."))
     }

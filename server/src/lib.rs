@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use app::ssr::directory::Directory;
 use app::ssr::locations::PersistentLocations;
-use sip_engine::{Engine, KeepAliveSettings};
+use sip_engine::{Engine, KeepAliveSettings, Release};
 
 /// How often the control plane pings every running node (SIP OPTIONS and ICMP echo).
 pub const MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
@@ -59,9 +59,23 @@ pub async fn prepare(
         interval: std::time::Duration::from_secs(settings.keepalive_seconds),
         ..KeepAliveSettings::default()
     };
+    // The operator's last published node release, when there is one, is what nodes run.
+    let release = match store.latest_release().await? {
+        Some((revision, seconds)) => Release {
+            revision: u64::try_from(revision).unwrap_or(1),
+            keepalive: KeepAliveSettings {
+                interval: std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(30)),
+                ..keepalive
+            },
+        },
+        None => Release {
+            revision: 1,
+            keepalive,
+        },
+    };
     let engine = Engine::new(ENGINE_BUILD)
         .with_directory(directory.clone(), locations.clone())
-        .with_keepalive(keepalive);
+        .with_release(release);
     Ok(AppState::new(
         leptos_options,
         store,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
@@ -59,9 +59,32 @@ pub enum StartError {
     },
 }
 
+/// What a node gets when it starts, beside its own spec and configuration: the node
+/// settings the operator published last. A running node keeps the release it started with
+/// until it is restarted (a server update), so a new release is pending on every node that
+/// runs an older one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    /// Grows by one with every published release.
+    pub revision: u64,
+    pub keepalive: KeepAliveSettings,
+}
+
+impl Default for Release {
+    /// Release 1, with the default keep-alive settings.
+    fn default() -> Self {
+        Release {
+            revision: 1,
+            keepalive: KeepAliveSettings::default(),
+        }
+    }
+}
+
 /// A running node: its logic, where it listens, and how to stop it.
 struct Running {
     spec: NodeSpec,
+    /// The release it started with.
+    release: Release,
     node: Arc<Node>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -79,9 +102,9 @@ pub struct Engine {
     build: Arc<str>,
     /// Given to every node started afterwards; `None` leaves REGISTER unserved (405).
     registrar: Option<Registrar>,
-    /// How nodes started afterwards keep their registered contacts' NAT mappings open
-    /// (only nodes with a registrar have contacts).
-    keepalive: KeepAliveSettings,
+    /// What nodes started afterwards get (keep-alive settings for their registered
+    /// contacts); shared by every clone, replaced by [`Engine::publish`].
+    release: Arc<RwLock<Release>>,
 }
 
 impl Engine {
@@ -92,7 +115,7 @@ impl Engine {
             budgets: Arc::default(),
             build: build.into(),
             registrar: None,
-            keepalive: KeepAliveSettings::default(),
+            release: Arc::default(),
         }
     }
 
@@ -118,9 +141,38 @@ impl Engine {
 
     /// Nodes started from now on send keep-alives with these settings (interval, missed
     /// answers before a contact is offline) instead of the defaults (30 s, 3).
-    pub fn with_keepalive(mut self, settings: KeepAliveSettings) -> Self {
-        self.keepalive = settings;
+    pub fn with_keepalive(self, settings: KeepAliveSettings) -> Self {
+        self.write_release().keepalive = settings;
         self
+    }
+
+    /// Starts from `release` (the last one the control plane published, when it kept one).
+    pub fn with_release(self, release: Release) -> Self {
+        *self.write_release() = release;
+        self
+    }
+
+    /// Publishes new node settings as the next release, for nodes started from now on;
+    /// running nodes keep theirs until restarted. Returns the new release.
+    pub fn publish(&self, keepalive: KeepAliveSettings) -> Release {
+        let mut release = self.write_release();
+        release.revision += 1;
+        release.keepalive = keepalive;
+        *release
+    }
+
+    /// The release nodes started now get.
+    pub fn release(&self) -> Release {
+        *self.release.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The release a running node started with.
+    pub fn node_release(&self, id: i64) -> Option<Release> {
+        self.lock().get(&id).map(|r| r.release)
+    }
+
+    fn write_release(&self) -> std::sync::RwLockWriteGuard<'_, Release> {
+        self.release.write().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn build(&self) -> &str {
@@ -170,6 +222,7 @@ impl Engine {
         // Keep-alives leave from the node's own socket; the address is what they put in Via.
         let local = socket.local_addr().unwrap_or(udp_addr);
         let (outbound, outgoing) = mpsc::channel(OUTBOUND_QUEUE);
+        let release = self.release();
         let mut node = Node::new(spec.role, &self.build);
         if let Some(registrar) = &self.registrar {
             // A node that knows users also routes calls to them.
@@ -185,7 +238,7 @@ impl Engine {
                     registrar.directory().clone(),
                     registrar.store().clone(),
                     KeepAlive::domain_of(spec.ip),
-                    self.keepalive,
+                    release.keepalive,
                 ));
         }
         if let Some(config) = config {
@@ -215,6 +268,7 @@ impl Engine {
         tracing::info!(id = spec.id, %udp_addr, %tcp_addr, role = ?spec.role, "node started");
         let running = Running {
             spec,
+            release,
             node,
             shutdown,
             tasks,

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::AccountRow;
+use crate::model::{AccountRow, NodeReleaseView};
 
 #[cfg(feature = "ssr")]
 async fn require_operator() -> Result<crate::ssr::store::SessionUser, AppError> {
@@ -122,4 +122,68 @@ pub async fn remove_rtp_server(ip: String) -> Result<(), AppError> {
         .audit(None, Some(operator.user_id), "rtp.remove", ip.trim(), "")
         .await?;
     Ok(())
+}
+
+/// The node release nodes get when they start.
+#[server(prefix = "/api", endpoint = "node_release")]
+pub async fn node_release() -> Result<NodeReleaseView, AppError> {
+    use crate::ssr::state::AppState;
+    require_operator().await?;
+    let release = expect_context::<AppState>().engine.release();
+    Ok(NodeReleaseView {
+        revision: release.revision,
+        keepalive_seconds: release.keepalive.interval.as_secs(),
+    })
+}
+
+/// Publishes a new node release: new node settings (the NAT keep-alive interval) for every
+/// node started from now on. Running nodes keep theirs, and their servers show a pending
+/// update until updated (by hand, or by Auto Upgrade once they carry no calls).
+#[server(prefix = "/api", endpoint = "publish_node_release")]
+pub async fn publish_node_release(keepalive_seconds: String) -> Result<NodeReleaseView, AppError> {
+    use crate::ssr::state::AppState;
+    use sip_engine::KeepAliveSettings;
+    let operator = require_operator().await?;
+    let seconds = keepalive_seconds
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (5..=3600).contains(s))
+        .ok_or_else(|| {
+            AppError::field(
+                "keepalive_seconds",
+                "Enter a whole number of seconds from 5 to 3600.",
+            )
+        })?;
+    let state = expect_context::<AppState>();
+    let current = state.engine.release();
+    let keepalive = KeepAliveSettings {
+        interval: std::time::Duration::from_secs(seconds),
+        ..current.keepalive
+    };
+    // Stored first: a release the store refused is not published.
+    let revision = current.revision + 1;
+    state
+        .store
+        .publish_release(revision as i64, seconds as i64, operator.user_id)
+        .await?;
+    let release = state.engine.publish(keepalive);
+    state
+        .store
+        .audit(
+            None,
+            Some(operator.user_id),
+            "node.release",
+            &format!("release {}", release.revision),
+            &format!("keep-alive every {seconds} s, published by {}", operator.email),
+        )
+        .await?;
+    // Every account's pages learn that their servers have an update pending.
+    for account in state.store.accounts().await? {
+        state.monitor.changed(account.id, None);
+    }
+    Ok(NodeReleaseView {
+        revision: release.revision,
+        keepalive_seconds: seconds,
+    })
 }

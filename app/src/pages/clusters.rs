@@ -28,7 +28,9 @@ pub fn ClustersPage() -> impl IntoView {
         <h1>"Clusters"</h1>
         <p class="hint">
             "Clustered servers share CPS and channel budgets, dialogs and user registrations: "
-            "with CPS 10, a cluster allows 10 CPS in total."
+            "with CPS 10, a cluster allows 10 CPS in total. A member takes a call while the "
+            "cluster's count is below its own limits, so a cluster carries at most its "
+            "largest member's channels and CPS (shown below)."
         </p>
         <section class="card">
             <h2>"New cluster"</h2>

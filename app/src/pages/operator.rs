@@ -1,8 +1,9 @@
-//! The operator's page: provider accounts and crediting their balance.
+//! The operator's page: provider accounts and crediting their balance, and the node
+//! release every node starts with.
 
 use leptos::prelude::*;
 
-use crate::api::operator::{list_accounts, CreditAccount};
+use crate::api::operator::{list_accounts, node_release, CreditAccount, PublishNodeRelease};
 use crate::components::forms::{load_error, FieldError, FormError};
 use crate::error::AppError;
 
@@ -51,6 +52,42 @@ pub fn OperatorPage() -> impl IntoView {
                     }
                     .into_any(),
                 }
+            })}
+        </Transition>
+        <NodeRelease/>
+    }
+}
+
+/// The current node release and the form that publishes the next one.
+#[component]
+fn NodeRelease() -> impl IntoView {
+    let publish = ServerAction::<PublishNodeRelease>::new();
+    let release = Resource::new(move || publish.version().get(), |_| node_release());
+    let error = Signal::derive(move || publish.value().get().and_then(Result::err));
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                release.await.ok().map(|r| view! {
+                    <section class="card release">
+                        <h2>"Node release"</h2>
+                        <p data-testid="node-release">
+                            {format!("Release {}: NAT keep-alive every {} s.", r.revision, r.keepalive_seconds)}
+                        </p>
+                        <p class="hint">
+                            "Publishing a release gives new settings to nodes as they start. Running "
+                            "servers show a pending update until they are updated, by hand or by "
+                            "Auto Upgrade once they carry no calls."
+                        </p>
+                        <ActionForm action=publish attr:class="inline">
+                            <label>"Keep-alive interval (s)"
+                                <input type="text" name="keepalive_seconds" value=r.keepalive_seconds.to_string() required size="6"/>
+                            </label>
+                            <button type="submit">"Publish release"</button>
+                        </ActionForm>
+                        <FieldError error field="keepalive_seconds"/>
+                        <FormError error/>
+                    </section>
+                })
             })}
         </Transition>
     }

@@ -42,6 +42,7 @@ pub fn ServerPage() -> impl IntoView {
                     Err(error) => load_error(error),
                     Ok(s) => view! {
                         <h1>{s.alias.clone()} " " <small>{s.ip.clone()}</small></h1>
+                        {s.pending_update.then(|| view! { <UpdateBanner id=s.id action/> })}
                         <section class="card">
                             <h2>"Summary"</h2>
                             <dl class="summary">
@@ -74,6 +75,35 @@ pub fn ServerPage() -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// "There is a pending update on the server": the node runs an older node release than the
+/// current one. *Run Server Update* restarts it on the current one, after a confirmation.
+#[component]
+fn UpdateBanner(id: i64, action: ServerAction<RunServerAction>) -> impl IntoView {
+    let confirming = RwSignal::new(false);
+    let update = ServerCommand::Update;
+    view! {
+        <div class="banner update" role="status" data-testid="pending-update">
+            <p>"There is a pending update on the server."</p>
+            <Show
+                when=move || confirming.get()
+                fallback=move || view! {
+                    <button type="button" on:click=move |_| confirming.set(true)>{update.label()}</button>
+                }
+            >
+                <p>{update.consequence()}</p>
+                <ActionForm action=action attr:class="inline">
+                    <input type="hidden" name="id" value=id.to_string()/>
+                    <input type="hidden" name="action" value=update.as_str()/>
+                    <button type="submit" disabled=move || action.pending().get()>
+                        {move || if action.pending().get() { "Updating…" } else { "Confirm update" }}
+                    </button>
+                    <button type="button" class="secondary" on:click=move |_| confirming.set(false)>"Cancel"</button>
+                </ActionForm>
+            </Show>
+        </div>
     }
 }
 

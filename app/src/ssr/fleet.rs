@@ -274,6 +274,12 @@ pub async fn run_action(
             state.engine.stop(id).await;
             bring_up(state, &server).await?;
         }
+        ServerCommand::Update if !update_pending(state, id) => {
+            return Err(AppError::Refused(
+                "No update is pending on this server: its node runs the current release.".into(),
+            ));
+        }
+        ServerCommand::Update => update(state, &server).await?,
         ServerCommand::Install => {
             mark(state, user.account_id, id, ServerStatus::Installing, None).await?;
             state.engine.stop(id).await;
@@ -290,6 +296,21 @@ pub async fn run_action(
         .await?
         .ok_or(AppError::NotFound)?;
     Ok(server_row(state, &server))
+}
+
+/// Restarts a server's node on the current node release (status Updating meanwhile).
+pub async fn update(state: &AppState, server: &ServerRecord) -> Result<(), AppError> {
+    mark(
+        state,
+        server.account_id,
+        server.id,
+        ServerStatus::Updating,
+        None,
+    )
+    .await?;
+    state.engine.stop(server.id).await;
+    bring_up(state, server).await?;
+    Ok(())
 }
 
 /// Refuses new calls on a running node and waits until its calls have ended, or
@@ -353,8 +374,17 @@ pub fn server_row(state: &AppState, server: &ServerRecord) -> ServerRow {
         health,
         channels_in_use: calls.channels_in_use,
         cps_now: calls.cps_now,
+        pending_update: update_pending(state, server.id),
         ..row(server)
     }
+}
+
+/// Whether a running node runs an older node release than the current one.
+pub fn update_pending(state: &AppState, id: i64) -> bool {
+    state
+        .engine
+        .node_release(id)
+        .is_some_and(|running| running.revision < state.engine.release().revision)
 }
 
 fn row(server: &ServerRecord) -> ServerRow {
@@ -372,6 +402,7 @@ fn row(server: &ServerRecord) -> ServerRow {
         expires: super::date(server.expires_at),
         status: server.status(),
         health: None,
+        pending_update: false,
         pending_resize: server
             .pending_channels
             .zip(server.pending_channels_at)

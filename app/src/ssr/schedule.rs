@@ -1,5 +1,6 @@
 //! Work that happens on time, not on request: renewing or expiring servers whose period
-//! ended, and activating resizes whose time has come.
+//! ended, activating resizes whose time has come, and Auto Upgrade (a server with a pending
+//! update and Auto Upgrade on is updated once its node carries no calls).
 //!
 //! Billing (PRODUCT.md is silent on prices; this is our choice): a server's trial is free;
 //! after it, each period of [`PERIOD_DAYS`] days costs [`period_price`], taken from the
@@ -10,7 +11,7 @@
 use std::time::Duration;
 
 use super::config;
-use super::fleet::mark;
+use super::fleet::{self, mark};
 use super::state::AppState;
 use crate::error::AppError;
 use crate::model::{ServerStatus, Usd};
@@ -91,7 +92,35 @@ pub async fn run_once(state: &AppState, now: i64) -> Result<(), AppError> {
                 &format!("{channels} channels"),
             )
             .await?;
+        // The node enforces the new channel count from now on.
+        config::push(state, server.account_id, server.id).await?;
         state.monitor.changed(server.account_id, Some(server.id));
+    }
+    for server in state.store.servers_with_nodes().await? {
+        if !fleet::update_pending(state, server.id) {
+            continue;
+        }
+        let auto = state
+            .engine
+            .config(server.id)
+            .is_some_and(|config| config.auto_upgrade);
+        let idle = state
+            .engine
+            .call_figures(server.id)
+            .is_some_and(|calls| calls.channels_in_use == 0);
+        if auto && idle {
+            state
+                .store
+                .audit(
+                    Some(server.account_id),
+                    None,
+                    "server.update",
+                    &format!("server {}", server.id),
+                    "Auto Upgrade: the node carried no calls",
+                )
+                .await?;
+            fleet::update(state, &server).await?;
+        }
     }
     Ok(())
 }

@@ -727,15 +727,48 @@ impl Store {
         .await
     }
 
+    // --- node releases --------------------------------------------------------------------
+
+    /// The last published release: (revision, keep-alive interval in seconds).
+    pub async fn latest_release(&self) -> Result<Option<(i64, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT revision, keepalive_seconds FROM node_releases ORDER BY revision DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn publish_release(
+        &self,
+        revision: i64,
+        keepalive_seconds: i64,
+        user_id: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO node_releases (revision, keepalive_seconds, published_at, published_by) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(revision)
+        .bind(keepalive_seconds)
+        .bind(now())
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     // --- clusters, media ----------------------------------------------------------------
 
+    /// Each cluster with its member count and its capacity: members count their calls
+    /// together and each admits a call while that count is below its own limits, so the
+    /// cluster carries at most its largest member's channels and CPS.
     pub async fn cluster_totals(
         &self,
         account_id: AccountId,
     ) -> Result<Vec<ClusterTotals>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT c.id, c.name, COUNT(s.id) AS members, COALESCE(SUM(s.channels), 0) AS channels, \
-             COALESCE(SUM(s.cps), 0) AS cps FROM clusters c LEFT JOIN servers s ON s.cluster_id = c.id \
+            "SELECT c.id, c.name, COUNT(s.id) AS members, COALESCE(MAX(s.channels), 0) AS channels, \
+             COALESCE(MAX(s.cps), 0) AS cps FROM clusters c LEFT JOIN servers s ON s.cluster_id = c.id \
              WHERE c.account_id = ? GROUP BY c.id ORDER BY c.name",
         )
         .bind(account_id)
