@@ -38,6 +38,7 @@ async fn render_servers_page() {
         trial_days: 7,
         resize_activation_minutes: 15,
         keepalive_seconds: 30,
+        drain_seconds: 60,
         zones: vec![ZoneSettings {
             name: "bench".into(),
             label: "Bench".into(),
@@ -173,6 +174,7 @@ async fn live_row_update() {
         trial_days: 7,
         resize_activation_minutes: 15,
         keepalive_seconds: 30,
+        drain_seconds: 60,
         zones: vec![ZoneSettings {
             name: "bench".into(),
             label: "Bench".into(),

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use app::model::{ServerConfigView, ServerRow, ServerStatus};
+use app::model::{ServerRow, ServerStatus};
 use common::phone::register_from;
 use sip_engine::CallLimits;
 use tokio::net::UdpSocket;
@@ -62,6 +62,22 @@ fn answer(request: &str, status: &str) -> String {
 
 fn status_line(message: &str) -> &str {
     message.lines().next().unwrap_or_default()
+}
+
+/// Calls bob at `node` from `socket`; returns the status line of the first final answer.
+async fn call_from(socket: &UdpSocket, node: SocketAddr, call: &str) -> String {
+    let from = socket.local_addr().unwrap();
+    socket
+        .send_to(invite(from, node, "bob", call).as_bytes(), node)
+        .await
+        .unwrap();
+    // Earlier calls' answers are retransmitted until acknowledged: skip them.
+    loop {
+        let (answer, _) = next(socket).await;
+        if answer.contains(&format!("Call-ID: {call}\r\n")) {
+            return status_line(&answer).to_string();
+        }
+    }
 }
 
 async fn row(client: &common::Client, id: i64) -> ServerRow {
@@ -203,31 +219,11 @@ async fn a_full_cluster_member_hands_the_call_to_its_failover_member() {
     let node_b: SocketAddr = format!("{}:5060", b.ip).parse().unwrap();
 
     // A fails over to B.
-    let view: ServerConfigView = client
-        .call("get_server_config", &[("id", &a.id.to_string())])
-        .await
-        .unwrap();
-    let c = &view.config;
-    let id = a.id.to_string();
-    let (udp, tcp, tls) = (
-        c.udp_port.to_string(),
-        c.tcp_port.to_string(),
-        c.tls_port.to_string(),
-    );
     let target = b.id.to_string();
-    let _: ServerConfigView = client
-        .call(
-            "save_server_config",
-            &[
-                ("id", id.as_str()),
-                ("cluster", cluster.as_str()),
-                ("data_zone", "us"),
-                ("udp_port", &udp),
-                ("tcp_port", &tcp),
-                ("tls_port", &tls),
-                ("failover_enabled", "on"),
-                ("failover_target", &target),
-            ],
+    client
+        .save_config(
+            a.id,
+            &[("failover_enabled", "on"), ("failover_target", &target)],
         )
         .await
         .expect("failover saved");
@@ -271,5 +267,37 @@ async fn a_full_cluster_member_hands_the_call_to_its_failover_member() {
     assert_eq!(
         status_line(&next(&carrier).await.0),
         "SIP/2.0 503 Server at max cps / channels"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interconnect_decides_whether_the_accounts_other_servers_may_hand_over_calls() {
+    let app = common::spawn_app("127.0.94.1-127.0.94.10").await;
+    let client = app
+        .account_with_balance("interconnect@acme.test", 100)
+        .await;
+    let (a, _) = client.deploy_switch().await;
+    let (b, node_b) = client.deploy_switch().await;
+    client.sip_user("bob", "bob secret 12", "disabled").await;
+    // A call handed over by server A comes from A's address.
+    let from_a = UdpSocket::bind((a.ip.as_str(), 0)).await.unwrap();
+    let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        call_from(&from_a, node_b, "ic-1").await,
+        "SIP/2.0 403 Interconnect Disabled"
+    );
+    // Anyone else reaches routing (bob is not registered: 480).
+    assert_eq!(
+        call_from(&stranger, node_b, "ic-2").await,
+        "SIP/2.0 480 Temporarily Unavailable"
+    );
+
+    client
+        .save_config(b.id, &[("interconnect", "on")])
+        .await
+        .expect("Interconnect saved");
+    assert_eq!(
+        call_from(&from_a, node_b, "ic-3").await,
+        "SIP/2.0 480 Temporarily Unavailable"
     );
 }

@@ -12,41 +12,7 @@ use sip_engine::{options_ping, ProbeTransport};
 
 const PING: Duration = Duration::from_secs(3);
 
-/// The form as the page posts it, from a view, with `changes` applied.
-fn form(view: &ServerConfigView, changes: &[(&str, &str)]) -> Vec<(String, String)> {
-    let c = &view.config;
-    let mut fields: Vec<(String, String)> = vec![
-        ("id".into(), view.server_id.to_string()),
-        (
-            "cluster".into(),
-            c.cluster_id.map(|i| i.to_string()).unwrap_or_default(),
-        ),
-        ("data_zone".into(), c.data_zone.as_str().into()),
-        ("udp_port".into(), c.udp_port.to_string()),
-        ("tcp_port".into(), c.tcp_port.to_string()),
-        ("tls_port".into(), c.tls_port.to_string()),
-        (
-            "failover_target".into(),
-            c.failover_target_id
-                .map(|i| i.to_string())
-                .unwrap_or_default(),
-        ),
-    ];
-    for (flag, on) in [
-        ("interconnect", c.interconnect),
-        ("restrict_direct", c.restrict_direct),
-        ("failover_enabled", c.failover_enabled),
-    ] {
-        if on {
-            fields.push((flag.into(), "on".into()));
-        }
-    }
-    for (name, value) in changes {
-        fields.retain(|(n, _)| n != name);
-        fields.push((name.to_string(), value.to_string()));
-    }
-    fields
-}
+use common::config_form as form;
 
 async fn save(
     client: &common::Client,

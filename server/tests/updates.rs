@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use app::error::AppError;
-use app::model::{NodeReleaseView, ServerConfigView, ServerRow, ServerStatus};
+use app::model::{NodeReleaseView, ServerRow, ServerStatus};
 
 async fn row(client: &common::Client, id: i64) -> ServerRow {
     client
@@ -29,29 +29,8 @@ async fn a_published_release_is_pending_until_the_server_is_updated() {
     assert!(!manual.pending_update);
 
     // Auto Upgrade on for the second server.
-    let view: ServerConfigView = client
-        .call("get_server_config", &[("id", &auto.id.to_string())])
-        .await
-        .unwrap();
-    let c = &view.config;
-    let (id, udp, tcp, tls) = (
-        auto.id.to_string(),
-        c.udp_port.to_string(),
-        c.tcp_port.to_string(),
-        c.tls_port.to_string(),
-    );
-    let _: ServerConfigView = client
-        .call(
-            "save_server_config",
-            &[
-                ("id", id.as_str()),
-                ("data_zone", "us"),
-                ("udp_port", &udp),
-                ("tcp_port", &tcp),
-                ("tls_port", &tls),
-                ("auto_upgrade", "on"),
-            ],
-        )
+    client
+        .save_config(auto.id, &[("auto_upgrade", "on")])
         .await
         .expect("Auto Upgrade saved");
 

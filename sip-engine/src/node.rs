@@ -90,7 +90,10 @@ const ALWAYS_ALLOWED: &[Method] = &[Method::Options];
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeConfig {
     pub version: i64,
-    /// Takes calls handed over by the account's other servers.
+    /// Takes calls handed over by the account's other servers (the directory knows which
+    /// addresses are theirs: [`crate::UserDirectory::tenant`]); without it, a new call from
+    /// one of them is refused (403). Members of the node's own cluster always may hand calls
+    /// over (capacity failover).
     pub interconnect: bool,
     /// No NAT keep-alives to registered contacts.
     pub disable_uac_ping: bool,
@@ -211,6 +214,13 @@ impl Node {
         if config.restrict_direct && !config.allowed_sources.contains(&source.ip()) {
             return Some((StatusCode::Forbidden, "Direct Requests Not Allowed", vec![]));
         }
+        if *method == Method::Invite
+            && !config.interconnect
+            && !config.cluster_peers.contains(&source.ip())
+            && self.from_sibling(source)
+        {
+            return Some((StatusCode::Forbidden, "Interconnect Disabled", vec![]));
+        }
         if *method == Method::Invite && config.refusing.is_some() {
             let retry = Header::RetryAfter(rsip::headers::RetryAfter::new("300"));
             return Some((
@@ -220,6 +230,19 @@ impl Node {
             ));
         }
         None
+    }
+
+    /// Whether `source` is another server of the account this node belongs to.
+    fn from_sibling(&self, source: SocketAddr) -> bool {
+        let (Some(registrar), Some(proxy)) = (&self.registrar, &self.proxy) else {
+            return false;
+        };
+        if source.ip() == proxy.local().ip() {
+            return false;
+        }
+        let directory = registrar.directory();
+        let own = directory.tenant(proxy.domain());
+        own.is_some() && own == directory.tenant(&KeepAlive::domain_of(source.ip()))
     }
 
     /// The same node, serving REGISTER with `registrar`.

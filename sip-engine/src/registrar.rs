@@ -35,6 +35,14 @@ pub trait UserDirectory: Send + Sync + std::fmt::Debug {
         let _ = (username, domain);
         KeepAliveMode::Options
     }
+
+    /// Who owns `domain` (a server's IP or FQDN): servers of one tenant (a provider's
+    /// account) take each other's calls only with Interconnect. `None` when unknown, and by
+    /// default.
+    fn tenant(&self, domain: &str) -> Option<i64> {
+        let _ = domain;
+        None
+    }
 }
 
 /// A [`UserDirectory`] in memory, for the control plane to fill and tests to use. Users added

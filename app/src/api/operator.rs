@@ -175,7 +175,10 @@ pub async fn publish_node_release(keepalive_seconds: String) -> Result<NodeRelea
             Some(operator.user_id),
             "node.release",
             &format!("release {}", release.revision),
-            &format!("keep-alive every {seconds} s, published by {}", operator.email),
+            &format!(
+                "keep-alive every {seconds} s, published by {}",
+                operator.email
+            ),
         )
         .await?;
     // Every account's pages learn that their servers have an update pending.

@@ -65,6 +65,11 @@ impl UserDirectory for Directory {
             .map(|(p, _)| Secret::Password(p.clone()))
     }
 
+    fn tenant(&self, domain: &str) -> Option<i64> {
+        let snapshot = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        snapshot.accounts.get(&domain.to_ascii_lowercase()).copied()
+    }
+
     fn keepalive_mode(&self, username: &str, domain: &str) -> KeepAliveMode {
         let snapshot = self.inner.read().unwrap_or_else(|p| p.into_inner());
         snapshot

@@ -5,6 +5,7 @@
 pub mod phone;
 
 use app::error::AppError;
+use app::model::ServerConfigView;
 use app::ssr::settings::{Settings, ZoneSettings};
 use leptos::prelude::LeptosOptions;
 use serde::de::DeserializeOwned;
@@ -199,4 +200,72 @@ pub async fn invite(target: std::net::SocketAddr, branch: &str) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// The form as the page posts it, from a view, with `changes` applied.
+pub fn config_form(view: &ServerConfigView, changes: &[(&str, &str)]) -> Vec<(String, String)> {
+    let c = &view.config;
+    let mut fields: Vec<(String, String)> = vec![
+        ("id".into(), view.server_id.to_string()),
+        (
+            "cluster".into(),
+            c.cluster_id.map(|i| i.to_string()).unwrap_or_default(),
+        ),
+        ("data_zone".into(), c.data_zone.as_str().into()),
+        ("udp_port".into(), c.udp_port.to_string()),
+        ("tcp_port".into(), c.tcp_port.to_string()),
+        ("tls_port".into(), c.tls_port.to_string()),
+        (
+            "failover_target".into(),
+            c.failover_target_id
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+        ),
+    ];
+    for (name, value) in [
+        ("uac_auth_username", &c.uac_auth_username),
+        ("fqdn", &c.fqdn),
+    ] {
+        if let Some(value) = value {
+            fields.push((name.into(), value.clone()));
+        }
+    }
+    for (flag, on) in [
+        ("interconnect", c.interconnect),
+        ("auto_upgrade", c.auto_upgrade),
+        ("disable_uac_ping", c.disable_uac_ping),
+        ("uac_location_sharing", c.uac_location_sharing),
+        ("tls_internals", c.tls_internals),
+        ("restrict_direct", c.restrict_direct),
+        ("tcp_sip_trace", c.tcp_sip_trace),
+        ("failover_enabled", c.failover_enabled),
+    ] {
+        if on {
+            fields.push((flag.into(), "on".into()));
+        }
+    }
+    for (name, value) in changes {
+        fields.retain(|(n, _)| n != name);
+        fields.push((name.to_string(), value.to_string()));
+    }
+    fields
+}
+
+impl Client {
+    /// Saves server `id`'s configuration as its page would: the stored one, with `changes`.
+    pub async fn save_config(
+        &self,
+        id: i64,
+        changes: &[(&str, &str)],
+    ) -> Result<ServerConfigView, AppError> {
+        let view: ServerConfigView = self
+            .call("get_server_config", &[("id", &id.to_string())])
+            .await?;
+        let fields = config_form(&view, changes);
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        self.call("save_server_config", &pairs).await
+    }
 }
