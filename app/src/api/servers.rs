@@ -41,25 +41,28 @@ pub async fn list_zones() -> Result<Vec<ZoneInfo>, AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     require_user().await?;
     let state = expect_context::<AppState>();
-    let used = state.store.used_ips().await?;
+    // Addresses in use, as numbers: a pool is counted by range, not walked address by
+    // address (a /16 pool would be 65,534 lookups per page view).
+    let used: Vec<u32> = state
+        .store
+        .used_ips()
+        .await?
+        .iter()
+        .filter_map(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+        .map(u32::from)
+        .collect();
     let zones = state.store.zones().await?;
     Ok(zones
         .into_iter()
         .map(|z| {
-            let first: u32 = z
-                .pool_first
-                .parse::<std::net::Ipv4Addr>()
-                .map(u32::from)
-                .unwrap_or(1);
-            let last: u32 = z
-                .pool_last
-                .parse::<std::net::Ipv4Addr>()
-                .map(u32::from)
-                .unwrap_or(0);
+            let bound = |ip: &str, fallback: u32| {
+                ip.parse::<std::net::Ipv4Addr>()
+                    .map(u32::from)
+                    .unwrap_or(fallback)
+            };
+            let (first, last) = (bound(&z.pool_first, 1), bound(&z.pool_last, 0));
             let total = if last >= first { last - first + 1 } else { 0 };
-            let taken = (first..=last)
-                .filter(|ip| used.contains(&std::net::Ipv4Addr::from(*ip).to_string()))
-                .count() as u32;
+            let taken = used.iter().filter(|ip| (first..=last).contains(*ip)).count() as u32;
             ZoneInfo {
                 name: z.name,
                 label: z.label,
