@@ -9,7 +9,7 @@ use crate::model::Checklist;
 pub async fn get_checklist() -> Result<Checklist, AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     Ok(crate::ssr::fleet::checklist(&state, user.account_id).await?)
 }
 
@@ -26,7 +26,7 @@ pub async fn save_company_details(
     let company = CompanyName::parse(&company)?;
     let address = Address::parse(&address)?;
     let country = Country::parse(&country)?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     state
         .store
         .set_company_details(
@@ -52,7 +52,7 @@ pub async fn save_company_details(
 pub async fn accept_terms() -> Result<(), AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     state.store.accept_terms(user.account_id).await?;
     state
         .store
@@ -78,7 +78,7 @@ pub struct AuditEntry {
 pub async fn audit_log() -> Result<Vec<AuditEntry>, AppError> {
     use crate::ssr::{auth::require_user, date_time, state::AppState};
     let user = require_user().await?;
-    let entries = expect_context::<AppState>()
+    let entries = AppState::current()?
         .store
         .audit_entries(user.account_id, 200)
         .await?;

@@ -16,7 +16,7 @@ pub async fn sign_up(company: String, email: String, password: String) -> Result
     let company = CompanyName::parse(&company)?;
     let email = Email::parse(&email)?;
     let password = NewPassword::parse(&password)?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     let hash = hash_password(password.expose().to_string()).await?;
     let (account_id, user_id) = match state
         .store
@@ -63,7 +63,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
     use crate::ssr::auth::{new_session_token, set_session_cookie, verify_password, SESSION_DAYS};
     use crate::ssr::state::AppState;
 
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     let email = email.trim().to_lowercase();
     if !state.login_limiter.allowed(&email) {
         return Err(AppError::RateLimited);
@@ -99,7 +99,7 @@ pub async fn sign_out() -> Result<(), AppError> {
     use crate::ssr::state::AppState;
 
     if let Some(token) = request_token() {
-        expect_context::<AppState>()
+        AppState::current()?
             .store
             .delete_session(&token_hash(&token))
             .await?;

@@ -17,7 +17,7 @@ pub struct RtpRow {
 pub async fn list_rtp_servers() -> Result<Vec<RtpRow>, AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     require_user().await?;
-    let relays = expect_context::<AppState>().store.rtp_servers().await?;
+    let relays = AppState::current()?.store.rtp_servers().await?;
     Ok(relays
         .into_iter()
         .map(|r| RtpRow {

@@ -28,7 +28,7 @@ pub struct AttachedCertificate {
 pub async fn list_certificates() -> Result<Vec<CertificateRow>, AppError> {
     use crate::ssr::{auth::require_user, date, state::AppState};
     let user = require_user().await?;
-    let certificates = expect_context::<AppState>()
+    let certificates = AppState::current()?
         .store
         .certificates(user.account_id)
         .await?;
@@ -55,7 +55,7 @@ pub async fn upload_certificate(chain: String, key: String) -> Result<i64, AppEr
         ));
     }
     let facts = certs::inspect(&chain, &key, now())?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     let id = state
         .store
         .insert_certificate(user.account_id, &chain, &key, &facts)
@@ -76,7 +76,7 @@ pub async fn upload_certificate(chain: String, key: String) -> Result<i64, AppEr
 pub async fn delete_certificate(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     if !state.store.delete_certificate(user.account_id, id).await? {
         return Err(AppError::NotFound);
     }
@@ -96,7 +96,7 @@ pub async fn delete_certificate(id: i64) -> Result<(), AppError> {
 pub async fn server_certificates(server_id: i64) -> Result<Vec<AttachedCertificate>, AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
-    let attached = expect_context::<AppState>()
+    let attached = AppState::current()?
         .store
         .server_certificates(user.account_id, server_id)
         .await?;
@@ -118,7 +118,7 @@ pub async fn attach_certificate(
         "server" | "client" => usage,
         _ => return Err(AppError::field("usage", "Choose Server or Client.")),
     };
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     if !state
         .store
         .attach_certificate(user.account_id, server_id, certificate_id, &usage)
@@ -142,7 +142,7 @@ pub async fn attach_certificate(
 pub async fn detach_certificate(server_id: i64, certificate_id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     if !state
         .store
         .detach_certificate(user.account_id, server_id, certificate_id)

@@ -26,7 +26,7 @@ fn cluster_error(error: crate::ssr::store::ClusterError) -> AppError {
 pub async fn list_clusters() -> Result<Vec<ClusterRow>, AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
-    let clusters = expect_context::<AppState>()
+    let clusters = AppState::current()?
         .store
         .cluster_totals(user.account_id)
         .await?;
@@ -48,7 +48,7 @@ pub async fn create_cluster(name: String) -> Result<i64, AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
     let name = ClusterName::parse(&name)?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     let id = state
         .store
         .create_cluster(user.account_id, name.as_str())
@@ -72,7 +72,7 @@ pub async fn rename_cluster(id: i64, name: String) -> Result<(), AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
     let name = ClusterName::parse(&name)?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     state
         .store
         .rename_cluster(user.account_id, id, name.as_str())
@@ -95,7 +95,7 @@ pub async fn rename_cluster(id: i64, name: String) -> Result<(), AppError> {
 pub async fn delete_cluster(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     state
         .store
         .delete_cluster(user.account_id, id)

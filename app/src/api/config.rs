@@ -12,7 +12,7 @@ use crate::model::ServerConfigView;
 pub async fn get_server_config(id: i64) -> Result<ServerConfigView, AppError> {
     use crate::ssr::{auth::require_user, config, state::AppState};
     let user = require_user().await?;
-    config::view(&expect_context::<AppState>(), user.account_id, id).await
+    config::view(&AppState::current()?, user.account_id, id).await
 }
 
 /// Saves and applies a configuration. Checkboxes are present when ticked; a blank UAC
@@ -109,5 +109,5 @@ pub async fn save_server_config(
         failover_target_id: id_of("failover_target", &failover_target)?,
         config_version: 0,
     };
-    config::save(&expect_context::<AppState>(), &user, id, record).await
+    config::save(&AppState::current()?, &user, id, record).await
 }

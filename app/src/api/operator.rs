@@ -21,7 +21,7 @@ pub async fn list_accounts() -> Result<Vec<AccountRow>, AppError> {
     use crate::model::Usd;
     use crate::ssr::state::AppState;
     require_operator().await?;
-    let accounts = expect_context::<AppState>().store.accounts().await?;
+    let accounts = AppState::current()?.store.accounts().await?;
     Ok(accounts
         .into_iter()
         .map(|a| AccountRow {
@@ -45,7 +45,7 @@ pub async fn credit_account(account_id: i64, amount: String) -> Result<(), AppEr
     if amount.0 == 0 {
         return Err(AppError::field("amount", "Enter an amount above zero."));
     }
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     if !state.store.account_exists(account_id).await? {
         return Err(AppError::NotFound);
     }
@@ -85,7 +85,7 @@ pub async fn add_rtp_server(ip: String, aliases: String, zone: String) -> Result
             "Aliases are names of letters, digits, dots and dashes, separated by commas.",
         ));
     }
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     if state.store.zone(zone.trim()).await?.is_none() {
         return Err(AppError::field("zone", "Choose one of the zones."));
     }
@@ -113,7 +113,7 @@ pub async fn add_rtp_server(ip: String, aliases: String, zone: String) -> Result
 pub async fn remove_rtp_server(ip: String) -> Result<(), AppError> {
     use crate::ssr::state::AppState;
     let operator = require_operator().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     if !state.store.remove_rtp_server(ip.trim()).await? {
         return Err(AppError::NotFound);
     }
@@ -129,7 +129,7 @@ pub async fn remove_rtp_server(ip: String) -> Result<(), AppError> {
 pub async fn node_release() -> Result<NodeReleaseView, AppError> {
     use crate::ssr::state::AppState;
     require_operator().await?;
-    let release = expect_context::<AppState>().engine.release();
+    let release = AppState::current()?.engine.release();
     Ok(NodeReleaseView {
         revision: release.revision,
         keepalive_seconds: release.keepalive.interval.as_secs(),
@@ -155,7 +155,7 @@ pub async fn publish_node_release(keepalive_seconds: String) -> Result<NodeRelea
                 "Enter a whole number of seconds from 5 to 3600.",
             )
         })?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     let current = state.engine.release();
     let keepalive = KeepAliveSettings {
         interval: std::time::Duration::from_secs(seconds),

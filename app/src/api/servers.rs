@@ -10,7 +10,7 @@ use crate::model::{ServerRow, ZoneInfo};
 pub async fn list_servers() -> Result<Vec<ServerRow>, AppError> {
     use crate::ssr::{auth::require_user, fleet::server_row, state::AppState};
     let user = require_user().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     Ok(state
         .store
         .list_servers(user.account_id)
@@ -26,7 +26,7 @@ pub async fn list_servers() -> Result<Vec<ServerRow>, AppError> {
 pub async fn get_server(id: i64) -> Result<ServerRow, AppError> {
     use crate::ssr::{auth::require_user, fleet::server_row, state::AppState};
     let user = require_user().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     let server = state
         .store
         .server(user.account_id, id)
@@ -40,7 +40,7 @@ pub async fn get_server(id: i64) -> Result<ServerRow, AppError> {
 pub async fn list_zones() -> Result<Vec<ZoneInfo>, AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     require_user().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     // Addresses in use, as numbers: a pool is counted by range, not walked address by
     // address (a /16 pool would be 65,534 lookups per page view).
     let used: Vec<u32> = state
@@ -110,7 +110,7 @@ pub async fn deploy_server(
         ),
         None => None,
     };
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     deploy(
         &state,
         &user,
@@ -134,7 +134,7 @@ pub async fn run_server_action(id: i64, action: String) -> Result<ServerRow, App
     use std::str::FromStr;
     let user = require_user().await?;
     let action = ServerCommand::from_str(&action)?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     fleet::run_action(&state, &user, id, action).await
 }
 
@@ -150,6 +150,6 @@ pub async fn resize_capacity(
     use crate::ssr::{auth::require_user, fleet, state::AppState};
     let user = require_user().await?;
     let channels = Channels::parse(&channels)?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     fleet::resize(&state, &user, id, channels, confirm_reboot.is_some()).await
 }

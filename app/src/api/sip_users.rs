@@ -61,7 +61,7 @@ fn check_password(password: &str) -> Result<&str, AppError> {
 pub async fn list_sip_users() -> Result<Vec<SipUserRow>, AppError> {
     use crate::ssr::{auth::require_user, date, state::AppState};
     let user = require_user().await?;
-    let users = expect_context::<AppState>()
+    let users = AppState::current()?
         .store
         .sip_users(user.account_id)
         .await?;
@@ -90,7 +90,7 @@ pub async fn create_sip_user(
         Some(text) => crate::model::KeepAlive::parse(text)?,
         None => crate::model::KeepAlive::default(),
     };
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     let id = state
         .store
         .create_sip_user(user.account_id, &username, password, keepalive.as_str())
@@ -114,7 +114,7 @@ pub async fn reset_sip_password(id: i64, password: String) -> Result<(), AppErro
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
     let password = check_password(&password)?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     if !state
         .store
         .reset_sip_password(user.account_id, id, password)
@@ -139,7 +139,7 @@ pub async fn reset_sip_password(id: i64, password: String) -> Result<(), AppErro
 pub async fn delete_sip_user(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     let username = state
         .store
         .delete_sip_user(user.account_id, id)
@@ -158,7 +158,7 @@ pub async fn delete_sip_user(id: i64) -> Result<(), AppError> {
 pub async fn list_registrations(server_id: i64) -> Result<Vec<RegistrationRow>, AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     let server = state
         .store
         .server(user.account_id, server_id)
@@ -190,7 +190,7 @@ pub async fn set_sip_keepalive(id: i64, keepalive: String) -> Result<(), AppErro
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
     let mode = crate::model::KeepAlive::parse(&keepalive)?;
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     if !state
         .store
         .set_sip_keepalive(user.account_id, id, mode.as_str())

@@ -145,7 +145,7 @@ pub async fn current_user() -> Result<Option<SessionUser>, AppError> {
     let Some(token) = request_token() else {
         return Ok(None);
     };
-    let state = expect_context::<AppState>();
+    let state = AppState::current()?;
     Ok(state.store.session_user(&token_hash(&token)).await?)
 }
 
@@ -163,7 +163,9 @@ pub fn set_session_cookie(token: Option<&str>) {
         .max_age(cookie::time::Duration::seconds(max_age))
         .build();
     if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
-        expect_context::<leptos_axum::ResponseOptions>().append_header(SET_COOKIE, value);
+        if let Some(options) = use_context::<leptos_axum::ResponseOptions>() {
+            options.append_header(SET_COOKIE, value);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::settings::Settings;
 use super::store::Store;
 
 /// Shared by the router and every server function (they get it with
-/// `expect_context::<AppState>()`, provided by `leptos_routes_with_context`).
+/// [`AppState::current`], from the context `leptos_routes_with_context` provides).
 #[derive(Clone)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
@@ -33,6 +33,19 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state, from the reactive context of the request being served.
+    ///
+    /// An error, never a panic, when the context is gone: during server rendering a lazy
+    /// route's page can be built twice, and a resource of the discarded copy keeps running
+    /// after its owner (and the owner's context) was disposed. Its result is never used, but
+    /// a panic there would leave the page's HTML stream waiting for it for ever.
+    pub fn current() -> Result<AppState, crate::error::AppError> {
+        leptos::prelude::use_context::<AppState>().ok_or_else(|| {
+            tracing::debug!("a server function ran without its request's context");
+            crate::error::AppError::Internal
+        })
+    }
+
     /// `engine` must have been given `directory` and `locations` (see `server::prepare`).
     pub fn new(
         leptos_options: LeptosOptions,
