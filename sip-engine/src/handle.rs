@@ -16,7 +16,7 @@ use crate::location::LocationStore;
 use crate::node::{Node, NodeConfig, NodeRole, StatsSnapshot};
 use crate::proxy::Proxy;
 use crate::registrar::{Registrar, UserDirectory};
-use crate::transport::{tcp, udp};
+use crate::transport::{tcp, tls, udp};
 
 /// How long a nonce of [`Engine::with_directory`] stays valid: long enough for a slow phone
 /// to answer its challenge, short enough that a captured one soon becomes useless.
@@ -57,6 +57,35 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("the node does not run")]
+    NotRunning,
+}
+
+/// SIP over TLS for a running node: the port, and the certificate chain (leaf first) and
+/// private key it presents, both PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsSpec {
+    pub port: u16,
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsSpec {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSpec")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A node's TLS listener.
+struct TlsRunning {
+    spec: TlsSpec,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
 }
 
 /// What a node gets when it starts, beside its own spec and configuration: the node
@@ -85,6 +114,7 @@ struct Running {
     spec: NodeSpec,
     /// The release it started with.
     release: Release,
+    tls: Option<TlsRunning>,
     node: Arc<Node>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -269,6 +299,7 @@ impl Engine {
         let running = Running {
             spec,
             release,
+            tls: None,
             node,
             shutdown,
             tasks,
@@ -288,10 +319,72 @@ impl Engine {
             return;
         };
         running.shutdown.cancel();
-        for task in running.tasks {
+        for task in running
+            .tasks
+            .into_iter()
+            .chain(running.tls.map(|tls| tls.task))
+        {
             let _ = task.await;
         }
         tracing::info!(id, "node stopped");
+    }
+
+    /// Serves SIP over TLS on a running node with `spec`, or (with `None`) stops serving
+    /// it. A new certificate or port replaces the old listener; the same spec again does
+    /// nothing. On an error (a port in use, a chain or key rustls refuses) the node serves no
+    /// TLS.
+    pub async fn serve_tls(&self, id: i64, spec: Option<TlsSpec>) -> Result<(), StartError> {
+        let (node, node_ip, node_shutdown, old) = {
+            let mut nodes = self.lock();
+            let running = nodes.get_mut(&id).ok_or(StartError::NotRunning)?;
+            if running.tls.as_ref().map(|t| &t.spec) == spec.as_ref() {
+                return Ok(());
+            }
+            (
+                running.node.clone(),
+                running.spec.ip,
+                running.shutdown.clone(),
+                running.tls.take(),
+            )
+        };
+        if let Some(old) = old {
+            old.shutdown.cancel();
+            let _ = old.task.await;
+        }
+        let Some(spec) = spec else {
+            return Ok(());
+        };
+        let acceptor = tls::acceptor(&spec.chain_pem, &spec.key_pem)?;
+        let addr = SocketAddr::new(node_ip, spec.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                transport: "TLS",
+                addr,
+                source,
+            })?;
+        let shutdown = node_shutdown.child_token();
+        let task = tokio::spawn(tls::serve(listener, acceptor, node, shutdown.clone()));
+        tracing::info!(id, %addr, "node serves TLS");
+        match self.lock().get_mut(&id) {
+            Some(running) => {
+                running.tls = Some(TlsRunning {
+                    spec,
+                    shutdown,
+                    task,
+                })
+            }
+            // Stopped meanwhile: its token cancelled the listener already.
+            None => shutdown.cancel(),
+        }
+        Ok(())
+    }
+
+    /// The TLS port a running node serves, if it serves TLS.
+    pub fn tls_port(&self, id: i64) -> Option<u16> {
+        self.lock()
+            .get(&id)
+            .and_then(|r| r.tls.as_ref().map(|t| t.spec.port))
     }
 
     /// Stops every node (at process shutdown).

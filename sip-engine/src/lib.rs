@@ -45,7 +45,7 @@ pub mod transport;
 
 pub use calls::{CallFigures, CallLimits};
 pub use digest::Secret;
-pub use handle::{Engine, NodeSpec, Release, StartError};
+pub use handle::{Engine, NodeSpec, Release, StartError, TlsSpec};
 pub use keepalive::{KeepAliveMode, KeepAliveSettings};
 pub use location::{Binding, LocationStore, MemoryLocationStore};
 pub use node::{NodeConfig, NodeRole, NodeStats};

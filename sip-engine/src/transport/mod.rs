@@ -2,6 +2,7 @@
 //! answers; none of them interprets SIP beyond finding where a message ends.
 
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 /// Largest head (start line + headers) accepted on a stream before the connection is

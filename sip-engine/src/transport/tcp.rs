@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -137,8 +137,21 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: Cancellatio
 /// How long a connection may stay silent before it is closed.
 const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
-async fn serve_connection(mut stream: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
+async fn serve_connection(stream: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
     let peer = stream.peer_addr()?;
+    serve_stream(stream, peer, node).await
+}
+
+/// Serves one connection's messages (plain TCP, or TLS once its handshake is done) until
+/// the peer closes it, stays silent for [`IDLE_TIMEOUT`], or sends what cannot be framed.
+pub(crate) async fn serve_stream<S>(
+    mut stream: S,
+    peer: std::net::SocketAddr,
+    node: Arc<Node>,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut framer = Framer::default();
     loop {
         loop {
