@@ -136,7 +136,10 @@ lazy_page!(ClustersRoute, pages::clusters::ClustersPage);
 lazy_page!(RtpServersRoute, pages::rtp::RtpServersPage);
 lazy_page!(CertificatesRoute, pages::certificates::CertificatesPage);
 lazy_page!(AccountRoute, pages::account::AccountPage);
-lazy_page!(GettingStartedRoute, pages::getting_started::GettingStartedPage);
+lazy_page!(
+    GettingStartedRoute,
+    pages::getting_started::GettingStartedPage
+);
 lazy_page!(OperatorRoute, pages::operator::OperatorPage);
 lazy_page!(SipUsersRoute, pages::sip_users::SipUsersPage);
 

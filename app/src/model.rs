@@ -751,6 +751,8 @@ pub struct ServerConfigView {
     pub failover_candidates: Vec<(i64, String)>,
     /// The configuration version the node runs, `None` when it does not run.
     pub node_version: Option<i64>,
+    /// The port the node serves SIP over TLS on, `None` when it serves no TLS.
+    pub tls_serving: Option<u16>,
 }
 
 /// How a SIP user's contacts are kept alive through NAT (PRODUCT.md: per SIP user).

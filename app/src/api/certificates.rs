@@ -77,6 +77,10 @@ pub async fn delete_certificate(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
     let state = AppState::current()?;
+    let servers = state
+        .store
+        .servers_with_certificate(user.account_id, id)
+        .await?;
     if !state.store.delete_certificate(user.account_id, id).await? {
         return Err(AppError::NotFound);
     }
@@ -89,6 +93,9 @@ pub async fn delete_certificate(id: i64) -> Result<(), AppError> {
             "",
         )
         .await?;
+    for server_id in servers {
+        tls_follows(&state, user.account_id, server_id).await?;
+    }
     Ok(())
 }
 
@@ -135,7 +142,21 @@ pub async fn attach_certificate(
             &format!("certificate {certificate_id} as {usage}"),
         )
         .await?;
-    Ok(())
+    // A Server certificate may be what WebRTC/TLS was waiting for.
+    tls_follows(&state, user.account_id, server_id).await
+}
+
+/// Serves (or stops serving) SIP over TLS on a server after its certificates changed.
+#[cfg(feature = "ssr")]
+async fn tls_follows(
+    state: &crate::ssr::state::AppState,
+    account_id: i64,
+    server_id: i64,
+) -> Result<(), AppError> {
+    let Some(record) = state.store.server_config(account_id, server_id).await? else {
+        return Ok(());
+    };
+    crate::ssr::config::apply_tls(state, server_id, &record).await
 }
 
 #[server(prefix = "/api", endpoint = "detach_certificate")]
@@ -159,5 +180,5 @@ pub async fn detach_certificate(server_id: i64, certificate_id: i64) -> Result<(
             &format!("certificate {certificate_id}"),
         )
         .await?;
-    Ok(())
+    tls_follows(&state, user.account_id, server_id).await
 }

@@ -62,7 +62,10 @@ pub async fn list_zones() -> Result<Vec<ZoneInfo>, AppError> {
             };
             let (first, last) = (bound(&z.pool_first, 1), bound(&z.pool_last, 0));
             let total = if last >= first { last - first + 1 } else { 0 };
-            let taken = used.iter().filter(|ip| (first..=last).contains(*ip)).count() as u32;
+            let taken = used
+                .iter()
+                .filter(|ip| (first..=last).contains(*ip))
+                .count() as u32;
             ZoneInfo {
                 name: z.name,
                 label: z.label,

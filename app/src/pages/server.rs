@@ -201,6 +201,13 @@ fn config_form(
         Some(v) => format!("The node runs configuration version {v}."),
         None => "The node is not running; the configuration applies when it starts.".to_string(),
     };
+    let tls = match view.tls_serving {
+        Some(port) => format!("SIP over TLS: served on port {port}."),
+        None => {
+            "SIP over TLS: off. It starts once an FQDN is set and a Server certificate is attached."
+                .to_string()
+        }
+    };
     view! {
         <ActionForm action=save attr:class="config">
             <input type="hidden" name="id" value=view.server_id.to_string()/>
@@ -219,6 +226,7 @@ fn config_form(
             <section class="card">
                 <h2>"Server Config"</h2>
                 <p class="hint" data-testid="node-version">{running}</p>
+                <p class="hint" data-testid="tls-status">{tls}</p>
                 <label>"Cluster"
                     <select name="cluster">
                         <option value="">"None"</option>

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use sip_engine::{CallLimits, NodeConfig, StartError};
+use sip_engine::{CallLimits, NodeConfig, StartError, TlsSpec};
 
 use super::fleet::node_spec;
 use super::state::AppState;
@@ -95,7 +95,36 @@ pub async fn push(state: &AppState, account_id: i64, server_id: i64) -> Result<(
         config.refusing = Some("the server's paid period ended".into());
     }
     state.engine.configure(server_id, config);
+    if let Err(error) = apply_tls(state, server_id, &record).await {
+        tracing::warn!(server = server_id, %error, "SIP over TLS not served");
+    }
     Ok(())
+}
+
+/// Serves SIP over TLS on the server's node when WebRTC/TLS can work: an FQDN is set and a
+/// Server certificate is attached; stops serving it otherwise.
+pub async fn apply_tls(
+    state: &AppState,
+    server_id: i64,
+    record: &ConfigRecord,
+) -> Result<(), AppError> {
+    if !state.engine.is_running(server_id) {
+        return Ok(());
+    }
+    let identity = match record.fqdn {
+        Some(_) => state.store.server_tls_identity(server_id).await?,
+        None => None,
+    };
+    let spec = identity.map(|(chain_pem, key_pem)| TlsSpec {
+        port: u16::try_from(record.tls_port).unwrap_or(5061),
+        chain_pem,
+        key_pem,
+    });
+    state
+        .engine
+        .serve_tls(server_id, spec)
+        .await
+        .map_err(|error| AppError::Refused(format!("SIP over TLS could not start: {error}.")))
 }
 
 /// The detail page's configuration sections.
@@ -145,6 +174,7 @@ pub async fn view(
         clusters: state.store.cluster_options(account_id).await?,
         failover_candidates,
         node_version: state.engine.config(id).map(|c| c.version),
+        tls_serving: state.engine.tls_port(id),
     })
 }
 
@@ -207,6 +237,28 @@ pub async fn save(
                 field,
                 format!(
                     "{transport} port {} on {} is in use; the server keeps its current ports.",
+                    addr.port(),
+                    addr.ip()
+                ),
+            ));
+        }
+    }
+    // SIP over TLS moving to another port: that port must be free (the old one keeps
+    // serving otherwise).
+    let tls_on = new.fqdn.is_some() && store.server_tls_identity(id).await?.is_some();
+    if tls_on
+        && state.engine.is_running(id)
+        && state.engine.tls_port(id) != Some(new.tls_port as u16)
+    {
+        let addr = std::net::SocketAddr::new(
+            server.ip.parse().map_err(|_| AppError::Internal)?,
+            new.tls_port as u16,
+        );
+        if tokio::net::TcpListener::bind(addr).await.is_err() {
+            return Err(AppError::field(
+                "tls_port",
+                format!(
+                    "TLS port {} on {} is in use; the server keeps its current ports.",
                     addr.port(),
                     addr.ip()
                 ),

@@ -939,6 +939,38 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The chain and key a server presents for SIP over TLS: its attached Server
+    /// certificate (the one valid longest, when there are several).
+    pub async fn server_tls_identity(
+        &self,
+        server_id: i64,
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT c.chain_pem, c.key_pem FROM server_certificates sc \
+             JOIN certificates c ON c.id = sc.certificate_id \
+             WHERE sc.server_id = ? AND sc.usage = 'server' ORDER BY c.not_after DESC LIMIT 1",
+        )
+        .bind(server_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// The account's servers a certificate is attached to.
+    pub async fn servers_with_certificate(
+        &self,
+        account_id: AccountId,
+        certificate_id: i64,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT sc.server_id FROM server_certificates sc JOIN certificates c \
+             ON c.id = sc.certificate_id WHERE c.account_id = ? AND c.id = ?",
+        )
+        .bind(account_id)
+        .bind(certificate_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// Attaches (or changes the usage of) a certificate on a server, both the account's;
     /// false when either is not.
     pub async fn attach_certificate(
