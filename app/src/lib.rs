@@ -91,9 +91,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=pages::home::HomePage/>
                     <Route path=path!("/login") view={Lazy::<SignInRoute>::new()}/>
                     <Route path=path!("/signup") view={Lazy::<SignUpRoute>::new()}/>
-                    // Eager: the page most visits start on hydrates without waiting for a
-                    // chunk.
-                    <Route path=path!("/servers") view=pages::servers::ServersPage/>
+                    <Route path=path!("/servers") view={Lazy::<ServersRoute>::new()}/>
                     <Route path=path!("/servers/:id") view={Lazy::<ServerRoute>::new()}/>
                     <Route path=path!("/clusters") view={Lazy::<ClustersRoute>::new()}/>
                     <Route path=path!("/rtp-servers") view={Lazy::<RtpServersRoute>::new()}/>
@@ -111,7 +109,7 @@ pub fn App() -> impl IntoView {
 /// A page whose code the browser loads when it is first shown: `cargo leptos build --split`
 /// puts each one's view (and what only it uses: its server functions' client side, its
 /// forms) in a wasm chunk of its own, so the bundle every page loads holds only the shell,
-/// navigation, the home and Servers pages and the reactive runtime.
+/// navigation and the reactive runtime.
 macro_rules! lazy_page {
     ($route:ident, $page:path) => {
         pub struct $route;
@@ -131,6 +129,7 @@ macro_rules! lazy_page {
 
 lazy_page!(SignInRoute, pages::auth::SignInPage);
 lazy_page!(SignUpRoute, pages::auth::SignUpPage);
+lazy_page!(ServersRoute, pages::servers::ServersPage);
 lazy_page!(ServerRoute, pages::server::ServerPage);
 lazy_page!(ClustersRoute, pages::clusters::ClustersPage);
 lazy_page!(RtpServersRoute, pages::rtp::RtpServersPage);

@@ -5,7 +5,8 @@ test('a published node release shows as a pending update until Run Server Update
   const errors = watchConsole(page);
   const ip = await deployedServer(page);
   await page.locator('table.servers tbody tr').first().locator('td.ip a').click();
-  await hydrated(page);
+  await expect(page).toHaveURL(/\/servers\/\d+$/);
+  await expect(page.getByTestId('status')).toHaveText('Running');
   const detail = page.url();
   await expect(page.getByTestId('pending-update')).toHaveCount(0);
 
