@@ -80,13 +80,6 @@ async fn call_from(socket: &UdpSocket, node: SocketAddr, call: &str) -> String {
     }
 }
 
-async fn row(client: &common::Client, id: i64) -> ServerRow {
-    client
-        .call("get_server", &[("id", &id.to_string())])
-        .await
-        .expect("the server")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_carries_the_channels_it_shows_and_refuses_the_next_call() {
     let app = common::spawn_app("127.0.91.1-127.0.91.10").await;
@@ -133,7 +126,7 @@ async fn a_server_carries_the_channels_it_shows_and_refuses_the_next_call() {
         .await
         .unwrap();
     assert_eq!(status_line(&next(&carrier).await.0), "SIP/2.0 180 Ringing");
-    let shown = row(&client, server.id).await;
+    let shown = client.server_row(server.id).await;
     assert_eq!((shown.channels_in_use, shown.channels), (1, 1));
     assert_eq!((shown.cps_now, shown.cps), (1, 5));
 
@@ -159,7 +152,7 @@ async fn a_server_carries_the_channels_it_shows_and_refuses_the_next_call() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        row(&client, server.id).await.status,
+        client.server_row(server.id).await.status,
         ServerStatus::Rebooting
     );
     carrier
@@ -254,8 +247,8 @@ async fn a_full_cluster_member_hands_the_call_to_its_failover_member() {
             .unwrap();
         assert_eq!(status_line(&next(&carrier).await.0), "SIP/2.0 180 Ringing");
     }
-    assert_eq!(row(&client, a.id).await.channels_in_use, 1);
-    assert_eq!(row(&client, b.id).await.channels_in_use, 1);
+    assert_eq!(client.server_row(a.id).await.channels_in_use, 1);
+    assert_eq!(client.server_row(b.id).await.channels_in_use, 1);
     // Both of the cluster's channels (B's limit) are taken: the next call is refused.
     carrier
         .send_to(

@@ -282,21 +282,8 @@ async fn deploy_waits_for_the_checklist_and_names_what_is_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_credits_accounts_and_it_is_audited() {
     let app = common::spawn_app("127.0.71.1-127.0.71.10").await;
-    server::ensure_operator(&app.server.state.store, Some("operator password 1".into()))
-        .await
-        .unwrap();
     app.account_with_balance("customer@acme.test", 0).await;
-    let operator = app.client();
-    operator
-        .call::<()>(
-            "sign_in",
-            &[
-                ("email", server::OPERATOR_EMAIL),
-                ("password", "operator password 1"),
-            ],
-        )
-        .await
-        .unwrap();
+    let operator = app.operator("operator password 1").await;
     let accounts: Vec<AccountRow> = operator.call("list_accounts", &[]).await.unwrap();
     let customer = accounts
         .iter()

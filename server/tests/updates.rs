@@ -10,19 +10,9 @@ use std::time::Duration;
 use app::error::AppError;
 use app::model::{NodeReleaseView, ServerRow, ServerStatus};
 
-async fn row(client: &common::Client, id: i64) -> ServerRow {
-    client
-        .call("get_server", &[("id", &id.to_string())])
-        .await
-        .expect("the server")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_release_is_pending_until_the_server_is_updated() {
     let app = common::spawn_app("127.0.93.1-127.0.93.10").await;
-    server::ensure_operator(&app.server.state.store, Some("operator password 1".into()))
-        .await
-        .unwrap();
     let client = app.account_with_balance("updates@acme.test", 100).await;
     let (manual, _) = client.deploy_switch().await;
     let (auto, _) = client.deploy_switch().await;
@@ -45,17 +35,7 @@ async fn a_published_release_is_pending_until_the_server_is_updated() {
         Err(AppError::Refused(_))
     ));
 
-    let operator = app.client();
-    operator
-        .call::<()>(
-            "sign_in",
-            &[
-                ("email", server::OPERATOR_EMAIL),
-                ("password", "operator password 1"),
-            ],
-        )
-        .await
-        .unwrap();
+    let operator = app.operator("operator password 1").await;
     // Only the operator publishes, and only a sensible interval.
     assert_eq!(
         client
@@ -76,7 +56,7 @@ async fn a_published_release_is_pending_until_the_server_is_updated() {
         .await
         .unwrap();
     assert_eq!(published.revision, before.revision + 1);
-    assert!(row(&client, manual.id).await.pending_update);
+    assert!(client.server_row(manual.id).await.pending_update);
     assert_eq!(
         engine.node_release(manual.id).map(|r| r.revision),
         Some(before.revision),
@@ -105,10 +85,10 @@ async fn a_published_release_is_pending_until_the_server_is_updated() {
     app::ssr::schedule::run_once(&app.server.state, app::ssr::now())
         .await
         .unwrap();
-    assert!(!row(&client, auto.id).await.pending_update);
+    assert!(!client.server_row(auto.id).await.pending_update);
     assert_eq!(
         engine.node_release(auto.id).map(|r| r.keepalive.interval),
         Some(Duration::from_secs(25))
     );
-    assert!(row(&client, other.id).await.pending_update);
+    assert!(client.server_row(other.id).await.pending_update);
 }

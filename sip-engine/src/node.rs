@@ -217,7 +217,7 @@ impl Node {
         if *method == Method::Invite
             && !config.interconnect
             && !config.cluster_peers.contains(&source.ip())
-            && self.from_sibling(source)
+            && self.is_sibling(source)
         {
             return Some((StatusCode::Forbidden, "Interconnect Disabled", vec![]));
         }
@@ -233,7 +233,7 @@ impl Node {
     }
 
     /// Whether `source` is another server of the account this node belongs to.
-    fn from_sibling(&self, source: SocketAddr) -> bool {
+    fn is_sibling(&self, source: SocketAddr) -> bool {
         let (Some(registrar), Some(proxy)) = (&self.registrar, &self.proxy) else {
             return false;
         };

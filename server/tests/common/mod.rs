@@ -251,7 +251,32 @@ pub fn config_form(view: &ServerConfigView, changes: &[(&str, &str)]) -> Vec<(St
     fields
 }
 
+impl TestApp {
+    /// The operator (created with `password` on first use), signed in.
+    pub async fn operator(&self, password: &str) -> Client {
+        server::ensure_operator(&self.server.state.store, Some(password.into()))
+            .await
+            .expect("operator");
+        let operator = self.client();
+        operator
+            .call::<()>(
+                "sign_in",
+                &[("email", server::OPERATOR_EMAIL), ("password", password)],
+            )
+            .await
+            .expect("the operator signs in");
+        operator
+    }
+}
+
 impl Client {
+    /// One of this client's servers as the list shows it.
+    pub async fn server_row(&self, id: i64) -> app::model::ServerRow {
+        self.call("get_server", &[("id", &id.to_string())])
+            .await
+            .expect("the server")
+    }
+
     /// Saves server `id`'s configuration as its page would: the stored one, with `changes`.
     pub async fn save_config(
         &self,
