@@ -1,9 +1,36 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { expect, test } from '@playwright/test';
 import { deployedServer, hydrated, watchConsole } from './support';
 
 const fixture = (name: string) => fs.readFileSync(path.join(__dirname, '..', 'fixtures', name), 'utf8');
+
+/** One SIP OPTIONS over TLS: the common name of the certificate the node presented, and the
+ *  status line of its answer. (The fixture is its own CA, so it is checked by name here,
+ *  not by a trust store.) */
+function optionsOverTls(ip: string, port = 5061): Promise<{ cn: string; status: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: ip, port, servername: 'sip.example.com', rejectUnauthorized: false }, () => {
+      const cn = String(socket.getPeerCertificate().subject?.CN ?? '');
+      const local = `${socket.localAddress}:${socket.localPort}`;
+      socket.write(
+        `OPTIONS sip:sip.example.com SIP/2.0\r\nVia: SIP/2.0/TLS ${local};branch=z9hG4bKe2etls\r\n` +
+          `Max-Forwards: 70\r\nFrom: <sip:e2e@sip.example.com>;tag=e2e\r\nTo: <sip:sip.example.com>\r\n` +
+          `Call-ID: e2e-tls-${Date.now()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`,
+      );
+      socket.once('data', (data) => {
+        socket.end();
+        resolve({ cn, status: data.toString().split('\r\n')[0] });
+      });
+    });
+    socket.setTimeout(3000, () => {
+      socket.destroy();
+      reject(new Error('no TLS answer'));
+    });
+    socket.on('error', reject);
+  });
+}
 
 test('a certificate is checked, listed without its key, attached as Server and detached', async ({ page }) => {
   const errors = watchConsole(page);
@@ -34,7 +61,16 @@ test('a certificate is checked, listed without its key, attached as Server and d
   await section.getByRole('button', { name: 'Attach' }).click();
   await expect(section.locator('li[data-certificate]')).toContainText('CN=sip.example.com');
   await expect(section.locator('li[data-certificate]')).toContainText('Server');
+
+  // With an FQDN as well, the node serves SIP over TLS with that certificate.
+  await expect(page.getByTestId('tls-status')).toContainText('off');
+  await page.getByLabel('WebRTC / TLS FQDN').fill('sip.example.com');
+  await page.getByRole('button', { name: 'Save configuration' }).click();
+  await expect(page.getByTestId('tls-status')).toHaveText('SIP over TLS: served on port 5061.');
+  expect(await optionsOverTls(ip)).toEqual({ cn: 'sip.example.com', status: 'SIP/2.0 200 OK' });
+
   await section.getByRole('button', { name: 'Detach' }).click();
   await expect(section.locator('li[data-certificate]')).toHaveCount(0);
+  await expect(optionsOverTls(ip)).rejects.toThrow();
   expect(errors.filter((e) => !e.includes('Failed to load resource'))).toEqual([]);
 });
