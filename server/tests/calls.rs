@@ -294,3 +294,48 @@ async fn interconnect_decides_whether_the_accounts_other_servers_may_hand_over_c
         "SIP/2.0 480 Temporarily Unavailable"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclustered_servers_reach_each_others_users_only_when_both_share_locations() {
+    let app = common::spawn_app("127.0.96.1-127.0.96.10").await;
+    let client = app.account_with_balance("sharing@acme.test", 100).await;
+    let (a, node_a) = client.deploy_switch().await;
+    let (b, node_b) = client.deploy_switch().await;
+    client.sip_user("bob", "bob secret 12", "disabled").await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        register_from(&phone, node_a, "bob", "bob secret 12", "reg-bob").await,
+        "SIP/2.0 200 OK"
+    );
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+
+    // bob is registered at A: B does not know him.
+    assert_eq!(
+        call_from(&carrier, node_b, "share-1").await,
+        "SIP/2.0 480 Temporarily Unavailable"
+    );
+    // Sharing takes both sides: B alone is not enough.
+    client
+        .save_config(b.id, &[("uac_location_sharing", "on")])
+        .await
+        .expect("B shares");
+    assert_eq!(
+        call_from(&carrier, node_b, "share-2").await,
+        "SIP/2.0 480 Temporarily Unavailable"
+    );
+    client
+        .save_config(a.id, &[("uac_location_sharing", "on")])
+        .await
+        .expect("A shares");
+    let carrier_addr = carrier.local_addr().unwrap();
+    carrier
+        .send_to(
+            invite(carrier_addr, node_b, "bob", "share-3").as_bytes(),
+            node_b,
+        )
+        .await
+        .unwrap();
+    let (request, from) = next(&phone).await;
+    assert!(request.contains("Call-ID: share-3"), "{request}");
+    assert_eq!(from, node_b, "B rings bob, registered at A");
+}

@@ -97,7 +97,11 @@ pub struct NodeConfig {
     pub interconnect: bool,
     /// No NAT keep-alives to registered contacts.
     pub disable_uac_ping: bool,
+    /// UAC Location Array Sharing: users registered at `sharing_peers` are reached through
+    /// this node too (for unclustered servers; a cluster shares its registrations anyway).
     pub uac_location_sharing: bool,
+    /// The account's other unclustered servers that share their registrations.
+    pub sharing_peers: Vec<IpAddr>,
     pub tls_internals: bool,
     /// Serve requests (other than OPTIONS pings) only from `allowed_sources`: a switch that
     /// takes traffic only through its cluster's dispatchers.
@@ -595,9 +599,20 @@ impl Node {
                 return Some(Proxied::Refused(answer));
             }
         }
-        let (limits, peers, failover) = {
+        let (limits, peers, failover, locations) = {
             let config = self.config.read().unwrap_or_else(|p| p.into_inner());
-            (config.limits, config.cluster_peers.clone(), config.failover)
+            // Where the callee may be registered: this node, its cluster, and the servers
+            // that share their registrations with it.
+            let mut locations = config.cluster_peers.clone();
+            if config.uac_location_sharing {
+                locations.extend(config.sharing_peers.iter().copied());
+            }
+            (
+                config.limits,
+                config.cluster_peers.clone(),
+                config.failover,
+                locations,
+            )
         };
         // A new call takes a channel here, or goes to the failover member when this node is
         // full (unless a member handed it here already: it is not handed back), or is
@@ -620,7 +635,7 @@ impl Node {
         }
         let decision = match handed_over {
             Some(decision) => decision,
-            None => match proxy.route(request, source, transport, &peers, SystemTime::now()) {
+            None => match proxy.route(request, source, transport, &locations, SystemTime::now()) {
                 Some(decision) => decision,
                 None => {
                     admitted.inspect(|call| self.calls.failed(call));

@@ -51,11 +51,23 @@ pub async fn node_config(
             }),
         _ => None,
     };
+    let sharing_peers = match (record.uac_location_sharing, record.cluster_id) {
+        (true, None) => state
+            .store
+            .location_sharing_servers(account_id)
+            .await?
+            .into_iter()
+            .filter(|(other, _)| *other != server.id)
+            .filter_map(|(_, ip)| ip.parse::<IpAddr>().ok())
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(NodeConfig {
         version: record.config_version,
         interconnect: record.interconnect,
         disable_uac_ping: record.disable_uac_ping,
         uac_location_sharing: record.uac_location_sharing,
+        sharing_peers,
         tls_internals: record.tls_internals,
         restrict_direct: record.restrict_direct,
         allowed_sources,
@@ -276,8 +288,18 @@ pub async fn save(
             &format!("configuration version {version}"),
         )
         .await?;
-    // Restrict Direct lists of the clusters it left and joined change too.
+    // Restrict Direct lists of the clusters it left and joined change too, and so do the
+    // sharing lists of the servers that share registrations with it.
     let mut affected = vec![id];
+    if old.uac_location_sharing || new.uac_location_sharing {
+        affected.extend(
+            store
+                .location_sharing_servers(user.account_id)
+                .await?
+                .into_iter()
+                .map(|(other, _)| other),
+        );
+    }
     for cluster in [old.cluster_id, new.cluster_id].into_iter().flatten() {
         affected.extend(
             store

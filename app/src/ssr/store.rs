@@ -955,6 +955,20 @@ impl Store {
         .await
     }
 
+    /// The account's unclustered servers with UAC Location Array Sharing on: (id, ip).
+    pub async fn location_sharing_servers(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<(i64, String)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, ip FROM servers WHERE account_id = ? AND uac_location_sharing = 1 \
+             AND cluster_id IS NULL ORDER BY id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// The account's servers a certificate is attached to.
     pub async fn servers_with_certificate(
         &self,
