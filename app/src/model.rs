@@ -672,6 +672,8 @@ pub struct ServerConfig {
     pub uac_auth_username: Option<String>,
     /// Whether a UAC Auth password is stored; the password itself is never sent back.
     pub uac_auth_password_set: bool,
+    /// The carrier's registrar (`IP:port`) the server registers to.
+    pub uac_auth_registrar: Option<String>,
     pub fqdn: Option<String>,
     pub auto_upgrade: bool,
     pub disable_uac_ping: bool,
@@ -753,6 +755,8 @@ pub struct ServerConfigView {
     pub node_version: Option<i64>,
     /// The port the node serves SIP over TLS on, `None` when it serves no TLS.
     pub tls_serving: Option<u16>,
+    /// Where the node's upstream registration (UAC Auth) stands, in words.
+    pub uac_status: String,
 }
 
 /// How a SIP user's contacts are kept alive through NAT (PRODUCT.md: per SIP user).

@@ -209,6 +209,75 @@ impl Credentials {
     }
 }
 
+/// A digest challenge (`WWW-Authenticate` or `Proxy-Authenticate`), as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub nonce: String,
+    pub algorithm: Algorithm,
+    pub opaque: Option<String>,
+    /// The server offered `qop=auth`.
+    pub qop_auth: bool,
+}
+
+impl Challenge {
+    /// Parses `Digest realm="…", nonce="…", …`; `None` for another scheme, an algorithm we
+    /// do not know, or a challenge without realm or nonce.
+    pub fn parse(value: &str) -> Option<Challenge> {
+        let value = value.trim_start();
+        let (scheme, rest) = value.split_at(value.find(char::is_whitespace).unwrap_or(value.len()));
+        if !scheme.eq_ignore_ascii_case("Digest") {
+            return None;
+        }
+        let params = auth_params(rest).ok()?;
+        let find = |name: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let algorithm = match find("algorithm") {
+            None => Algorithm::Md5,
+            Some(token) => Algorithm::parse(&token)?,
+        };
+        Some(Challenge {
+            realm: find("realm")?,
+            nonce: find("nonce")?,
+            algorithm,
+            opaque: find("opaque"),
+            qop_auth: find("qop").is_some_and(|q| q.split(',').any(|q| q.trim() == "auth")),
+        })
+    }
+
+    /// The credentials header value answering this challenge for `method` on `uri`.
+    pub fn answer(
+        &self,
+        username: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+        cnonce: &str,
+    ) -> String {
+        let key = ha1(self.algorithm, username, &self.realm, password);
+        let qop = self.qop_auth.then_some(("00000001", cnonce, "auth"));
+        let response = request_digest(self.algorithm, &key, &self.nonce, qop, method, uri);
+        let mut value = format!(
+            "Digest username=\"{username}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", \
+             response=\"{response}\", algorithm={}",
+            self.realm,
+            self.nonce,
+            self.algorithm.token()
+        );
+        if let Some(opaque) = &self.opaque {
+            value.push_str(&format!(", opaque=\"{opaque}\""));
+        }
+        if self.qop_auth {
+            value.push_str(&format!(", qop=auth, nc=00000001, cnonce=\"{cnonce}\""));
+        }
+        value
+    }
+}
+
 /// `name=value` pairs separated by commas; values may be quoted strings with `\` escapes.
 fn auth_params(text: &str) -> Result<Vec<(String, String)>, CredentialsError> {
     let mut params = Vec::new();

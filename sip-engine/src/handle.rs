@@ -291,6 +291,12 @@ impl Engine {
             tokio::spawn(keepalive::run(
                 node.clone(),
                 local,
+                outbound.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(crate::uac::run(
+                node.clone(),
+                local,
                 outbound,
                 shutdown.clone(),
             )),
@@ -436,6 +442,11 @@ impl Engine {
     /// What a node carries now: channels in use and calls in the last second.
     pub fn call_figures(&self, id: i64) -> Option<CallFigures> {
         self.lock().get(&id).map(|r| r.node.call_figures())
+    }
+
+    /// Where a running node's upstream registration (UAC Auth) stands.
+    pub fn uac_status(&self, id: i64) -> Option<crate::uac::UacStatus> {
+        self.lock().get(&id).map(|r| r.node.uac().status())
     }
 
     /// What every running node carries now, by id.

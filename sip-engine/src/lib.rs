@@ -26,6 +26,7 @@
 //! - [`proxy`]: routing calls to registered users (RFC 3261 §16): INVITE to the user's
 //!   contact at its NAT address, Record-Route, loose routing of in-dialog requests, CANCEL,
 //!   and relaying responses back along the Via.
+//! - [`uac`]: UAC Auth, the node's own registration upstream to a carrier.
 //! - [`node`]: one server's SIP behaviour: what it answers to each request.
 //! - [`handle`]: [`Engine`], which starts and stops nodes and reports what each one runs.
 //! - [`probe`]: the control plane's side: an OPTIONS ping that measures the round trip.
@@ -42,6 +43,7 @@ pub mod proxy;
 pub mod registrar;
 pub mod transaction;
 pub mod transport;
+pub mod uac;
 
 pub use calls::{CallFigures, CallLimits};
 pub use digest::Secret;
@@ -52,3 +54,4 @@ pub use node::{NodeConfig, NodeRole, NodeStats};
 pub use probe::{options_ping, PingError, ProbeTransport};
 pub use proxy::Proxy;
 pub use registrar::{MemoryDirectory, Registrar, UserDirectory};
+pub use uac::{UacRegistration, UacStatus};

@@ -33,6 +33,7 @@ use crate::proxy::{call_id, invite_key_of, Cancelled, Decision, Proxy, Relayed};
 use crate::registrar::Registrar;
 use crate::transaction::{Key, Outbound, Received, ResponseDisposition, TransactionLayer};
 use crate::transport::tcp::FrameError;
+use crate::uac::{Uac, UacRegistration};
 
 /// What a server is for: a Dispatcher balances load over switches, a Switch is a cluster
 /// member that carries calls.
@@ -113,6 +114,8 @@ pub struct NodeConfig {
     pub data_zone: String,
     pub fqdn: Option<String>,
     pub uac_auth_username: Option<String>,
+    /// UAC Auth: register upstream to this carrier (see [`crate::uac`]).
+    pub uac_registration: Option<UacRegistration>,
     /// When set, new calls (INVITE) are refused with 503 and this reason: an expired server,
     /// or one draining before a restart.
     pub refusing: Option<String>,
@@ -159,6 +162,8 @@ pub struct Node {
     proxy: Option<Proxy>,
     /// The calls holding this node's channels, checked against its limits.
     calls: Calls,
+    /// Its own registration upstream (UAC Auth), driven by [`crate::uac::run`].
+    uac: Arc<Uac>,
     /// Where messages for a third party go: the UDP loop sends them from the node's socket.
     /// Bounded; when full, a message is dropped like a lost datagram and the client
     /// transaction's retransmission (or the peer's) makes up for it.
@@ -178,6 +183,7 @@ impl Node {
             keepalive: None,
             proxy: None,
             calls: Calls::default(),
+            uac: Arc::default(),
             outbound: None,
         }
     }
@@ -185,6 +191,12 @@ impl Node {
     /// Replaces what the node runs with `config`, effective from the next request.
     pub fn configure(&self, config: NodeConfig) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        self.uac.changed.notify_one();
+    }
+
+    /// The node's upstream registration.
+    pub fn uac(&self) -> &Arc<Uac> {
+        &self.uac
     }
 
     /// The calls this node carries.
@@ -528,6 +540,9 @@ impl Node {
                         })
                     }
                     ResponseDisposition::Stray => {
+                        if self.uac.on_response(&response) {
+                            return None;
+                        }
                         let keepalive_reply = self
                             .keepalive
                             .as_ref()

@@ -24,6 +24,7 @@ pub async fn save_server_config(
     #[server(default)] interconnect: Option<String>,
     #[server(default)] uac_auth_username: Option<String>,
     #[server(default)] uac_auth_password: Option<String>,
+    #[server(default)] uac_auth_registrar: Option<String>,
     #[server(default)] fqdn: Option<String>,
     #[server(default)] auto_upgrade: Option<String>,
     #[server(default)] disable_uac_ping: Option<String>,
@@ -86,11 +87,24 @@ pub async fn save_server_config(
             "Use at most 128 characters.",
         ));
     }
+    let registrar = given(&uac_auth_registrar)
+        .map(|text| {
+            text.parse::<std::net::SocketAddr>()
+                .map(|addr| addr.to_string())
+                .map_err(|_| {
+                    AppError::field(
+                        "uac_auth_registrar",
+                        "Enter the carrier's registrar as IP:port, e.g. 192.0.2.10:5060.",
+                    )
+                })
+        })
+        .transpose()?;
     let record = ConfigRecord {
         cluster_id: id_of("cluster", &cluster)?,
         interconnect: interconnect.is_some(),
         uac_auth_username: username,
         uac_auth_password: password,
+        uac_auth_registrar: registrar,
         fqdn: given(&fqdn)
             .map(Fqdn::parse)
             .transpose()?

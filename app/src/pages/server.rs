@@ -201,6 +201,7 @@ fn config_form(
         Some(v) => format!("The node runs configuration version {v}."),
         None => "The node is not running; the configuration applies when it starts.".to_string(),
     };
+    let uac = view.uac_status.clone();
     let tls = match view.tls_serving {
         Some(port) => format!("SIP over TLS: served on port {port}."),
         None => {
@@ -250,6 +251,9 @@ fn config_form(
                         placeholder=if c.uac_auth_password_set { "stored (leave blank to keep)" } else { "" }/>
                 </label>
                 <FieldError error field="uac_auth_password"/>
+                <label>"UAC Auth registrar" <input type="text" name="uac_auth_registrar" value=c.uac_auth_registrar.unwrap_or_default() placeholder="192.0.2.10:5060"/></label>
+                <FieldError error field="uac_auth_registrar"/>
+                <p class="hint" data-testid="uac-status">{uac}</p>
                 <label>"WebRTC / TLS FQDN" <input type="text" name="fqdn" value=c.fqdn.unwrap_or_default() placeholder="sip.example.com"/></label>
                 <FieldError error field="fqdn"/>
                 <label>"Data zone"

@@ -76,6 +76,7 @@ pub async fn node_config(
         data_zone: record.data_zone.clone(),
         fqdn: record.fqdn.clone(),
         uac_auth_username: record.uac_auth_username.clone(),
+        uac_registration: uac_registration(record),
         refusing: None,
         limits: Some(CallLimits {
             channels: u32::try_from(server.channels).unwrap_or(0),
@@ -84,6 +85,36 @@ pub async fn node_config(
         cluster: record.cluster_id,
         cluster_peers,
         failover,
+    })
+}
+
+/// The node's upstream registration, for the page.
+fn uac_words(status: Option<sip_engine::UacStatus>) -> String {
+    use sip_engine::UacStatus;
+    match status {
+        None | Some(UacStatus::Off) => {
+            "UAC Auth: not registering (needs a username, a password and a registrar).".into()
+        }
+        Some(UacStatus::Registering) => "UAC Auth: registering…".into(),
+        Some(UacStatus::Registered { until }) => {
+            let at = until
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            format!(
+                "UAC Auth: registered upstream until {}.",
+                super::date_time(at)
+            )
+        }
+        Some(UacStatus::Failed(why)) => format!("UAC Auth: registration failed ({why})."),
+    }
+}
+
+/// UAC Auth's upstream registration, when username, password and registrar are all set.
+fn uac_registration(record: &ConfigRecord) -> Option<sip_engine::UacRegistration> {
+    Some(sip_engine::UacRegistration {
+        registrar: record.uac_auth_registrar.as_deref()?.parse().ok()?,
+        username: record.uac_auth_username.clone()?,
+        password: record.uac_auth_password.clone()?,
     })
 }
 
@@ -168,6 +199,7 @@ pub async fn view(
             interconnect: record.interconnect,
             uac_auth_username: record.uac_auth_username.clone(),
             uac_auth_password_set: record.uac_auth_password.is_some(),
+            uac_auth_registrar: record.uac_auth_registrar.clone(),
             fqdn: record.fqdn.clone(),
             auto_upgrade: record.auto_upgrade,
             disable_uac_ping: record.disable_uac_ping,
@@ -187,6 +219,7 @@ pub async fn view(
         failover_candidates,
         node_version: state.engine.config(id).map(|c| c.version),
         tls_serving: state.engine.tls_port(id),
+        uac_status: uac_words(state.engine.uac_status(id)),
     })
 }
 

@@ -173,7 +173,7 @@ pub enum CreateUserError {
     Store(#[from] sqlx::Error),
 }
 
-const CONFIG_COLUMNS: &str = "cluster_id, interconnect, uac_auth_username, uac_auth_password, fqdn, \
+const CONFIG_COLUMNS: &str = "cluster_id, interconnect, uac_auth_username, uac_auth_password, uac_auth_registrar, fqdn, \
      auto_upgrade, disable_uac_ping, uac_location_sharing, tls_internals, restrict_direct, tcp_sip_trace, \
      data_zone, udp_port, tcp_port, tls_port, failover_enabled, failover_target_id, config_version";
 
@@ -184,6 +184,8 @@ pub struct ConfigRecord {
     pub interconnect: bool,
     pub uac_auth_username: Option<String>,
     pub uac_auth_password: Option<String>,
+    /// The carrier's registrar, `IP:port`.
+    pub uac_auth_registrar: Option<String>,
     pub fqdn: Option<String>,
     pub auto_upgrade: bool,
     pub disable_uac_ping: bool,
@@ -564,6 +566,7 @@ impl Store {
     pub async fn reset_config(&self, id: i64) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE servers SET interconnect = 0, uac_auth_username = NULL, uac_auth_password = NULL, \
+             uac_auth_registrar = NULL, \
              fqdn = NULL, auto_upgrade = 0, disable_uac_ping = 0, uac_location_sharing = 0, \
              tls_internals = 0, restrict_direct = 0, tcp_sip_trace = 0, udp_port = 5060, tcp_port = 5060, \
              tls_port = 5061, config_version = config_version + 1 WHERE id = ?",
@@ -598,7 +601,8 @@ impl Store {
     ) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
             "UPDATE servers SET cluster_id = ?, interconnect = ?, uac_auth_username = ?, \
-             uac_auth_password = COALESCE(?, uac_auth_password), fqdn = ?, auto_upgrade = ?, \
+             uac_auth_password = COALESCE(?, uac_auth_password), uac_auth_registrar = ?, fqdn = ?, \
+             auto_upgrade = ?, \
              disable_uac_ping = ?, uac_location_sharing = ?, tls_internals = ?, restrict_direct = ?, \
              tcp_sip_trace = ?, data_zone = ?, udp_port = ?, tcp_port = ?, tls_port = ?, \
              failover_enabled = ?, failover_target_id = ?, config_version = config_version + 1 \
@@ -608,6 +612,7 @@ impl Store {
         .bind(c.interconnect)
         .bind(&c.uac_auth_username)
         .bind(&c.uac_auth_password)
+        .bind(&c.uac_auth_registrar)
         .bind(&c.fqdn)
         .bind(c.auto_upgrade)
         .bind(c.disable_uac_ping)

@@ -224,6 +224,7 @@ pub fn config_form(view: &ServerConfigView, changes: &[(&str, &str)]) -> Vec<(St
     ];
     for (name, value) in [
         ("uac_auth_username", &c.uac_auth_username),
+        ("uac_auth_registrar", &c.uac_auth_registrar),
         ("fqdn", &c.fqdn),
     ] {
         if let Some(value) = value {
