@@ -12,6 +12,9 @@ use super::monitor::SharedMonitor;
 use super::settings::Settings;
 use super::store::Store;
 
+/// The state of the console this process serves (see [`AppState::current`]).
+static PROCESS_STATE: std::sync::OnceLock<AppState> = std::sync::OnceLock::new();
+
 /// Shared by the router and every server function (they get it with
 /// [`AppState::current`], from the context `leptos_routes_with_context` provides).
 #[derive(Clone)]
@@ -33,17 +36,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state, from the reactive context of the request being served.
+    /// The state, from the reactive context of the request being served, else the
+    /// process's own.
     ///
-    /// An error, never a panic, when the context is gone: during server rendering a lazy
-    /// route's page can be built twice, and a resource of the discarded copy keeps running
-    /// after its owner (and the owner's context) was disposed. Its result is never used, but
-    /// a panic there would leave the page's HTML stream waiting for it for ever.
+    /// During server rendering Leptos can build a page's nested components twice; the
+    /// resources of the discarded copy keep running after their owner (and the owner's
+    /// context) was disposed, and the browser hydrates from whichever copy's values carry
+    /// its resource ids. Such a resource must still compute what the kept copy computes:
+    /// an error there became a hydration mismatch, a panic a page whose HTML never ended.
+    /// So a server function that lost its context takes the state this process serves
+    /// with (the first one made; a process serves one console).
     pub fn current() -> Result<AppState, crate::error::AppError> {
-        leptos::prelude::use_context::<AppState>().ok_or_else(|| {
-            tracing::debug!("a server function ran without its request's context");
-            crate::error::AppError::Internal
-        })
+        leptos::prelude::use_context::<AppState>()
+            .or_else(|| PROCESS_STATE.get().cloned())
+            .ok_or(crate::error::AppError::Internal)
     }
 
     /// `engine` must have been given `directory` and `locations` (see `server::prepare`).
@@ -55,7 +61,7 @@ impl AppState {
         directory: Arc<Directory>,
         locations: Arc<super::locations::PersistentLocations>,
     ) -> Self {
-        AppState {
+        let state = AppState {
             leptos_options,
             store,
             engine,
@@ -65,7 +71,9 @@ impl AppState {
             monitor: Arc::default(),
             directory,
             locations,
-        }
+        };
+        let _ = PROCESS_STATE.set(state.clone());
+        state
     }
 }
 
