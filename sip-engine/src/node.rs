@@ -33,6 +33,7 @@ use crate::proxy::{call_id, invite_key_of, Cancelled, Decision, Proxy, Relayed};
 use crate::registrar::Registrar;
 use crate::transaction::{Key, Outbound, Received, ResponseDisposition, TransactionLayer};
 use crate::transport::tcp::FrameError;
+use crate::transport::Streams;
 use crate::uac::{Uac, UacRegistration};
 
 /// What a server is for: a Dispatcher balances load over switches, a Switch is a cluster
@@ -168,6 +169,9 @@ pub struct Node {
     /// Bounded; when full, a message is dropped like a lost datagram and the client
     /// transaction's retransmission (or the peer's) makes up for it.
     outbound: Option<mpsc::Sender<Outbound>>,
+    /// The stream connections open to this node: what is sent to one of their peers goes
+    /// down the connection, not out of the UDP socket.
+    streams: Arc<Streams>,
 }
 
 impl Node {
@@ -185,6 +189,7 @@ impl Node {
             calls: Calls::default(),
             uac: Arc::default(),
             outbound: None,
+            streams: Arc::default(),
         }
     }
 
@@ -277,7 +282,7 @@ impl Node {
     /// The same node, proxying calls with `proxy`; what it forwards leaves through `outbound`
     /// (drained by the node's UDP loop, [`crate::transport::udp::serve`]).
     pub fn with_proxy(mut self, proxy: Proxy, outbound: mpsc::Sender<Outbound>) -> Self {
-        self.proxy = Some(proxy);
+        self.proxy = Some(proxy.with_streams(self.streams.clone()));
         self.outbound = Some(outbound);
         self
     }
@@ -357,6 +362,9 @@ impl Node {
     /// Queues a message for a third party; dropped (like a lost datagram) when the queue is
     /// full or gone.
     fn send_out(&self, out: Outbound) {
+        let Some(out) = self.deliver_to_stream(out) else {
+            return;
+        };
         let Some(queue) = &self.outbound else {
             return;
         };
@@ -364,6 +372,21 @@ impl Node {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%error, "outbound queue refused a message");
         }
+    }
+
+    /// Sends `out` down the stream connection of its target if one is open; otherwise
+    /// gives it back, for the UDP socket.
+    pub fn deliver_to_stream(&self, out: Outbound) -> Option<Outbound> {
+        let target = out.target;
+        self.streams
+            .send(target, out.bytes)
+            .err()
+            .map(|bytes| Outbound { bytes, target })
+    }
+
+    /// The stream connections open to this node.
+    pub fn streams(&self) -> &Streams {
+        &self.streams
     }
 
     pub fn keepalive(&self) -> Option<&Arc<KeepAlive>> {
@@ -650,7 +673,7 @@ impl Node {
         }
         let decision = match handed_over {
             Some(decision) => decision,
-            None => match proxy.route(request, source, transport, &locations, SystemTime::now()) {
+            None => match proxy.route(request, source, &locations, SystemTime::now()) {
                 Some(decision) => decision,
                 None => {
                     admitted.inspect(|call| self.calls.failed(call));
@@ -672,7 +695,12 @@ impl Node {
             Decision::Answer { .. } if is_ack => Some(Proxied::Done(None)),
             Decision::Answer { status, reason } => Some(Proxied::Answer(status, reason)),
             decision @ (Decision::Forward { .. } | Decision::Fork { .. }) => {
-                let caller = udp_response_target(&request.headers, source);
+                // Responses go back where a stream caller's connection is; over UDP, where
+                // its Via says (RFC 3261 §18.2.2).
+                let caller = match transport {
+                    Transport::Udp => udp_response_target(&request.headers, source),
+                    Transport::Tcp => source,
+                };
                 let sent = match decision {
                     Decision::Forward {
                         request: forwarded,

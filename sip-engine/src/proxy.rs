@@ -19,10 +19,10 @@
 //!   cancelled; otherwise the caller gets the best final answer once every branch has one (a
 //!   6xx, else the lowest code), or 408 when none answered at all. Offline bindings
 //!   (keep-alives unanswered) are skipped.
-//! - UDP only. A request that arrives over TCP, or whose next hop is a TCP contact or a
-//!   `transport=tcp` URI, is answered 480 with a reason that says so (a user whose contacts
-//!   include UDP ones rings those): relaying responses to a TCP caller needs the
-//!   connection, which the node's transports do not share yet.
+//! - Streams: a phone registered over TCP, TLS or a WebSocket is reached over the
+//!   connection it registered on, while that is open ([`Streams`]; a closed one gets 480
+//!   "Connection Closed"), and a caller on a stream gets its responses on its connection.
+//!   Requests the node starts itself (to carriers, to peers) still leave over UDP.
 //! - No DNS: a next hop must be an IP address (404 otherwise), in a `sip:` URI (416).
 //! - A caller that claims one of the domain's users in its From is challenged (407) by
 //!   the node before the proxy sees its INVITE ([`crate::Registrar::authorize_caller`]);
@@ -51,7 +51,7 @@ use crate::message::{encode_request, encode_response, header_param, split_header
 use crate::registrar::{uri_of, UserDirectory};
 use crate::transaction::client::ClientKey;
 use crate::transaction::{ClientError, Key, Outbound, TransactionLayer, MAGIC_COOKIE};
-use crate::transport::Transport;
+use crate::transport::{Streams, Transport};
 
 /// Max-Forwards of a request that carried none (RFC 3261 §16.6 step 3).
 const DEFAULT_MAX_FORWARDS: u32 = 70;
@@ -220,6 +220,8 @@ pub struct Proxy {
     store: Arc<dyn LocationStore>,
     /// A std `Mutex`, never held across an `.await`: every operation is a few map updates.
     table: Mutex<Table>,
+    /// The node's open stream connections (see [`Streams`]).
+    streams: Arc<Streams>,
 }
 
 impl Proxy {
@@ -236,6 +238,24 @@ impl Proxy {
             directory,
             store,
             table: Mutex::default(),
+            streams: Arc::default(),
+        }
+    }
+
+    /// The same proxy, reaching phones registered over stream connections through
+    /// `streams` (the node's open connections).
+    pub fn with_streams(mut self, streams: Arc<Streams>) -> Self {
+        self.streams = streams;
+        self
+    }
+
+    /// The transport a message to `target` goes over: the stream connection it holds open,
+    /// else UDP.
+    fn transport_to(&self, target: SocketAddr) -> Transport {
+        if self.streams.contains(target) {
+            Transport::Tcp
+        } else {
+            Transport::Udp
         }
     }
 
@@ -249,7 +269,7 @@ impl Proxy {
         &self.domain
     }
 
-    /// What becomes of `request` (received from `source` over `transport`), or `None` when
+    /// What becomes of `request` (received from `source`), or `None` when
     /// it is the node's own to answer (OPTIONS, REGISTER, and anything not routed).
     ///
     /// `peers` are the other members of the node's cluster: their users' registrations are
@@ -258,7 +278,6 @@ impl Proxy {
         &self,
         request: &Request,
         source: SocketAddr,
-        transport: Transport,
         peers: &[IpAddr],
         now: SystemTime,
     ) -> Option<Decision> {
@@ -281,7 +300,7 @@ impl Proxy {
             if let Some(refusal) = max_forwards_refusal(request) {
                 return Some(refusal);
             }
-            match next_hop(&next) {
+            match next_hop(&next, &self.streams) {
                 Ok(target) => Decision::Forward {
                     request: self.prepare(request, source, None, via_me, false),
                     target,
@@ -300,10 +319,6 @@ impl Proxy {
             Decision::Forward { target, .. } if target == self.local => {
                 Decision::answer(StatusCode::LoopDetected, "Loop Detected")
             }
-            Decision::Forward { .. } if transport == Transport::Tcp => Decision::answer(
-                StatusCode::TemporarilyUnavailable,
-                "Proxying From TCP Not Supported",
-            ),
             decision => decision,
         })
     }
@@ -349,7 +364,11 @@ impl Proxy {
         }
         let mut branches: Vec<(Request, SocketAddr)> = live
             .iter()
-            .filter(|binding| binding.transport == Transport::Udp)
+            // A stream contact is reached over the connection it registered on, while that
+            // is open.
+            .filter(|binding| {
+                binding.transport == Transport::Udp || self.streams.contains(binding.received)
+            })
             .filter_map(|binding| {
                 let contact = rsip::Uri::try_from(binding.contact.as_str()).ok()?;
                 Some((
@@ -359,10 +378,9 @@ impl Proxy {
             })
             .collect();
         match branches.len() {
-            0 if live.iter().all(|b| b.transport == Transport::Tcp) => Decision::answer(
-                StatusCode::TemporarilyUnavailable,
-                "TCP Contacts Not Supported",
-            ),
+            0 if live.iter().all(|b| b.transport == Transport::Tcp) => {
+                Decision::answer(StatusCode::TemporarilyUnavailable, "Connection Closed")
+            }
             0 => Decision::answer(StatusCode::TemporarilyUnavailable, "Invalid Contact"),
             1 => {
                 let (request, target) = branches.remove(0);
@@ -439,7 +457,7 @@ impl Proxy {
                 }
                 Header::Contact(contact) if record_route => {
                     let value = contact.value();
-                    let fixed = nat_fixed_contact(value, source);
+                    let fixed = nat_fixed_contact(value, source, self.streams.contains(source));
                     headers.push(Header::Contact(rsip::headers::Contact::new(
                         fixed.unwrap_or_else(|| value.to_string()),
                     )));
@@ -559,9 +577,10 @@ impl Proxy {
             });
         }
         let invite = forwarded.method == Method::Invite;
-        let handle = transactions
-            .client
-            .start(forwarded.clone(), target, Transport::Udp, now)?;
+        let handle =
+            transactions
+                .client
+                .start(forwarded.clone(), target, self.transport_to(target), now)?;
         let deadline = now + NO_ANSWER;
         let mut table = self.lock();
         if let Some(server) = &server {
@@ -633,7 +652,10 @@ impl Proxy {
         let relayed = Relayed {
             out: Outbound {
                 bytes: encode_response(
-                    &without_top_via(response, (code < 300).then_some(source)),
+                    &without_top_via(
+                        response,
+                        (code < 300).then_some((source, self.streams.contains(source))),
+                    ),
                     reason,
                 ),
                 target: context.caller_target,
@@ -726,7 +748,7 @@ impl Proxy {
                 // An error means a CANCEL of that branch exists already, and retransmits.
                 let handle = transactions
                     .client
-                    .start(cancel, target, Transport::Udp, now)
+                    .start(cancel, target, self.transport_to(target), now)
                     .ok()?;
                 Some(handle.first)
             })
@@ -762,7 +784,7 @@ impl Proxy {
         drop(table);
         match transactions
             .client
-            .start(cancel, target, Transport::Udp, now)
+            .start(cancel, target, self.transport_to(target), now)
         {
             Ok(handle) => Cancelled::Pending(vec![handle.first]),
             // Already cancelled: the first CANCEL's transaction retransmits.
@@ -909,27 +931,29 @@ fn max_forwards_refusal(request: &Request) -> Option<Decision> {
 }
 
 /// Where a next-hop URI is reached: an IP address and port (5060 by default) of a `sip:`
-/// URI over UDP. Never resolved through DNS.
-fn next_hop(uri: &str) -> Result<SocketAddr, (StatusCode, &'static str)> {
+/// URI, over UDP or an open stream connection. Never resolved through DNS.
+fn next_hop(uri: &str, streams: &Streams) -> Result<SocketAddr, (StatusCode, &'static str)> {
     let Ok(uri) = rsip::Uri::try_from(uri) else {
         return Err((StatusCode::UnsupportedUriScheme, "Unsupported URI"));
     };
     if !matches!(uri.scheme, None | Some(Scheme::Sip)) {
         return Err((StatusCode::UnsupportedUriScheme, "Unsupported URI Scheme"));
     }
-    if uri
+    let Some(ip) = ip_of(uri.host()) else {
+        return Err((StatusCode::NotFound, "Next Hop Is Not An IP Address"));
+    };
+    let port = uri.port().map_or(5060, |p| u16::from(*p));
+    // A stream next hop is reached over the connection it opened to this node (the
+    // contacts of stream callers and callees are pointed at theirs), never a new one.
+    let stream = uri
         .transport()
-        .is_some_and(|t| !t.to_string().eq_ignore_ascii_case("udp"))
-    {
+        .is_some_and(|t| !t.to_string().eq_ignore_ascii_case("udp"));
+    if stream && !streams.contains(SocketAddr::new(ip, port)) {
         return Err((
             StatusCode::TemporarilyUnavailable,
             "Only UDP Next Hops Supported",
         ));
     }
-    let Some(ip) = ip_of(uri.host()) else {
-        return Err((StatusCode::NotFound, "Next Hop Is Not An IP Address"));
-    };
-    let port = uri.port().map_or(5060, |p| u16::from(*p));
     Ok(SocketAddr::new(ip, port))
 }
 
@@ -964,7 +988,7 @@ fn client_key(response: &Response) -> Option<ClientKey> {
 
 /// The response without its top Via (the node's own), even when the callee folded several
 /// Vias into one header line; with `contact_source`, its Contact pointed at that address.
-fn without_top_via(response: &Response, contact_source: Option<SocketAddr>) -> Response {
+fn without_top_via(response: &Response, contact_source: Option<(SocketAddr, bool)>) -> Response {
     let mut headers = Headers::default();
     let mut popped = false;
     for header in response.headers.iter() {
@@ -978,7 +1002,9 @@ fn without_top_via(response: &Response, contact_source: Option<SocketAddr>) -> R
             }
             Header::Contact(contact) => {
                 let value = contact.value();
-                let fixed = contact_source.and_then(|source| nat_fixed_contact(value, source));
+                let fixed = contact_source.and_then(|(source, over_stream)| {
+                    nat_fixed_contact(value, source, over_stream)
+                });
                 headers.push(Header::Contact(rsip::headers::Contact::new(
                     fixed.unwrap_or_else(|| value.to_string()),
                 )));
@@ -996,8 +1022,11 @@ fn without_top_via(response: &Response, contact_source: Option<SocketAddr>) -> R
 
 /// `value` (one Contact header) with its `sip:` URI's host and port replaced by `source`,
 /// or `None` when it already names `source` or is not a single `sip:` URI (a `*`, a list,
-/// `sips:`, a TCP or TLS contact: those keep what the phone wrote).
-fn nat_fixed_contact(value: &str, source: SocketAddr) -> Option<String> {
+/// `sips:`). A TCP, TLS or WebSocket contact that came over UDP keeps what the phone wrote;
+/// one that came `over_stream` names the connection it came on, the only way back to a
+/// WebRTC client (whose Contact host is a made-up `.invalid` name, RFC 7118 §5) and to a
+/// phone behind NAT.
+fn nat_fixed_contact(value: &str, source: SocketAddr, over_stream: bool) -> Option<String> {
     if split_header_list(value).len() != 1 {
         return None;
     }
@@ -1010,7 +1039,7 @@ fn nat_fixed_contact(value: &str, source: SocketAddr) -> Option<String> {
         rsip::Param::Transport(transport) => Some(*transport),
         _ => None,
     });
-    if transport.is_some_and(|t| t != rsip::Transport::Udp) {
+    if !over_stream && transport.is_some_and(|t| t != rsip::Transport::Udp) {
         return None;
     }
     let port = uri.port().map_or(5060, |p| u16::from(*p));
@@ -1159,7 +1188,7 @@ mod tests {
     }
 
     fn route(proxy: &Proxy, request: &Request) -> Option<Decision> {
-        proxy.route(request, caller(), Transport::Udp, &[], SystemTime::now())
+        proxy.route(request, caller(), &[], SystemTime::now())
     }
 
     fn answer(status: StatusCode, reason: &'static str) -> Option<Decision> {
@@ -1208,11 +1237,18 @@ mod tests {
             "<sips:alice@10.0.0.7>",
             "<sip:a@10.0.0.7>, <sip:b@10.0.0.8>",
         ] {
-            assert_eq!(nat_fixed_contact(kept, caller()), None, "{kept}");
+            assert_eq!(nat_fixed_contact(kept, caller(), false), None, "{kept}");
         }
         assert_eq!(
-            nat_fixed_contact("sip:bob@192.168.1.20", phone()).as_deref(),
+            nat_fixed_contact("sip:bob@192.168.1.20", phone(), false).as_deref(),
             Some("sip:bob@127.0.84.12:41000")
+        );
+        // Over a stream, even a WebRTC client's made-up host names the connection.
+        assert_eq!(
+            nat_fixed_contact("<sip:w@df7jal23ls0d.invalid;transport=ws>", phone(), true)
+                .as_deref(),
+            // (rsip writes the transport token in capitals; URI parameters ignore case.)
+            Some("<sip:w@127.0.84.12:41000;transport=WS>")
         );
     }
 
@@ -1271,7 +1307,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tcp_contact_or_caller_gets_480_with_the_reason() {
+    fn a_stream_contact_without_its_connection_gets_480_and_a_stream_caller_is_proxied() {
         let p = proxy(vec![binding(
             "sip:bob@192.168.1.20;transport=tcp",
             phone(),
@@ -1280,25 +1316,13 @@ mod tests {
         )]);
         assert_eq!(
             route(&p, &invite("bob", "")),
-            answer(
-                StatusCode::TemporarilyUnavailable,
-                "TCP Contacts Not Supported"
-            )
+            answer(StatusCode::TemporarilyUnavailable, "Connection Closed")
         );
         let p = proxy(natted_bob());
-        assert_eq!(
-            p.route(
-                &invite("bob", ""),
-                caller(),
-                Transport::Tcp,
-                &[],
-                SystemTime::now()
-            ),
-            answer(
-                StatusCode::TemporarilyUnavailable,
-                "Proxying From TCP Not Supported"
-            )
-        );
+        assert!(matches!(
+            p.route(&invite("bob", ""), caller(), &[], SystemTime::now()),
+            Some(Decision::Forward { .. })
+        ));
     }
 
     fn in_dialog(uri: &str, routes: &str) -> Request {

@@ -134,25 +134,31 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: Cancellatio
     }
 }
 
-/// How long a connection may stay silent before it is closed.
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long a connection may stay silent, both ways, before it is closed. Phones that
+/// register over a stream keep it alive with CRLF pings (RFC 5626 §4.4.1) or re-register
+/// sooner.
+pub(crate) const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 async fn serve_connection(stream: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
     let peer = stream.peer_addr()?;
-    serve_stream(stream, peer, node).await
+    serve_stream(stream, peer, node, Framer::default()).await
 }
 
 /// Serves one connection's messages (plain TCP, or TLS once its handshake is done) until
-/// the peer closes it, stays silent for [`IDLE_TIMEOUT`], or sends what cannot be framed.
+/// the peer closes it, it stays silent for [`IDLE_TIMEOUT`], or sends what cannot be framed.
+/// `framer` holds what was read before the connection was known to carry SIP. While it is
+/// open the node sends what it has for `peer` (requests to a phone registered over it,
+/// responses relayed to a caller on it) down this connection.
 pub(crate) async fn serve_stream<S>(
     mut stream: S,
     peer: std::net::SocketAddr,
     node: Arc<Node>,
+    mut framer: Framer,
 ) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut framer = Framer::default();
+    let (_entry, mut queue) = node.streams().open(peer);
     loop {
         loop {
             match framer.next_frame() {
@@ -174,11 +180,14 @@ where
                 }
             }
         }
-        let read = tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(framer.buffer_mut())).await;
-        match read {
-            Ok(Ok(0)) | Err(_) => return Ok(()),
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(error),
+        tokio::select! {
+            read = stream.read_buf(framer.buffer_mut()) => match read {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => return Err(error),
+            },
+            Some(message) = queue.recv() => stream.write_all(&message).await?,
+            _ = tokio::time::sleep(IDLE_TIMEOUT) => return Ok(()),
         }
     }
 }

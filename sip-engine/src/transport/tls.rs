@@ -1,12 +1,16 @@
 //! SIP over TLS (RFC 3261 §26.2): the TCP transport's framing on a TLS stream, with the
 //! certificate chain and key the control plane attached to the server.
 //!
-//! Messages arriving over TLS are handled as stream messages ([`Transport::Tcp`]): answers go
+//! The same port serves SIP over secure WebSocket (see [`serve_secure`]). Messages arriving
+//! over TLS are handled as stream messages ([`Transport::Tcp`]): answers go
 //! back on the same connection, and nothing is retransmitted. Only TLS 1.2 and 1.3 are
 //! offered (rustls's defaults), with ring as the crypto provider.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -15,7 +19,8 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::tcp::serve_stream;
+use super::tcp::{serve_stream, Framer};
+use super::ws;
 use crate::node::Node;
 
 /// How long a client may take to finish its handshake.
@@ -77,7 +82,7 @@ pub async fn serve(
                 let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                     .await
                     .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-                serve_stream(stream, peer, node).await
+                serve_secure(stream, peer, node).await
             };
             tokio::select! {
                 _ = shutdown.cancelled() => {}
@@ -88,5 +93,34 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+/// Serves a connection whose handshake is done: a secure WebSocket (RFC 7118) when it opens
+/// with an HTTP GET, which no SIP message starts with, else SIP over TLS. Sharing the TLS
+/// port means WebRTC clients need no port of their own opened in firewalls, and no SIP
+/// client is affected.
+async fn serve_secure<S>(mut stream: S, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut framer = Framer::default();
+    // Enough of the first bytes to tell the two apart (a CRLF ping may come first on SIP).
+    while framer.buffer_mut().len() < 4 {
+        let read = tokio::time::timeout(
+            super::tcp::IDLE_TIMEOUT,
+            stream.read_buf(framer.buffer_mut()),
+        )
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        if read == 0 {
+            return Ok(());
+        }
+    }
+    if framer.buffer_mut().starts_with(b"GET ") {
+        let opening = framer.buffer_mut().split().freeze();
+        ws::serve(ws::Rewind::new(opening, stream), peer, node).await
+    } else {
+        serve_stream(stream, peer, node, framer).await
     }
 }

@@ -52,6 +52,9 @@ pub async fn serve(
             // Transaction timers: retransmissions of what UDP may have lost.
             _ = timer => {
                 for out in node.poll(Instant::now()) {
+                    let Some(out) = node.deliver_to_stream(out) else {
+                        continue;
+                    };
                     if let Err(error) = socket.send_to(&out.bytes, out.target).await {
                         tracing::debug!(%error, target = %out.target, "udp retransmission failed");
                     }
