@@ -16,6 +16,7 @@ use crate::location::LocationStore;
 use crate::node::{Node, NodeConfig, NodeRole, StatsSnapshot};
 use crate::proxy::Proxy;
 use crate::registrar::{Registrar, UserDirectory};
+use crate::trace::Tracer;
 use crate::transport::{tcp, tls, udp};
 
 /// How long a nonce of [`Engine::with_directory`] stays valid: long enough for a slow phone
@@ -253,7 +254,8 @@ impl Engine {
         let local = socket.local_addr().unwrap_or(udp_addr);
         let (outbound, outgoing) = mpsc::channel(OUTBOUND_QUEUE);
         let release = self.release();
-        let mut node = Node::new(spec.role, &self.build);
+        let (tracer, captured) = Tracer::new();
+        let mut node = Node::new(spec.role, &self.build).with_tracer(tracer);
         if let Some(registrar) = &self.registrar {
             // A node that knows users also routes calls to them.
             let proxy = Proxy::new(
@@ -292,6 +294,12 @@ impl Engine {
                 node.clone(),
                 local,
                 outbound.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(crate::trace::run(
+                captured,
+                spec.ip,
+                node.clone(),
                 shutdown.clone(),
             )),
             tokio::spawn(crate::uac::run(
@@ -460,6 +468,11 @@ impl Engine {
     /// The configuration a node runs, as the node itself holds it.
     pub fn config(&self, id: i64) -> Option<NodeConfig> {
         self.lock().get(&id).map(|r| r.node.config())
+    }
+
+    /// Trace copies a node could not ship (see [`crate::trace`]).
+    pub fn trace_dropped(&self, id: i64) -> Option<u64> {
+        self.lock().get(&id).map(|r| r.node.tracer().dropped())
     }
 
     pub fn stats(&self, id: i64) -> Option<StatsSnapshot> {

@@ -31,6 +31,7 @@ use crate::message::{
 };
 use crate::proxy::{call_id, invite_key_of, Cancelled, Decision, Proxy, Relayed};
 use crate::registrar::Registrar;
+use crate::trace::{TraceTarget, Tracer};
 use crate::transaction::{Key, Outbound, Received, ResponseDisposition, TransactionLayer};
 use crate::transport::tcp::FrameError;
 use crate::transport::Streams;
@@ -132,6 +133,10 @@ pub struct NodeConfig {
     /// Capacity failover: where a call goes when this node is at its limits (another member
     /// of its cluster, which admits or refuses it under its own).
     pub failover: Option<SocketAddr>,
+    /// Where the node ships a copy of every SIP message (see [`crate::trace`]): the
+    /// collector of the server's data zone, over TCP when `tcp_sip_trace` is on. `None`
+    /// traces nothing.
+    pub trace: Option<TraceTarget>,
 }
 
 /// The reason phrase of a 503 for a node at its limits.
@@ -172,6 +177,8 @@ pub struct Node {
     /// The stream connections open to this node: what is sent to one of their peers goes
     /// down the connection, not out of the UDP socket.
     streams: Arc<Streams>,
+    /// Hands copies of messages to the node's trace shipper.
+    tracer: Tracer,
 }
 
 impl Node {
@@ -190,6 +197,7 @@ impl Node {
             uac: Arc::default(),
             outbound: None,
             streams: Arc::default(),
+            tracer: Tracer::new().0,
         }
     }
 
@@ -303,6 +311,20 @@ impl Node {
     /// Fires the timers due at `now`: retransmissions, and 408 to the callers of forwarded
     /// requests that got no final response. Returns what to send.
     pub fn poll(&self, now: Instant) -> Vec<Outbound> {
+        let out = self.poll_timers(now);
+        for sent in &out {
+            let transport = if self.streams.contains(sent.target) {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            };
+            self.trace(&sent.bytes, sent.target, transport, false);
+        }
+        out
+    }
+
+    /// What [`Node::poll`] sends, before it is traced.
+    fn poll_timers(&self, now: Instant) -> Vec<Outbound> {
         let mut out = self.transactions.poll(now);
         self.calls.sweep(now);
         let Some(proxy) = &self.proxy else {
@@ -362,6 +384,12 @@ impl Node {
     /// Queues a message for a third party; dropped (like a lost datagram) when the queue is
     /// full or gone.
     fn send_out(&self, out: Outbound) {
+        let transport = if self.streams.contains(out.target) {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        self.trace(&out.bytes, out.target, transport, false);
         let Some(out) = self.deliver_to_stream(out) else {
             return;
         };
@@ -371,6 +399,32 @@ impl Node {
         if let Err(error) = queue.try_send(out) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%error, "outbound queue refused a message");
+        }
+    }
+
+    /// The same node, tracing through `tracer` (whose queue [`crate::trace::run`] drains).
+    pub fn with_tracer(mut self, tracer: Tracer) -> Self {
+        self.tracer = tracer;
+        self
+    }
+
+    pub fn tracer(&self) -> &Tracer {
+        &self.tracer
+    }
+
+    /// Copies `bytes` to the trace, when the node traces: `inbound` from `peer`, or out to
+    /// it.
+    fn trace(&self, bytes: &[u8], peer: SocketAddr, transport: Transport, inbound: bool) {
+        let target = self.config.read().unwrap_or_else(|p| p.into_inner()).trace;
+        if let Some(target) = target {
+            let (source, destination) = if inbound {
+                (peer, target.node)
+            } else {
+                (target.node, peer)
+            };
+            let stream = transport != Transport::Udp;
+            self.tracer
+                .capture(target, bytes, source, destination, stream);
         }
     }
 
@@ -420,7 +474,23 @@ impl Node {
     }
 
     /// Handles one complete message. Returns what to send back, if anything.
+    /// Handles one message from `source`: what to answer it with, if anything. Both are
+    /// traced.
     pub fn handle(&self, bytes: &[u8], source: SocketAddr, transport: Transport) -> Option<Reply> {
+        self.trace(bytes, source, transport, true);
+        let reply = self.handle_message(bytes, source, transport);
+        if let Some(reply) = &reply {
+            self.trace(&reply.bytes, reply.target, transport, false);
+        }
+        reply
+    }
+
+    fn handle_message(
+        &self,
+        bytes: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Option<Reply> {
         // Answers to keep-alives are most of what a registrar receives between bursts of
         // REGISTERs: read their Call-ID and code without parsing the whole response.
         if let (Some(keepalive), Some((code, call_id))) =
