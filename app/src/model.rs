@@ -759,6 +759,34 @@ pub struct ServerConfigView {
     pub uac_status: String,
 }
 
+/// A server's SIP trace, as its data zone's collector holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceView {
+    /// "US" or "EU".
+    pub zone: String,
+    /// The collector's address.
+    pub collector: String,
+    /// How the server's nodes ship their trace now: "UDP" or "TCP".
+    pub shipped_over: String,
+    /// Newest first.
+    pub messages: Vec<TraceLine>,
+}
+
+/// One traced SIP message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceLine {
+    /// UTC, to the millisecond.
+    pub time: String,
+    pub from: String,
+    pub to: String,
+    /// The request or status line.
+    pub first_line: String,
+    /// How this message reached the collector: "UDP" or "TCP".
+    pub shipped_over: String,
+    /// The whole message.
+    pub text: String,
+}
+
 /// How a SIP user's contacts are kept alive through NAT (PRODUCT.md: per SIP user).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum KeepAlive {

@@ -39,6 +39,10 @@ async fn render_servers_page() {
         resize_activation_minutes: 15,
         keepalive_seconds: 30,
         drain_seconds: 60,
+        trace: app::ssr::settings::TraceSettings {
+            us: "127.0.0.1:0".parse().unwrap(),
+            eu: "127.0.0.1:0".parse().unwrap(),
+        },
         zones: vec![ZoneSettings {
             name: "bench".into(),
             label: "Bench".into(),
@@ -175,6 +179,10 @@ async fn live_row_update() {
         resize_activation_minutes: 15,
         keepalive_seconds: 30,
         drain_seconds: 60,
+        trace: app::ssr::settings::TraceSettings {
+            us: "127.0.0.1:0".parse().unwrap(),
+            eu: "127.0.0.1:0".parse().unwrap(),
+        },
         zones: vec![ZoneSettings {
             name: "bench".into(),
             label: "Bench".into(),

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
-import { expect, test } from '@playwright/test';
+import { expect, test, type Page } from '@playwright/test';
 import { deployedServer, hydrated, watchConsole } from './support';
 
 const fixture = (name: string) => fs.readFileSync(path.join(__dirname, '..', 'fixtures', name), 'utf8');
@@ -31,6 +31,35 @@ function optionsOverTls(ip: string, port = 5061): Promise<{ cn: string; status: 
     socket.on('error', reject);
   });
 }
+
+/** One SIP OPTIONS from the page over a secure WebSocket (RFC 7118, subprotocol `sip`), as
+ *  a WebRTC client sends it: the status line of the answer. */
+function optionsOverWebSocket(page: Page, ip: string, port = 5061): Promise<string> {
+  return page.evaluate(
+    ({ ip, port }) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = new WebSocket(`wss://${ip}:${port}`, 'sip');
+        const timer = setTimeout(() => reject(new Error('no WebSocket answer')), 5000);
+        socket.onopen = () =>
+          socket.send(
+            `OPTIONS sip:sip.example.com SIP/2.0\r\nVia: SIP/2.0/WSS e2e.invalid;branch=z9hG4bKe2ews\r\n` +
+              `Max-Forwards: 70\r\nFrom: <sip:e2e@sip.example.com>;tag=e2e\r\nTo: <sip:sip.example.com>\r\n` +
+              `Call-ID: e2e-ws-${Date.now()}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`,
+          );
+        socket.onmessage = (event) => {
+          clearTimeout(timer);
+          socket.close();
+          resolve(String(event.data).split('\r\n')[0]);
+        };
+        socket.onerror = () => reject(new Error('WebSocket failed'));
+      }),
+    { ip, port },
+  );
+}
+
+// The fixture certificate names sip.example.com and is its own CA; the page reaches the node
+// by IP, so the browser is told to accept it.
+test.use({ ignoreHTTPSErrors: true });
 
 test('a certificate is checked, listed without its key, attached as Server and detached', async ({ page }) => {
   const errors = watchConsole(page);
@@ -66,8 +95,12 @@ test('a certificate is checked, listed without its key, attached as Server and d
   await expect(page.getByTestId('tls-status')).toContainText('off');
   await page.getByLabel('WebRTC / TLS FQDN').fill('sip.example.com');
   await page.getByRole('button', { name: 'Save configuration' }).click();
-  await expect(page.getByTestId('tls-status')).toHaveText('SIP over TLS: served on port 5061.');
+  await expect(page.getByTestId('tls-status')).toHaveText(
+    'SIP over TLS and secure WebSocket (WebRTC): served on port 5061.',
+  );
   expect(await optionsOverTls(ip)).toEqual({ cn: 'sip.example.com', status: 'SIP/2.0 200 OK' });
+  // A WebRTC client in this very browser reaches the node over a secure WebSocket.
+  expect(await optionsOverWebSocket(page, ip)).toBe('SIP/2.0 200 OK');
 
   await section.getByRole('button', { name: 'Detach' }).click();
   await expect(section.locator('li[data-certificate]')).toHaveCount(0);

@@ -18,6 +18,8 @@ export const E2E = {
     SIPFLEET_DATA_DIR: 'target/e2e-data',
     SIPFLEET_ZONES: 'eu-london=127.0.21.1-127.0.21.200,us-newyork=127.0.22.1-127.0.22.200',
     SIPFLEET_OPERATOR_PASSWORD: 'operator password for e2e',
+    SIPFLEET_TRACE_US: '127.0.0.1:19060',
+    SIPFLEET_TRACE_EU: '127.0.0.1:19061',
     RUST_LOG: 'info,sqlx=warn',
   },
   operator: { email: 'operator@sipfleet.local', password: 'operator password for e2e' },

@@ -9,6 +9,7 @@
 //! | `SIPFLEET_RESIZE_ACTIVATION_MINUTES` | `resize_activation_minutes` |
 //! | `SIPFLEET_KEEPALIVE_SECONDS` | `keepalive_seconds` |
 //! | `SIPFLEET_DRAIN_SECONDS` | `drain_seconds` |
+//! | `SIPFLEET_TRACE_US`, `SIPFLEET_TRACE_EU` | `trace.us`, `trace.eu` (`IP:port`) |
 //! | `SIPFLEET_ZONES` | `zones`, as `name=first-last,name=first-last` (label = name) |
 //! | `LEPTOS_SITE_ADDR` etc. | the Leptos options (leptos_config's own) |
 
@@ -111,6 +112,18 @@ pub fn apply_env(
             problem: "expected a whole number of seconds",
         })?;
     }
+    for (variable, collector) in [
+        ("SIPFLEET_TRACE_US", &mut settings.trace.us),
+        ("SIPFLEET_TRACE_EU", &mut settings.trace.eu),
+    ] {
+        if let Some(value) = var(variable) {
+            *collector = value.parse().map_err(|_| ConfigError::Env {
+                variable,
+                value,
+                problem: "expected IP:port",
+            })?;
+        }
+    }
     if let Some(value) = var("SIPFLEET_ZONES") {
         let zones: Option<Vec<ZoneSettings>> = value
             .split(',')
@@ -160,6 +173,7 @@ mod tests {
             keepalive_seconds: 30,
             drain_seconds: 60,
             zones: vec![],
+            trace: Default::default(),
         };
         let env = |name: &str| match name {
             "SIPFLEET_TRIAL_DAYS" => Some("3".to_string()),

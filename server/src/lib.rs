@@ -138,8 +138,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Syncs zones from the settings, binds `addr` (port 0 for any), restores the nodes of
-    /// running servers and serves.
+    /// Syncs zones from the settings, binds `addr` (port 0 for any) and the trace
+    /// collectors, restores the nodes of running servers and serves.
     pub async fn start(state: AppState, addr: SocketAddr) -> Result<Server, StartError> {
         state.store.sync_zones(&state.settings.zones).await?;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -148,6 +148,16 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|source| StartError::Listen { addr, source })?;
+        // Before any node starts: their configuration names the collectors' addresses.
+        let trace = state.settings.trace;
+        state
+            .traces
+            .start(trace)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: trace.us,
+                source,
+            })?;
         match restore_nodes(&state).await {
             Ok(n) => tracing::info!(nodes = n, "nodes restored"),
             Err(error) => tracing::error!(%error, "restoring nodes failed"),

@@ -11,7 +11,7 @@ use sip_engine::{Engine, NodeConfig, NodeRole, NodeSpec, TraceTarget};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, UdpSocket};
 
-const NODE_IP: &str = "127.0.91.1";
+const NODE_IP: &str = "127.0.102.1";
 const PORT: u16 = 15094;
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -50,12 +50,12 @@ async fn a_node_ships_its_messages_in_hep_over_udp_then_over_tcp_without_loss() 
         .await
         .expect("node starts");
     let node = SocketAddr::new(NODE_IP.parse().unwrap(), PORT);
-    let phone = UdpSocket::bind("127.0.91.2:0").await.unwrap();
+    let phone = UdpSocket::bind("127.0.102.2:0").await.unwrap();
     let phone_addr = phone.local_addr().unwrap();
     let mut buf = vec![0u8; 65_535];
 
     // Over UDP: the request in, the 200 out, each one datagram.
-    let udp_collector = UdpSocket::bind("127.0.91.3:0").await.unwrap();
+    let udp_collector = UdpSocket::bind("127.0.102.3:0").await.unwrap();
     engine.configure(91, traced(udp_collector.local_addr().unwrap(), false));
     phone
         .send_to(options(0, phone_addr).as_bytes(), node)
@@ -81,7 +81,7 @@ async fn a_node_ships_its_messages_in_hep_over_udp_then_over_tcp_without_loss() 
     assert!(seen.iter().all(|m| m.agent == 91 && !m.stream));
 
     // Over TCP: a burst, every message of which reaches the collector.
-    let tcp_collector = TcpListener::bind("127.0.91.3:0").await.unwrap();
+    let tcp_collector = TcpListener::bind("127.0.102.3:0").await.unwrap();
     engine.configure(91, traced(tcp_collector.local_addr().unwrap(), true));
     const BURST: usize = 1000;
     let sender = async {

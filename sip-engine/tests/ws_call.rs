@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-const NODE_IP: &str = "127.0.89.1";
+const NODE_IP: &str = "127.0.101.1";
 const PORT: u16 = 15092;
 const TLS_PORT: u16 = 15093;
 const NAME: &str = "sip.acme.test";
@@ -204,7 +204,7 @@ async fn a_webrtc_client_registers_over_secure_websocket_and_calls_both_ways() {
     assert!(registered.starts_with("SIP/2.0 200 "), "{registered}");
 
     // A UDP phone (a carrier's caller, from outside the domain) calls the browser's user.
-    let phone_a = UdpSocket::bind("127.0.89.2:0").await.unwrap();
+    let phone_a = UdpSocket::bind("127.0.101.2:0").await.unwrap();
     let a = phone_a.local_addr().unwrap();
     phone::sign_in(&phone_a, "a", PASSWORD, NODE_IP, node, WAIT).await;
     let invite = format!(

@@ -6,13 +6,21 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::ServerConfigView;
+use crate::model::{ServerConfigView, TraceView};
 
 #[server(prefix = "/api", endpoint = "get_server_config")]
 pub async fn get_server_config(id: i64) -> Result<ServerConfigView, AppError> {
     use crate::ssr::{auth::require_user, config, state::AppState};
     let user = require_user().await?;
     config::view(&AppState::current()?, user.account_id, id).await
+}
+
+/// The server's SIP trace, newest first, from its data zone's collector.
+#[server(prefix = "/api", endpoint = "server_trace")]
+pub async fn server_trace(id: i64) -> Result<TraceView, AppError> {
+    use crate::ssr::{auth::require_user, config, state::AppState};
+    let user = require_user().await?;
+    config::trace(&AppState::current()?, user.account_id, id).await
 }
 
 /// Saves and applies a configuration. Checkboxes are present when ticked; a blank UAC

@@ -6,7 +6,7 @@ use leptos_router::hooks::use_params_map;
 use crate::api::certificates::{
     list_certificates, server_certificates, AttachCertificate, DetachCertificate,
 };
-use crate::api::config::{get_server_config, SaveServerConfig};
+use crate::api::config::{get_server_config, server_trace, SaveServerConfig};
 use crate::api::servers::{get_server, ResizeCapacity, RunServerAction};
 use crate::api::sip_users::list_registrations;
 use crate::components::forms::load_error;
@@ -70,6 +70,7 @@ pub fn ServerPage() -> impl IntoView {
                         <Registrations id=s.id/>
                         <CertificatesSection id=s.id/>
                         <ConfigSections id=s.id/>
+                        <Trace id=s.id/>
                     }
                     .into_any(),
                 }
@@ -203,9 +204,9 @@ fn config_form(
     };
     let uac = view.uac_status.clone();
     let tls = match view.tls_serving {
-        Some(port) => format!("SIP over TLS: served on port {port}."),
+        Some(port) => format!("SIP over TLS and secure WebSocket (WebRTC): served on port {port}."),
         None => {
-            "SIP over TLS: off. It starts once an FQDN is set and a Server certificate is attached."
+            "SIP over TLS and secure WebSocket (WebRTC): off. It starts once an FQDN is set and a Server certificate is attached."
                 .to_string()
         }
     };
@@ -417,6 +418,61 @@ fn Registrations(id: i64) -> impl IntoView {
                                         .collect_view()}
                                 </tbody>
                             </table>
+                        }
+                        .into_any(),
+                        Err(error) => view! { <p class="form-error">{error.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// The server's SIP trace: the latest messages its nodes received and sent, as its data
+/// zone's collector holds them, newest first; each opens to the whole message.
+#[component]
+fn Trace(id: i64) -> impl IntoView {
+    let refresh = RwSignal::new(0u32);
+    let trace = Resource::new(move || refresh.get(), move |_| server_trace(id));
+    view! {
+        <section class="card trace">
+            <h2>"SIP trace"</h2>
+            <button type="button" on:click=move |_| refresh.update(|n| *n += 1)>"Refresh"</button>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match trace.await {
+                        Ok(trace) => view! {
+                            <p data-testid="trace-collector">
+                                {format!(
+                                    "Kept in the {} data zone (collector {}), shipped over {}.",
+                                    trace.zone, trace.collector, trace.shipped_over
+                                )}
+                            </p>
+                            {if trace.messages.is_empty() {
+                                view! { <p class="empty">"No SIP messages traced yet."</p> }.into_any()
+                            } else {
+                                view! {
+                                    <table>
+                                        <thead><tr><th>"Time (UTC)"</th><th>"From"</th><th>"To"</th><th>"Message"</th><th>"Shipped over"</th></tr></thead>
+                                        <tbody>
+                                            {trace
+                                                .messages
+                                                .into_iter()
+                                                .map(|m| view! {
+                                                    <tr>
+                                                        <td>{m.time}</td>
+                                                        <td>{m.from}</td>
+                                                        <td>{m.to}</td>
+                                                        <td><details><summary>{m.first_line}</summary><pre>{m.text}</pre></details></td>
+                                                        <td class="shipped">{m.shipped_over}</td>
+                                                    </tr>
+                                                })
+                                                .collect_view()}
+                                        </tbody>
+                                    </table>
+                                }
+                                .into_any()
+                            }}
                         }
                         .into_any(),
                         Err(error) => view! { <p class="form-error">{error.to_string()}</p> }.into_any(),

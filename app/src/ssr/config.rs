@@ -10,7 +10,9 @@ use super::fleet::node_spec;
 use super::state::AppState;
 use super::store::{ConfigRecord, ServerRecord, SessionUser};
 use crate::error::AppError;
-use crate::model::{DataZone, ServerConfig, ServerConfigView, ServerKind, ServerStatus};
+use crate::model::{
+    DataZone, ServerConfig, ServerConfigView, ServerKind, ServerStatus, TraceLine, TraceView,
+};
 
 /// What a node runs for a stored server and its configuration: its channels and CPS as
 /// limits, its cluster (whose members share one call budget and each other's
@@ -85,6 +87,83 @@ pub async fn node_config(
         cluster: record.cluster_id,
         cluster_peers,
         failover,
+        trace: trace_target(state, server, record),
+    })
+}
+
+/// The server's SIP trace from its data zone's collector ("not found" for another
+/// account's server).
+pub async fn trace(state: &AppState, account_id: i64, id: i64) -> Result<TraceView, AppError> {
+    let server = state
+        .store
+        .server(account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let record = state
+        .store
+        .server_config(account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let zone = DataZone::parse(&record.data_zone).unwrap_or(DataZone::Us);
+    let collector = state.traces.zone(zone);
+    let agent = u32::try_from(server.id).unwrap_or(u32::MAX);
+    let kept = collector.map(|c| c.messages(agent)).unwrap_or_default();
+    let over = |tcp: bool| if tcp { "TCP" } else { "UDP" }.to_string();
+    Ok(TraceView {
+        zone: zone.as_str().to_uppercase(),
+        collector: collector.map_or_else(|| "not listening".into(), |c| c.addr.to_string()),
+        shipped_over: over(record.tcp_sip_trace),
+        messages: kept
+            .into_iter()
+            .rev()
+            .map(|kept| {
+                let text = String::from_utf8_lossy(&kept.message.payload).into_owned();
+                let at = kept
+                    .message
+                    .at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let time = time::OffsetDateTime::from_unix_timestamp(at.as_secs() as i64)
+                    .map(|t| {
+                        format!(
+                            "{:02}:{:02}:{:02}.{:03}",
+                            t.hour(),
+                            t.minute(),
+                            t.second(),
+                            at.subsec_millis()
+                        )
+                    })
+                    .unwrap_or_default();
+                TraceLine {
+                    time,
+                    from: kept.message.source.to_string(),
+                    to: kept.message.destination.to_string(),
+                    first_line: text.lines().next().unwrap_or_default().to_string(),
+                    shipped_over: over(kept.over_tcp),
+                    text,
+                }
+            })
+            .collect(),
+    })
+}
+
+/// Where the server's nodes ship their SIP trace: its data zone's collector, over TCP with
+/// TCP SIP Trace. `None` (nothing traced) only before the collectors are bound.
+fn trace_target(
+    state: &AppState,
+    server: &ServerRecord,
+    record: &ConfigRecord,
+) -> Option<sip_engine::TraceTarget> {
+    let zone = DataZone::parse(&record.data_zone).unwrap_or(DataZone::Us);
+    let collector = state.traces.zone(zone)?.addr;
+    Some(sip_engine::TraceTarget {
+        collector,
+        node: SocketAddr::new(
+            server.ip.parse().ok()?,
+            u16::try_from(server.udp_port).ok()?,
+        ),
+        agent: u32::try_from(server.id).ok()?,
+        over_tcp: record.tcp_sip_trace,
     })
 }
 

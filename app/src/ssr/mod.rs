@@ -12,6 +12,7 @@ pub mod schedule;
 pub mod settings;
 pub mod state;
 pub mod store;
+pub mod traces;
 
 /// Now, in Unix seconds.
 pub fn now() -> i64 {

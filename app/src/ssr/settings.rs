@@ -21,6 +21,26 @@ pub struct Settings {
     #[serde(default = "default_drain_seconds")]
     pub drain_seconds: u64,
     pub zones: Vec<ZoneSettings>,
+    /// The SIP trace collectors of the two data zones.
+    #[serde(default)]
+    pub trace: TraceSettings,
+}
+
+/// Where each data zone's trace collector listens (UDP and TCP, one port for both). Port 0
+/// takes any free port (tests).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub struct TraceSettings {
+    pub us: std::net::SocketAddr,
+    pub eu: std::net::SocketAddr,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        TraceSettings {
+            us: std::net::SocketAddr::from(([127, 0, 0, 1], 9060)),
+            eu: std::net::SocketAddr::from(([127, 0, 0, 1], 9061)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

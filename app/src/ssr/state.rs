@@ -33,6 +33,8 @@ pub struct AppState {
     pub directory: Arc<Directory>,
     /// Registrations, shared by every node of this process.
     pub locations: Arc<super::locations::PersistentLocations>,
+    /// The data zones' SIP trace collectors.
+    pub traces: Arc<super::traces::Collectors>,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
             monitor: Arc::default(),
             directory,
             locations,
+            traces: Arc::default(),
         };
         let _ = PROCESS_STATE.set(state.clone());
         state

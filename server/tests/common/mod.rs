@@ -32,6 +32,10 @@ pub async fn spawn_app(pool: &str) -> TestApp {
         resize_activation_minutes: 15,
         keepalive_seconds: 1,
         drain_seconds: 5,
+        trace: app::ssr::settings::TraceSettings {
+            us: "127.0.0.1:0".parse().unwrap(),
+            eu: "127.0.0.1:0".parse().unwrap(),
+        },
         zones: vec![ZoneSettings {
             name: "test-zone".into(),
             label: "Test zone".into(),
