@@ -85,6 +85,8 @@ impl std::fmt::Debug for TlsSpec {
 /// A node's TLS listener.
 struct TlsRunning {
     spec: TlsSpec,
+    /// The port it listens on (the spec's, or the one picked for port 0).
+    port: u16,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -116,9 +118,29 @@ struct Running {
     /// The release it started with.
     release: Release,
     tls: Option<TlsRunning>,
+    /// The control listener (TLS Internals).
+    control: Option<TlsRunning>,
     node: Arc<Node>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// A node's TLS listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// SIP over TLS and secure WebSocket, for phones.
+    Sip,
+    /// The control plane's (TLS Internals).
+    Control,
+}
+
+impl Running {
+    fn listener(&mut self, which: Listener) -> &mut Option<TlsRunning> {
+        match which {
+            Listener::Sip => &mut self.tls,
+            Listener::Control => &mut self.control,
+        }
+    }
 }
 
 /// Starts, stops and reports on the nodes of this process.
@@ -314,6 +336,7 @@ impl Engine {
             spec,
             release,
             tls: None,
+            control: None,
             node,
             shutdown,
             tasks,
@@ -337,6 +360,7 @@ impl Engine {
             .tasks
             .into_iter()
             .chain(running.tls.map(|tls| tls.task))
+            .chain(running.control.map(|control| control.task))
         {
             let _ = task.await;
         }
@@ -348,17 +372,48 @@ impl Engine {
     /// nothing. On an error (a port in use, a chain or key rustls refuses) the node serves no
     /// TLS.
     pub async fn serve_tls(&self, id: i64, spec: Option<TlsSpec>) -> Result<(), StartError> {
+        self.listen_tls(id, spec, Listener::Sip).await
+    }
+
+    /// TLS Internals: the node's control listener, on a port of its own (any free one on
+    /// the node's address; [`Engine::control_port`] says which), presenting `identity`
+    /// (`port` is ignored), which the control plane issued and alone trusts. The control
+    /// plane's health probes go there instead of to the SIP port. `None` closes it.
+    pub async fn serve_control(
+        &self,
+        id: i64,
+        identity: Option<TlsSpec>,
+    ) -> Result<(), StartError> {
+        let identity = identity.map(|spec| TlsSpec { port: 0, ..spec });
+        self.listen_tls(id, identity, Listener::Control).await
+    }
+
+    /// The port of a node's control listener, if it has one (TLS Internals).
+    pub fn control_port(&self, id: i64) -> Option<u16> {
+        self.lock()
+            .get(&id)
+            .and_then(|r| r.control.as_ref().map(|t| t.port))
+    }
+
+    async fn listen_tls(
+        &self,
+        id: i64,
+        spec: Option<TlsSpec>,
+        which: Listener,
+    ) -> Result<(), StartError> {
         let (node, node_ip, node_shutdown, old) = {
             let mut nodes = self.lock();
             let running = nodes.get_mut(&id).ok_or(StartError::NotRunning)?;
-            if running.tls.as_ref().map(|t| &t.spec) == spec.as_ref() {
+            let slot = running.listener(which);
+            if slot.as_ref().map(|t| &t.spec) == spec.as_ref() {
                 return Ok(());
             }
+            let old = slot.take();
             (
                 running.node.clone(),
                 running.spec.ip,
                 running.shutdown.clone(),
-                running.tls.take(),
+                old,
             )
         };
         if let Some(old) = old {
@@ -370,20 +425,25 @@ impl Engine {
         };
         let acceptor = tls::acceptor(&spec.chain_pem, &spec.key_pem)?;
         let addr = SocketAddr::new(node_ip, spec.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                transport: "TLS",
-                addr,
-                source,
-            })?;
+        let transport = match which {
+            Listener::Sip => "TLS",
+            Listener::Control => "control TLS",
+        };
+        let bind = |source| StartError::Bind {
+            transport,
+            addr,
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind)?;
+        let port = listener.local_addr().map_err(bind)?.port();
         let shutdown = node_shutdown.child_token();
         let task = tokio::spawn(tls::serve(listener, acceptor, node, shutdown.clone()));
-        tracing::info!(id, %addr, "node serves TLS");
+        tracing::info!(id, %addr, port, transport, "node serves TLS");
         match self.lock().get_mut(&id) {
             Some(running) => {
-                running.tls = Some(TlsRunning {
+                *running.listener(which) = Some(TlsRunning {
                     spec,
+                    port,
                     shutdown,
                     task,
                 })
@@ -398,7 +458,7 @@ impl Engine {
     pub fn tls_port(&self, id: i64) -> Option<u16> {
         self.lock()
             .get(&id)
-            .and_then(|r| r.tls.as_ref().map(|t| t.spec.port))
+            .and_then(|r| r.tls.as_ref().map(|t| t.port))
     }
 
     /// Stops every node (at process shutdown).

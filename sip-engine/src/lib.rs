@@ -52,7 +52,7 @@ pub use handle::{Engine, NodeSpec, Release, StartError, TlsSpec};
 pub use keepalive::{KeepAliveMode, KeepAliveSettings};
 pub use location::{Binding, LocationStore, MemoryLocationStore};
 pub use node::{NodeConfig, NodeRole, NodeStats};
-pub use probe::{options_ping, PingError, ProbeTransport};
+pub use probe::{options_ping, options_ping_tls, PingError, ProbeTransport};
 pub use proxy::Proxy;
 pub use registrar::{MemoryDirectory, Registrar, UserDirectory};
 pub use trace::TraceTarget;

@@ -5,8 +5,13 @@ use std::time::{Duration, Instant};
 
 use rsip::prelude::*;
 use rsip::SipMessage;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::TlsConnector;
 
 use crate::transport::tcp::{Frame, Framer};
 
@@ -82,23 +87,61 @@ async fn ping_inner(target: SocketAddr, transport: ProbeTransport) -> Result<Dur
             }
         }
         ProbeTransport::Tcp => {
-            let mut stream = TcpStream::connect(target).await?;
-            let request = options_request(target, stream.local_addr()?, "TCP", &call_id);
-            let sent = Instant::now();
-            stream.write_all(request.as_bytes()).await?;
-            let mut framer = Framer::default();
-            loop {
-                while let Ok(Some(frame)) = framer.next_frame() {
-                    if let Frame::Message(bytes) = frame {
-                        if let Some(code) = final_status(&bytes, &call_id) {
-                            return finish(code, sent);
-                        }
-                    }
-                }
-                if stream.read_buf(framer.buffer_mut()).await? == 0 {
-                    return Err(PingError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            let stream = TcpStream::connect(target).await?;
+            let local = stream.local_addr()?;
+            ping_stream(stream, target, local, "TCP", &call_id).await
+        }
+    }
+}
+
+/// [`options_ping`] over TLS: the node must present a certificate for `name` that `client`
+/// trusts (TLS Internals: the control plane's own authority), else the ping fails.
+pub async fn options_ping_tls(
+    target: SocketAddr,
+    name: &str,
+    client: Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<Duration, PingError> {
+    let ping = async {
+        let name = ServerName::try_from(name.to_string())
+            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
+        let tcp = TcpStream::connect(target).await?;
+        let local = tcp.local_addr()?;
+        let stream = TlsConnector::from(client).connect(name, tcp).await?;
+        let call_id = format!("probe-{:016x}", rand::random::<u64>());
+        ping_stream(stream, target, local, "TLS", &call_id).await
+    };
+    match tokio::time::timeout(timeout, ping).await {
+        Ok(result) => result,
+        Err(_) => Err(PingError::Timeout(timeout)),
+    }
+}
+
+/// One OPTIONS on a connected stream, framed as TCP frames SIP.
+async fn ping_stream<S>(
+    mut stream: S,
+    target: SocketAddr,
+    local: SocketAddr,
+    transport: &str,
+    call_id: &str,
+) -> Result<Duration, PingError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = options_request(target, local, transport, call_id);
+    let sent = Instant::now();
+    stream.write_all(request.as_bytes()).await?;
+    let mut framer = Framer::default();
+    loop {
+        while let Ok(Some(frame)) = framer.next_frame() {
+            if let Frame::Message(bytes) = frame {
+                if let Some(code) = final_status(&bytes, call_id) {
+                    return finish(code, sent);
                 }
             }
+        }
+        if stream.read_buf(framer.buffer_mut()).await? == 0 {
+            return Err(PingError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
 }

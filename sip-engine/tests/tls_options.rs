@@ -118,3 +118,71 @@ async fn a_node_with_a_certificate_answers_options_over_tls() {
     assert!(TcpStream::connect(target).await.is_err());
     engine.stop_all().await;
 }
+
+/// TLS Internals: the control listener presents a certificate the control plane's own
+/// authority issued, on a port picked for it; a probe that trusts that authority gets its
+/// 200 there, one that trusts anything else does not get through, and closing it frees the
+/// port.
+#[tokio::test]
+async fn the_control_listener_answers_probes_that_trust_the_control_planes_authority() {
+    let engine = Engine::new("test");
+    engine
+        .start(NodeSpec {
+            id: 2,
+            ip: "127.0.88.2".parse().unwrap(),
+            udp_port: 15088,
+            tcp_port: 15088,
+            role: NodeRole::Switch,
+        })
+        .await
+        .expect("node starts");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let node_key = rcgen::KeyPair::generate().unwrap();
+    let node_cert = rcgen::CertificateParams::new(vec!["node-2.internal".into()])
+        .unwrap()
+        .signed_by(&node_key, &ca)
+        .unwrap();
+    engine
+        .serve_control(
+            2,
+            Some(TlsSpec {
+                port: 0,
+                chain_pem: node_cert.pem(),
+                key_pem: node_key.serialize_pem(),
+            }),
+        )
+        .await
+        .expect("control listener");
+    let port = engine.control_port(2).expect("a control port");
+    let target: SocketAddr = format!("127.0.88.2:{port}").parse().unwrap();
+    let client = |trusted: CertificateDer<'static>| {
+        let mut roots = RootCertStore::empty();
+        roots.add(trusted).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        Arc::new(
+            ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    };
+    let rtt =
+        sip_engine::options_ping_tls(target, "node-2.internal", client(ca.der().clone()), WAIT)
+            .await
+            .expect("the probe is answered over TLS");
+    assert!(rtt < WAIT);
+    let (_, _, stranger) = certificate("node-2.internal");
+    assert!(
+        sip_engine::options_ping_tls(target, "node-2.internal", client(stranger), WAIT)
+            .await
+            .is_err()
+    );
+    engine.serve_control(2, None).await.unwrap();
+    assert_eq!(engine.control_port(2), None);
+    assert!(TcpStream::connect(target).await.is_err());
+    engine.stop_all().await;
+}
