@@ -13,7 +13,7 @@ bash scripts/setup.sh
 source scripts/env.sh
 
 echo; echo "== build (console, wasm bundle, nodes)"
-cargo leptos build
+cargo leptos build --split
 leptos_build_env
 cargo test --no-run -p sip-engine -p app -p server --features app/ssr
 

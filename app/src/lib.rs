@@ -21,7 +21,7 @@ pub mod ssr;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{lazy_route, path, Lazy, LazyRoute};
 
 use api::auth::{current_me, SignIn, SignOut, SignUp};
 use error::AppError;
@@ -89,32 +89,71 @@ pub fn App() -> impl IntoView {
             <main>
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
                     <Route path=path!("/") view=pages::home::HomePage/>
-                    <Route path=path!("/login") view=pages::auth::SignInPage/>
-                    <Route path=path!("/signup") view=pages::auth::SignUpPage/>
-                    <Route path=path!("/servers") view=pages::servers::ServersPage/>
-                    <Route path=path!("/servers/:id") view=pages::server::ServerPage/>
-                    <Route path=path!("/clusters") view=pages::clusters::ClustersPage/>
-                    <Route path=path!("/rtp-servers") view=pages::rtp::RtpServersPage/>
-                    <Route path=path!("/certificates") view=pages::certificates::CertificatesPage/>
-                    <Route path=path!("/account") view=pages::account::AccountPage/>
-                    <Route path=path!("/getting-started") view=pages::getting_started::GettingStartedPage/>
-                    <Route path=path!("/operator") view=pages::operator::OperatorPage/>
-                    <Route path=path!("/sip-users") view=pages::sip_users::SipUsersPage/>
+                    <Route path=path!("/login") view={Lazy::<SignInRoute>::new()}/>
+                    <Route path=path!("/signup") view={Lazy::<SignUpRoute>::new()}/>
+                    <Route path=path!("/servers") view={Lazy::<ServersRoute>::new()}/>
+                    <Route path=path!("/servers/:id") view={Lazy::<ServerRoute>::new()}/>
+                    <Route path=path!("/clusters") view={Lazy::<ClustersRoute>::new()}/>
+                    <Route path=path!("/rtp-servers") view={Lazy::<RtpServersRoute>::new()}/>
+                    <Route path=path!("/certificates") view={Lazy::<CertificatesRoute>::new()}/>
+                    <Route path=path!("/account") view={Lazy::<AccountRoute>::new()}/>
+                    <Route path=path!("/getting-started") view={Lazy::<GettingStartedRoute>::new()}/>
+                    <Route path=path!("/operator") view={Lazy::<OperatorRoute>::new()}/>
+                    <Route path=path!("/sip-users") view={Lazy::<SipUsersRoute>::new()}/>
                 </Routes>
             </main>
         </Router>
     }
 }
 
+/// A page whose code the browser loads when it is first shown: `cargo leptos build --split`
+/// puts each one's view (and what only it uses: its server functions' client side, its
+/// forms) in a wasm chunk of its own, so the bundle every page loads holds only the shell,
+/// navigation and the reactive runtime.
+macro_rules! lazy_page {
+    ($route:ident, $page:path) => {
+        pub struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                view! { <$page/> }.into_any()
+            }
+        }
+    };
+}
+
+lazy_page!(SignInRoute, pages::auth::SignInPage);
+lazy_page!(SignUpRoute, pages::auth::SignUpPage);
+lazy_page!(ServersRoute, pages::servers::ServersPage);
+lazy_page!(ServerRoute, pages::server::ServerPage);
+lazy_page!(ClustersRoute, pages::clusters::ClustersPage);
+lazy_page!(RtpServersRoute, pages::rtp::RtpServersPage);
+lazy_page!(CertificatesRoute, pages::certificates::CertificatesPage);
+lazy_page!(AccountRoute, pages::account::AccountPage);
+lazy_page!(
+    GettingStartedRoute,
+    pages::getting_started::GettingStartedPage
+);
+lazy_page!(OperatorRoute, pages::operator::OperatorPage);
+lazy_page!(SipUsersRoute, pages::sip_users::SipUsersPage);
+
 /// The browser entry point: attaches to the server-rendered page.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
-    // Hydration is synchronous: from here on the page is interactive. The mark tells tests
-    // (and anyone curious) that it is.
-    if let Some(body) = leptos::prelude::document().body() {
+    // Lazy routes hydrate once their chunk has loaded: hydration is asynchronous. The mark
+    // goes on when it is done, so tests (and anyone curious) know the page is interactive.
+    let _ = any_spawner::Executor::init_wasm_bindgen();
+    leptos::task::spawn_local(async {
+        let body = leptos::prelude::document().body().expect("a body");
+        let owner = leptos::mount::hydrate_from_async(body.clone(), App).await;
+        owner.forget();
         let _ = body.set_attribute("data-hydrated", "true");
-    }
+    });
 }
