@@ -755,6 +755,8 @@ pub struct ServerConfigView {
     pub node_version: Option<i64>,
     /// The port the node serves SIP over TLS on, `None` when it serves no TLS.
     pub tls_serving: Option<u16>,
+    /// The node's control port, probed over TLS (TLS Internals); `None` without it.
+    pub control_port: Option<u16>,
     /// Where the node's upstream registration (UAC Auth) stands, in words.
     pub uac_status: String,
 }

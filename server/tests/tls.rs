@@ -111,3 +111,70 @@ async fn a_server_with_an_fqdn_and_a_server_certificate_answers_over_tls() {
         .unwrap();
     assert_eq!(view.tls_serving, None);
 }
+
+/// TLS Internals: with the flag saved, the node gets a control port with a certificate from
+/// the control plane's authority, and the control plane's health probe reaches it there over
+/// TLS (the node's own trace shows the probe's OPTIONS coming over TLS); a client that does
+/// not trust that authority is refused; turning the flag off closes the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_internals_moves_the_health_probe_to_tls_with_the_control_planes_authority() {
+    let app = common::spawn_app("127.0.104.1-127.0.104.10").await;
+    let client = app.account_with_balance("internals@acme.test", 100).await;
+    let (server, _) = client.deploy_switch().await;
+    let view = client
+        .save_config(server.id, &[("tls_internals", "on")])
+        .await
+        .expect("saved");
+    let port = view.control_port.expect("a control port");
+    let target: SocketAddr = format!("{}:{port}", server.ip).parse().unwrap();
+    // The monitor's next round (every 3 s) probes over TLS: before anything else has
+    // spoken TLS to the node, an OPTIONS over TLS in its trace is the monitor's.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let trace: app::model::TraceView = client
+            .call("server_trace", &[("id", &server.id.to_string())])
+            .await
+            .expect("trace");
+        if trace
+            .messages
+            .iter()
+            .any(|m| m.first_line.starts_with("OPTIONS ") && m.text.contains("Via: SIP/2.0/TLS "))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no probe over TLS in the trace"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let state = &app.server.state;
+    let name = app::ssr::internal_tls::node_name(server.id);
+    sip_engine::options_ping_tls(target, &name, state.authority.client(), WAIT)
+        .await
+        .expect("the control plane's own client gets through");
+    let stranger = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.clone()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        cert.der().clone()
+    };
+    assert!(options_over_tls(target, stranger).await.is_err());
+
+    let mut fields = common::config_form(&view, &[]);
+    fields.retain(|(name, _)| name != "tls_internals");
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let view: ServerConfigView = client
+        .call("save_server_config", &pairs)
+        .await
+        .expect("saved without the flag");
+    assert!(!view.config.tls_internals);
+    assert_eq!(view.control_port, None);
+    assert!(TcpStream::connect(target).await.is_err());
+}

@@ -210,6 +210,12 @@ fn config_form(
                 .to_string()
         }
     };
+    let probe = match view.control_port {
+        Some(port) => format!(
+            "Health probe: over TLS to the node's control port {port}, which presents a certificate from the control plane's own authority (TLS Internals)."
+        ),
+        None => "Health probe: over UDP to the SIP port.".to_string(),
+    };
     view! {
         <ActionForm action=save attr:class="config">
             <input type="hidden" name="id" value=view.server_id.to_string()/>
@@ -229,6 +235,7 @@ fn config_form(
                 <h2>"Server Config"</h2>
                 <p class="hint" data-testid="node-version">{running}</p>
                 <p class="hint" data-testid="tls-status">{tls}</p>
+                <p class="hint" data-testid="probe-status">{probe}</p>
                 <label>"Cluster"
                     <select name="cluster">
                         <option value="">"None"</option>

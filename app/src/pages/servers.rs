@@ -354,8 +354,8 @@ fn server_row(row: ServerRow) -> impl IntoView {
             <td>{row.alias}</td>
             <td>{row.kind.label()}</td>
             <td>{row.cluster.unwrap_or_else(|| "—".into())}</td>
-            <td>{format!("{} / {}", row.channels_in_use, row.channels)}</td>
-            <td>{format!("{} / {}", row.cps_now, row.cps)}</td>
+            <td class="channels">{format!("{} / {}", row.channels_in_use, row.channels)}</td>
+            <td class="cps">{format!("{} / {}", row.cps_now, row.cps)}</td>
             <td>{row.expires}</td>
             <td class=status_class>
                 <span class="dot" tabindex="0" aria-label="Latency"></span>

@@ -220,7 +220,30 @@ pub async fn push(state: &AppState, account_id: i64, server_id: i64) -> Result<(
     if let Err(error) = apply_tls(state, server_id, &record).await {
         tracing::warn!(server = server_id, %error, "SIP over TLS not served");
     }
+    apply_control(state, server_id, record.tls_internals).await;
     Ok(())
+}
+
+/// TLS Internals: the node's control listener with a certificate from the control plane's
+/// authority when on, none when off (the probe then goes to the SIP port over UDP).
+async fn apply_control(state: &AppState, server_id: i64, on: bool) {
+    let running = state.engine.control_port(server_id).is_some();
+    if on == running {
+        return;
+    }
+    let identity = match on {
+        true => match state.authority.issue(server_id) {
+            Ok(identity) => Some(identity),
+            Err(error) => {
+                tracing::error!(server = server_id, %error, "no control certificate");
+                return;
+            }
+        },
+        false => None,
+    };
+    if let Err(error) = state.engine.serve_control(server_id, identity).await {
+        tracing::warn!(server = server_id, %error, "control listener not served");
+    }
 }
 
 /// Serves SIP over TLS on the server's node when WebRTC/TLS can work: an FQDN is set and a
@@ -298,6 +321,7 @@ pub async fn view(
         failover_candidates,
         node_version: state.engine.config(id).map(|c| c.version),
         tls_serving: state.engine.tls_port(id),
+        control_port: state.engine.control_port(id),
         uac_status: uac_words(state.engine.uac_status(id)),
     })
 }

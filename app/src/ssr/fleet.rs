@@ -186,7 +186,11 @@ pub async fn bring_up(state: &AppState, server: &ServerRecord) -> Result<Duratio
             )
             .await?;
             tracing::info!(server = server.id, %target, ?rtt, "node answered OPTIONS");
-            let health = state.monitor.measure(target.ip(), target.port()).await;
+            let control = super::monitor::control_probe(state, server.id);
+            let health = state
+                .monitor
+                .measure(target.ip(), target.port(), control)
+                .await;
             state.monitor.record(server.id, health);
             state.monitor.changed(server.account_id, Some(server.id));
             Ok(rtt)

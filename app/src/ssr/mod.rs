@@ -6,6 +6,7 @@ pub mod certs;
 pub mod config;
 pub mod directory;
 pub mod fleet;
+pub mod internal_tls;
 pub mod locations;
 pub mod monitor;
 pub mod schedule;

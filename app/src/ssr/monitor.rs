@@ -9,8 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use sip_engine::{options_ping, ProbeTransport};
+use sip_engine::{options_ping, options_ping_tls, ProbeTransport};
 use tokio::sync::broadcast;
+use tokio_rustls::rustls::ClientConfig;
 
 use super::state::AppState;
 use crate::model::Health;
@@ -81,13 +82,30 @@ impl Monitor {
         });
     }
 
-    /// One SIP and one ICMP round trip to `ip`.
-    pub async fn measure(&self, ip: IpAddr, sip_port: u16) -> Health {
-        let sip = options_ping(
-            SocketAddr::new(ip, sip_port),
-            ProbeTransport::Udp,
-            PING_TIMEOUT,
-        );
+    /// One SIP and one ICMP round trip to `ip`: the SIP one to `sip_port` over UDP, or,
+    /// with TLS Internals (`control`: the node's control port, the name its certificate
+    /// carries and a client that trusts only the control plane's authority), over TLS there.
+    pub async fn measure(
+        &self,
+        ip: IpAddr,
+        sip_port: u16,
+        control: Option<(u16, String, Arc<ClientConfig>)>,
+    ) -> Health {
+        let sip = async {
+            match control {
+                Some((port, name, client)) => {
+                    options_ping_tls(SocketAddr::new(ip, port), &name, client, PING_TIMEOUT).await
+                }
+                None => {
+                    options_ping(
+                        SocketAddr::new(ip, sip_port),
+                        ProbeTransport::Udp,
+                        PING_TIMEOUT,
+                    )
+                    .await
+                }
+            }
+        };
         let icmp = self.icmp_ping(ip);
         let (sip, icmp) = tokio::join!(sip, icmp);
         let micros = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
@@ -118,6 +136,18 @@ impl Monitor {
     }
 }
 
+/// Where and how the control plane probes a server's node over TLS: its control port, the
+/// name of its certificate and a client that trusts only the control plane's authority;
+/// `None` without TLS Internals.
+pub fn control_probe(state: &AppState, server_id: i64) -> Option<(u16, String, Arc<ClientConfig>)> {
+    let port = state.engine.control_port(server_id)?;
+    Some((
+        port,
+        super::internal_tls::node_name(server_id),
+        state.authority.client(),
+    ))
+}
+
 /// Measures every running node once, then tells each affected account's pages.
 pub async fn measure_round(state: &AppState) {
     use futures::StreamExt;
@@ -132,10 +162,11 @@ pub async fn measure_round(state: &AppState) {
     let mut accounts: Vec<i64> = futures::stream::iter(servers)
         .map(|server| {
             let monitor = monitor.clone();
+            let control = control_probe(state, server.id);
             async move {
                 let ip: IpAddr = server.ip.parse().ok()?;
                 let port = u16::try_from(server.udp_port).ok()?;
-                let health = monitor.measure(ip, port).await;
+                let health = monitor.measure(ip, port, control).await;
                 monitor.record(server.id, health);
                 Some(server.account_id)
             }

@@ -35,6 +35,8 @@ pub struct AppState {
     pub locations: Arc<super::locations::PersistentLocations>,
     /// The data zones' SIP trace collectors.
     pub traces: Arc<super::traces::Collectors>,
+    /// TLS Internals' certificate authority.
+    pub authority: Arc<super::internal_tls::InternalAuthority>,
 }
 
 impl AppState {
@@ -74,6 +76,10 @@ impl AppState {
             directory,
             locations,
             traces: Arc::default(),
+            authority: Arc::new(
+                super::internal_tls::InternalAuthority::new()
+                    .expect("ring generates keys and rcgen signs with them"),
+            ),
         };
         let _ = PROCESS_STATE.set(state.clone());
         state
