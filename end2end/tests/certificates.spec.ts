@@ -34,7 +34,7 @@ function optionsOverTls(ip: string, port = 5061): Promise<{ cn: string; status: 
 
 /** One SIP OPTIONS from the page over a secure WebSocket (RFC 7118, subprotocol `sip`), as
  *  a WebRTC client sends it: the status line of the answer. */
-function optionsOverWebSocket(page: Page, ip: string, port = 5061): Promise<string> {
+function optionsOverWebSocket(page: Page, ip: string, port = 7443): Promise<string> {
   return page.evaluate(
     ({ ip, port }) =>
       new Promise<string>((resolve, reject) => {
@@ -96,7 +96,7 @@ test('a certificate is checked, listed without its key, attached as Server and d
   await page.getByLabel('WebRTC / TLS FQDN').fill('sip.example.com');
   await page.getByRole('button', { name: 'Save configuration' }).click();
   await expect(page.getByTestId('tls-status')).toHaveText(
-    'SIP over TLS and secure WebSocket (WebRTC): served on port 5061.',
+    'SIP over TLS and secure WebSocket (WebRTC): served on port 5061; secure WebSocket also on 7443, which browsers can reach.',
   );
   expect(await optionsOverTls(ip)).toEqual({ cn: 'sip.example.com', status: 'SIP/2.0 200 OK' });
   // A WebRTC client in this very browser reaches the node over a secure WebSocket.

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as path from 'node:path';
@@ -5,6 +6,18 @@ import { expect, type Page } from '@playwright/test';
 
 const root = path.resolve(__dirname, '..', '..');
 const port = 3107;
+
+/** How Chromium is started: no sandbox (root in a container), nothing that reaches out to
+ *  the internet. */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** Where the console under test runs and what it is started with. */
 export const E2E = {
@@ -120,4 +133,42 @@ export function sipOptions(ip: string, port = 5060, timeoutMs = 3000): Promise<s
       resolve(msg.toString().split('\r\n')[0]);
     });
   });
+}
+
+const md5 = (text: string) => createHash('md5').update(text).digest('hex');
+
+/** Waits for the next datagram on `socket`. */
+export function next(socket: dgram.Socket, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no SIP answer')), timeoutMs);
+    socket.once('message', (msg) => {
+      clearTimeout(timer);
+      resolve(msg.toString());
+    });
+  });
+}
+
+/** A phone registering `user` at `ip:5060`, answering the MD5 digest challenge. */
+export async function register(ip: string, user: string, password: string): Promise<{ status: string; socket: dgram.Socket }> {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const local = `127.0.0.1:${socket.address().port}`;
+  const request = (cseq: number, auth: string) =>
+    `REGISTER sip:${ip} SIP/2.0\r\nVia: SIP/2.0/UDP ${local};branch=z9hG4bKe2e${cseq}${Date.now()};rport\r\n` +
+    `Max-Forwards: 70\r\nFrom: <sip:${user}@${ip}>;tag=e2e${cseq}\r\nTo: <sip:${user}@${ip}>\r\n` +
+    `Call-ID: e2e-reg-${user}\r\nCSeq: ${cseq} REGISTER\r\nContact: <sip:${user}@${local}>\r\nExpires: 600\r\n` +
+    `User-Agent: e2e-phone\r\n${auth}Content-Length: 0\r\n\r\n`;
+  socket.send(request(1, ''), 5060, ip);
+  const challenge = await next(socket);
+  const line = challenge.split('\r\n').find((l) => l.startsWith('WWW-Authenticate:') && l.includes('MD5')) ?? '';
+  const param = (name: string) => (line.match(new RegExp(`${name}="([^"]*)"`)) ?? [])[1] ?? '';
+  const [realm, nonce, opaque] = [param('realm'), param('nonce'), param('opaque')];
+  const uri = `sip:${ip}`;
+  const response = md5(`${md5(`${user}:${realm}:${password}`)}:${nonce}:00000001:e2ecnonce:auth:${md5(`REGISTER:${uri}`)}`);
+  const auth =
+    `Authorization: Digest username="${user}", realm="${realm}", nonce="${nonce}", uri="${uri}", ` +
+    `response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="e2ecnonce", opaque="${opaque}"\r\n`;
+  socket.send(request(2, auth), 5060, ip);
+  const answer = await next(socket);
+  return { status: answer.split('\r\n')[0], socket };
 }

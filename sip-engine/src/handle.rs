@@ -17,7 +17,7 @@ use crate::node::{Node, NodeConfig, NodeRole, StatsSnapshot};
 use crate::proxy::Proxy;
 use crate::registrar::{Registrar, UserDirectory};
 use crate::trace::Tracer;
-use crate::transport::{tcp, tls, udp};
+use crate::transport::{tcp, tls, udp, ws};
 
 /// How long a nonce of [`Engine::with_directory`] stays valid: long enough for a slow phone
 /// to answer its challenge, short enough that a captured one soon becomes useless.
@@ -436,8 +436,34 @@ impl Engine {
         };
         let listener = TcpListener::bind(addr).await.map_err(bind)?;
         let port = listener.local_addr().map_err(bind)?.port();
+        // Phones' TLS also serves secure WebSocket on the browsers' port, when it is free.
+        let websocket = match which {
+            Listener::Sip if port != ws::WSS_PORT => {
+                let ws_addr = SocketAddr::new(node_ip, ws::WSS_PORT);
+                match TcpListener::bind(ws_addr).await {
+                    Ok(listener) => Some(listener),
+                    Err(error) => {
+                        tracing::warn!(id, %ws_addr, %error, "secure WebSocket port not served");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let shutdown = node_shutdown.child_token();
-        let task = tokio::spawn(tls::serve(listener, acceptor, node, shutdown.clone()));
+        let task = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let tls = tls::serve(listener, acceptor.clone(), node.clone(), shutdown.clone());
+                match websocket {
+                    Some(websocket) => {
+                        let ws = tls::serve(websocket, acceptor, node, shutdown);
+                        tokio::join!(tls, ws);
+                    }
+                    None => tls.await,
+                }
+            })
+        };
         tracing::info!(id, %addr, port, transport, "node serves TLS");
         match self.lock().get_mut(&id) {
             Some(running) => {

@@ -204,7 +204,9 @@ fn config_form(
     };
     let uac = view.uac_status.clone();
     let tls = match view.tls_serving {
-        Some(port) => format!("SIP over TLS and secure WebSocket (WebRTC): served on port {port}."),
+        Some(port) => format!(
+            "SIP over TLS and secure WebSocket (WebRTC): served on port {port}; secure WebSocket also on 7443, which browsers can reach."
+        ),
         None => {
             "SIP over TLS and secure WebSocket (WebRTC): off. It starts once an FQDN is set and a Server certificate is attached."
                 .to_string()

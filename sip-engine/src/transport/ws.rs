@@ -2,7 +2,7 @@
 //! message carries exactly one SIP message, so no framing by `Content-Length` is needed, and
 //! the connection, once upgraded with the `sip` subprotocol, is a reliable stream like TCP.
 //!
-//! Served on the TLS port (secure WebSocket); messages are handled as stream messages, and
+//! Served on the TLS port and on [`WSS_PORT`] (secure WebSocket); messages are handled as stream messages, and
 //! requests for a phone registered over the connection go down it (see
 //! [`super::Streams`]).
 
@@ -22,6 +22,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{MAX_BODY, MAX_HEAD};
 use crate::node::{Node, Transport};
+
+/// The port secure WebSocket is served on besides the TLS port. Browsers refuse to open
+/// connections to the SIP ports 5060 and 5061 (Chromium and Firefox block them since the
+/// NAT Slipstreaming attacks of 2020), so a WebRTC client in a browser cannot use the TLS
+/// port's WebSocket; 7443 is where FreeSWITCH serves WSS by default.
+pub const WSS_PORT: u16 = 7443;
 
 /// The subprotocol a SIP WebSocket client asks for (RFC 7118 §4.1).
 const SUBPROTOCOL: &str = "sip";
