@@ -93,6 +93,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/signup") view={Lazy::<SignUpRoute>::new()}/>
                     <Route path=path!("/servers") view={Lazy::<ServersRoute>::new()}/>
                     <Route path=path!("/servers/:id") view={Lazy::<ServerRoute>::new()}/>
+                    <Route path=path!("/servers/:id/registrations") view={Lazy::<ServerRegistrationsRoute>::new()}/>
+                    <Route path=path!("/servers/:id/trace") view={Lazy::<ServerTraceRoute>::new()}/>
+                    <Route path=path!("/servers/:id/certificates") view={Lazy::<ServerCertificatesRoute>::new()}/>
                     <Route path=path!("/clusters") view={Lazy::<ClustersRoute>::new()}/>
                     <Route path=path!("/rtp-servers") view={Lazy::<RtpServersRoute>::new()}/>
                     <Route path=path!("/certificates") view={Lazy::<CertificatesRoute>::new()}/>
@@ -131,6 +134,15 @@ lazy_page!(SignInRoute, pages::auth::SignInPage);
 lazy_page!(SignUpRoute, pages::auth::SignUpPage);
 lazy_page!(ServersRoute, pages::servers::ServersPage);
 lazy_page!(ServerRoute, pages::server::ServerPage);
+lazy_page!(
+    ServerRegistrationsRoute,
+    pages::server_tools::ServerRegistrationsPage
+);
+lazy_page!(ServerTraceRoute, pages::server_tools::ServerTracePage);
+lazy_page!(
+    ServerCertificatesRoute,
+    pages::server_tools::ServerCertificatesPage
+);
 lazy_page!(ClustersRoute, pages::clusters::ClustersPage);
 lazy_page!(RtpServersRoute, pages::rtp::RtpServersPage);
 lazy_page!(CertificatesRoute, pages::certificates::CertificatesPage);

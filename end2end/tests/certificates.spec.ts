@@ -85,6 +85,9 @@ test('a certificate is checked, listed without its key, attached as Server and d
   await page.goto('/servers');
   await page.locator(`tr[data-ip="${ip}"] td.ip a`).click();
   await hydrated(page);
+  const detail = page.url();
+  await page.getByRole('link', { name: 'Attached certificates' }).click();
+  await expect(page).toHaveURL(/\/servers\/\d+\/certificates$/);
   const section = page.locator('section.certificates');
   await section.getByLabel('Type').selectOption('server');
   await section.getByRole('button', { name: 'Attach' }).click();
@@ -92,6 +95,9 @@ test('a certificate is checked, listed without its key, attached as Server and d
   await expect(section.locator('li[data-certificate]')).toContainText('Server');
 
   // With an FQDN as well, the node serves SIP over TLS with that certificate.
+  await page.getByRole('link', { name: 'Back to the server' }).click();
+  await expect(page).toHaveURL(detail);
+  await hydrated(page);
   await expect(page.getByTestId('tls-status')).toContainText('off');
   await page.getByLabel('WebRTC / TLS FQDN').fill('sip.example.com');
   await page.getByRole('button', { name: 'Save configuration' }).click();
@@ -102,6 +108,7 @@ test('a certificate is checked, listed without its key, attached as Server and d
   // A WebRTC client in this very browser reaches the node over a secure WebSocket.
   expect(await optionsOverWebSocket(page, ip)).toBe('SIP/2.0 200 OK');
 
+  await page.getByRole('link', { name: 'Attached certificates' }).click();
   await section.getByRole('button', { name: 'Detach' }).click();
   await expect(section.locator('li[data-certificate]')).toHaveCount(0);
   await expect(optionsOverTls(ip)).rejects.toThrow();

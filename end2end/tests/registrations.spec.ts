@@ -20,6 +20,8 @@ test('a phone registered with a SIP user shows in the server\'s Registrations', 
     await page.goto('/servers');
     await page.locator(`tr[data-ip="${ip}"] td.ip a`).click();
     await hydrated(page);
+    await page.getByRole('link', { name: 'Registrations' }).click();
+    await expect(page).toHaveURL(/\/servers\/\d+\/registrations$/);
     const row = page.locator('section.registrations tbody tr').first();
     await expect(row).toContainText(`sip:desk42@${ip}`);
     await expect(row).toContainText('127.0.0.1:');

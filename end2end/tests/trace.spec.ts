@@ -9,6 +9,9 @@ test('the SIP trace shows what the node exchanged, from the data zone its config
   const ip = await deployedServer(page);
   await page.locator(`tr[data-ip="${ip}"] td.ip a`).click();
   await hydrated(page);
+  const detail = page.url();
+  await page.getByRole('link', { name: 'SIP trace' }).click();
+  await expect(page).toHaveURL(/\/servers\/\d+\/trace$/);
   const trace = page.locator('section.trace');
 
   expect(await sipOptions(ip)).toBe('SIP/2.0 200 OK');
@@ -24,12 +27,15 @@ test('the SIP trace shows what the node exchanged, from the data zone its config
   await ours.first().locator('summary').click();
   await expect(ours.first().locator('pre')).toContainText('Via: SIP/2.0/UDP 127.0.0.1:');
 
+  await page.goto(detail);
+  await hydrated(page);
   await page.getByLabel('Data zone').selectOption('eu');
   await page.getByLabel('TCP SIP Trace').check();
   await page.getByRole('button', { name: 'Save configuration' }).click();
   await expect(page.getByRole('status')).toHaveText('Saved and applied to the node.');
   expect(await sipOptions(ip)).toBe('SIP/2.0 200 OK');
-  await trace.getByRole('button', { name: 'Refresh' }).click();
+  await page.getByRole('link', { name: 'SIP trace' }).click();
+  await expect(page).toHaveURL(/\/servers\/\d+\/trace$/);
   await expect(trace.getByTestId('trace-collector')).toContainText('Kept in the EU data zone');
   await expect(trace.getByTestId('trace-collector')).toContainText('shipped over TCP');
   await expect(trace.locator('tbody tr', { hasText: 'OPTIONS sip:ping@' }).first()).toBeVisible();

@@ -9,5 +9,6 @@ pub mod home;
 pub mod operator;
 pub mod rtp;
 pub mod server;
+pub mod server_tools;
 pub mod servers;
 pub mod sip_users;
