@@ -10,8 +10,8 @@ use crate::api::certificates::{
     list_certificates, server_certificates, AttachCertificate, DetachCertificate,
 };
 use crate::api::config::server_trace;
-use crate::components::forms::FormError;
 use crate::api::sip_users::list_registrations;
+use crate::components::forms::FormError;
 
 /// The `:id` of the route.
 fn server_id() -> Option<i64> {
