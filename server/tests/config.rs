@@ -135,6 +135,7 @@ async fn a_port_in_use_is_a_field_error_and_the_old_configuration_keeps_running(
     for (field, value) in [
         ("udp_port", "80"),
         ("tls_port", "5060"),
+        ("tcp_port", "7443"),
         ("fqdn", "not a domain"),
         ("data_zone", "mars"),
     ] {

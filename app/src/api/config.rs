@@ -78,6 +78,14 @@ pub async fn save_server_config(
             "TLS and TCP are both TCP: they need different ports.",
         ));
     }
+    // The node serves secure WebSocket there for browsers (which refuse 5060 and 5061).
+    let wss = sip_engine::transport::ws::WSS_PORT;
+    if tcp_port == i64::from(wss) {
+        return Err(AppError::field(
+            "tcp_port",
+            format!("Port {wss} is the server's secure WebSocket port (WebRTC)."),
+        ));
+    }
     let username = given(&uac_auth_username).map(str::to_string);
     if username
         .as_ref()
