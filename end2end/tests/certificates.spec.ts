@@ -84,6 +84,8 @@ test('a certificate is checked, listed without its key, attached as Server and d
 
   await page.goto('/servers');
   await page.locator(`tr[data-ip="${ip}"] td.ip a`).click();
+  // A lazy route changes the URL once its chunk has loaded: wait for it.
+  await expect(page).toHaveURL(/\/servers\/\d+$/);
   await hydrated(page);
   const detail = page.url();
   await page.getByRole('link', { name: 'Attached certificates' }).click();

@@ -8,6 +8,8 @@ test('the SIP trace shows what the node exchanged, from the data zone its config
   const errors = watchConsole(page);
   const ip = await deployedServer(page);
   await page.locator(`tr[data-ip="${ip}"] td.ip a`).click();
+  // A lazy route changes the URL once its chunk has loaded: wait for it.
+  await expect(page).toHaveURL(/\/servers\/\d+$/);
   await hydrated(page);
   const detail = page.url();
   await page.getByRole('link', { name: 'SIP trace' }).click();
