@@ -609,16 +609,21 @@ impl ServerCommand {
         match self {
             ServerCommand::Install => {
                 "Reinstalls the node from the standard configuration: ports and flags go back to \
-                 their defaults and the node restarts. Live calls are dropped; registrations are kept."
+                 their defaults and the node restarts. Live calls are dropped (both ends get a BYE); \
+                 registrations are kept."
             }
             ServerCommand::Start => "Starts the node. It answers SIP again once it is up.",
             ServerCommand::Stop => {
-                "Stops the node at once: live calls are dropped and it answers no SIP until started."
+                "Stops the node: live calls are dropped (both ends get a BYE) and it answers no SIP \
+                 until started."
             }
-            ServerCommand::Restart => "Restarts the node: live calls are dropped and it comes back within seconds.",
+            ServerCommand::Restart => {
+                "Restarts the node: live calls are dropped (both ends get a BYE) and it comes back \
+                 within seconds."
+            }
             ServerCommand::OsCycle => {
                 "Graceful restart: the node refuses new calls, lets live calls finish (up to the \
-                 drain timeout), then restarts."
+                 drain timeout; the rest then get a BYE), then restarts."
             }
             ServerCommand::PowerCycle => {
                 "Hard restart, like pressing the power button: the node stops at once with no \
@@ -755,6 +760,9 @@ pub struct ServerConfigView {
     pub node_version: Option<i64>,
     /// The port the node serves SIP over TLS on, `None` when it serves no TLS.
     pub tls_serving: Option<u16>,
+    /// Why the node serving TLS does not serve secure WebSocket on 7443 as well (the
+    /// port is taken on its address, say).
+    pub websocket_refused: Option<String>,
     /// The node's control port, probed over TLS (TLS Internals); `None` without it.
     pub control_port: Option<u16>,
     /// Where the node's upstream registration (UAC Auth) stands, in words.

@@ -1,7 +1,8 @@
 //! The channels and CPS the console shows are what the node enforces: a server deployed
 //! with one channel carries one call and refuses the next with 503, the list shows the call
 //! in use; a cluster's full member hands the call to its failover member; OS Cycle refuses
-//! new calls while its active call finishes.
+//! new calls while its active call finishes; Restart ends calls with a BYE to both ends,
+//! Power Cycle without one.
 
 mod common;
 
@@ -338,4 +339,114 @@ async fn unclustered_servers_reach_each_others_users_only_when_both_share_locati
     let (request, from) = next(&phone).await;
     assert!(request.contains("Call-ID: share-3"), "{request}");
     assert_eq!(from, node_b, "B rings bob, registered at A");
+}
+
+/// `answer`, with the phone's Contact (every 2xx to an INVITE has one).
+fn answer_with_contact(request: &str, status: &str, contact: SocketAddr) -> String {
+    answer(request, status).replacen(
+        "Content-Length: 0",
+        &format!("Contact: <sip:bob@{contact}>\r\nContent-Length: 0"),
+        1,
+    )
+}
+
+/// Rings bob from the carrier and has him answer: the call holds a channel.
+async fn answered_call(carrier: &UdpSocket, phone: &UdpSocket, node: SocketAddr, call: &str) {
+    let from = carrier.local_addr().unwrap();
+    carrier
+        .send_to(invite(from, node, "bob", call).as_bytes(), node)
+        .await
+        .unwrap();
+    let (ringing, _) = next(phone).await;
+    assert!(ringing.starts_with("INVITE "), "{ringing}");
+    let contact = phone.local_addr().unwrap();
+    phone
+        .send_to(
+            answer_with_contact(&ringing, "200 OK", contact).as_bytes(),
+            node,
+        )
+        .await
+        .unwrap();
+    let (ok, _) = next(carrier).await;
+    assert_eq!(status_line(&ok), "SIP/2.0 200 OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_ends_calls_with_a_bye_to_both_ends_and_power_cycle_without_a_word() {
+    let app = common::spawn_app("127.0.99.1-127.0.99.10").await;
+    let client = app.account_with_balance("goodbye@acme.test", 100).await;
+    let server: ServerRow = client
+        .call(
+            "deploy_server",
+            &[("zone", "test-zone"), ("kind", "switch")],
+        )
+        .await
+        .expect("deploy");
+    let node: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
+    client.sip_user("bob", "bob secret 12", "disabled").await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        register_from(&phone, node, "bob", "bob secret 12", "reg-bob-bye").await,
+        "SIP/2.0 200 OK"
+    );
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let id = server.id.to_string();
+    let action = |name: &'static str| {
+        let client = client.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            client
+                .call::<ServerRow>("run_server_action", &[("id", &id), ("action", name)])
+                .await
+        })
+    };
+
+    answered_call(&carrier, &phone, node, "call-restart").await;
+    assert_eq!(client.server_row(server.id).await.channels_in_use, 1);
+    let restart = action("restart");
+    let (to_phone, _) = next(&phone).await;
+    let (to_carrier, _) = next(&carrier).await;
+    for (bye, socket) in [(&to_phone, &phone), (&to_carrier, &carrier)] {
+        assert!(bye.starts_with("BYE "), "{bye}");
+        assert!(bye.contains("Call-ID: call-restart\r\n"), "{bye}");
+        assert!(
+            bye.contains("Reason: Q.850;cause=41;text=\"Server restart\""),
+            "{bye}"
+        );
+        socket
+            .send_to(answer(bye, "200 OK").as_bytes(), node)
+            .await
+            .unwrap();
+    }
+    assert!(
+        to_phone.contains("From: <sip:carrier@192.0.2.1>;tag=c\r\n"),
+        "{to_phone}"
+    );
+    assert!(
+        to_carrier.contains("To: <sip:carrier@192.0.2.1>;tag=c\r\n"),
+        "{to_carrier}"
+    );
+    let after = restart.await.unwrap().expect("Restart");
+    assert_eq!(
+        (after.status, after.channels_in_use),
+        (ServerStatus::Running, 0)
+    );
+
+    // Power Cycle: the node goes down with the call up, and neither end hears of it.
+    answered_call(&carrier, &phone, node, "call-power").await;
+    let cycle = action("power_cycle");
+    let after = cycle.await.unwrap().expect("Power Cycle");
+    assert_eq!(
+        (after.status, after.channels_in_use),
+        (ServerStatus::Running, 0)
+    );
+    for socket in [&phone, &carrier] {
+        let mut buf = vec![0u8; 8192];
+        while let Ok(Ok((len, _))) =
+            tokio::time::timeout(Duration::from_millis(700), socket.recv_from(&mut buf)).await
+        {
+            let text = String::from_utf8_lossy(&buf[..len]);
+            assert!(!text.starts_with("BYE "), "no goodbyes: {text}");
+        }
+    }
 }

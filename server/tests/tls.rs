@@ -92,6 +92,7 @@ async fn a_server_with_an_fqdn_and_a_server_certificate_answers_over_tls() {
         .await
         .expect("FQDN saved");
     assert_eq!(view.tls_serving, Some(5061));
+    assert_eq!(view.websocket_refused, None, "7443 is served too");
     assert_eq!(
         options_over_tls(target, cert.der().clone()).await.unwrap(),
         "SIP/2.0 200 OK"
@@ -110,6 +111,37 @@ async fn a_server_with_an_fqdn_and_a_server_certificate_answers_over_tls() {
         .await
         .unwrap();
     assert_eq!(view.tls_serving, None);
+
+    // Another process holds 7443 on the server's address: TLS is served on 5061 all the
+    // same, and the page learns why browsers cannot reach secure WebSocket.
+    let squatter = tokio::net::TcpListener::bind((target.ip(), 7443))
+        .await
+        .unwrap();
+    let attach = [
+        ("server_id", sid.as_str()),
+        ("certificate_id", cid.as_str()),
+        ("usage", "server"),
+    ];
+    client
+        .call::<()>("attach_certificate", &attach)
+        .await
+        .expect("attach again");
+    let view: ServerConfigView = client
+        .call("get_server_config", &[("id", &sid)])
+        .await
+        .unwrap();
+    assert_eq!(view.tls_serving, Some(5061));
+    assert!(
+        view.websocket_refused
+            .as_deref()
+            .is_some_and(|why| why.contains("in use")),
+        "{view:?}"
+    );
+    assert_eq!(
+        options_over_tls(target, cert.der().clone()).await.unwrap(),
+        "SIP/2.0 200 OK"
+    );
+    drop(squatter);
 }
 
 /// TLS Internals: with the flag saved, the node gets a control port with a certificate from

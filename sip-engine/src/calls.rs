@@ -17,6 +17,13 @@
 //! A call whose end the node never sees (a BYE lost on the way) would hold its channel for
 //! ever: calls are forgotten after [`MAX_CALL`], as Kamailio's dialog module does after its
 //! default timeout.
+//!
+//! For each call the node also keeps how to reach both of its ends ([`End`]): who they are
+//! (From and To, tags included), their Contacts, the Record-Route entries between the node
+//! and each, and the last CSeq each has sent. That is what it takes for the node to end a
+//! call itself, with a BYE to each side, when it is restarted or stopped
+//! ([`Calls::take_dialogs`]); Kamailio's dialog module keeps the same to end dialogs from
+//! its management interface.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -171,6 +178,37 @@ impl Budget {
     }
 }
 
+/// One end of a call, as this node addresses a request to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct End {
+    /// The header value that names this end in its own requests (the caller's From, the
+    /// callee's To), tag included.
+    pub party: String,
+    /// Its Contact URI: the Request-URI of a request to it.
+    pub contact: String,
+    /// The Record-Route entries between this node and this end, nearest first: the Route
+    /// set of a request from the node to it.
+    pub routes: Vec<String>,
+    /// The highest CSeq number this end has sent in the call; `None` before its first
+    /// request.
+    pub cseq: Option<u32>,
+}
+
+impl End {
+    /// Whether a request with From tag `tag` comes from this end.
+    fn sent(&self, tag: &str) -> bool {
+        crate::message::header_param(&self.party, "tag") == Some(tag)
+    }
+}
+
+/// An answered call, with what it takes to send each end a BYE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialog {
+    pub call_id: String,
+    pub caller: End,
+    pub callee: End,
+}
+
 #[derive(Debug)]
 struct Call {
     /// The cluster budget the call was counted in (a node may change clusters while its
@@ -178,6 +216,10 @@ struct Call {
     shared: Option<Arc<Budget>>,
     answered: bool,
     since: Instant,
+    /// The caller, from the INVITE as the node forwarded it (its routes come with the 2xx).
+    caller: Option<End>,
+    /// The callee, from the first 2xx.
+    callee: Option<End>,
 }
 
 /// One node's calls, by Call-ID, and the budgets they count in.
@@ -231,16 +273,72 @@ impl Calls {
                 shared,
                 answered: false,
                 since: now,
+                caller: None,
+                callee: None,
             },
         );
         Ok(())
     }
 
-    /// The call was answered (2xx): it holds its channel until a BYE.
-    pub fn answered(&self, call_id: &str) {
+    /// The caller of an admitted call, as its INVITE leaves the node.
+    pub fn invited(&self, call_id: &str, caller: End) {
+        if let Some(call) = self.lock().get_mut(call_id) {
+            call.caller.get_or_insert(caller);
+        }
+    }
+
+    /// The call was answered (2xx): it holds its channel until a BYE. The first 2xx names
+    /// the callee and the routes towards the caller (`caller_routes`).
+    pub fn answered(&self, call_id: &str, answer: Option<(End, Vec<String>)>) {
         if let Some(call) = self.lock().get_mut(call_id) {
             call.answered = true;
+            if let (None, Some((callee, caller_routes))) = (&call.callee, answer) {
+                call.callee = Some(callee);
+                if let Some(caller) = &mut call.caller {
+                    caller.routes = caller_routes;
+                }
+            }
         }
+    }
+
+    /// A request inside an answered call, from the end whose tag is `from_tag`: the node
+    /// remembers its CSeq, so a BYE it sends on that end's behalf counts on from there.
+    pub fn in_dialog(&self, call_id: &str, from_tag: &str, cseq: u32) {
+        let mut table = self.lock();
+        let Some(call) = table.get_mut(call_id) else {
+            return;
+        };
+        for end in [&mut call.caller, &mut call.callee].into_iter().flatten() {
+            if end.sent(from_tag) {
+                end.cseq = Some(end.cseq.map_or(cseq, |seen| seen.max(cseq)));
+            }
+        }
+    }
+
+    /// Removes every answered call whose ends are known, freeing its channel, and returns
+    /// them: the node is about to end them with a BYE to each side.
+    pub fn take_dialogs(&self) -> Vec<Dialog> {
+        let mut table = self.lock();
+        let ending: Vec<String> = table
+            .iter()
+            .filter(|(_, call)| call.answered && call.caller.is_some() && call.callee.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut dialogs = Vec::with_capacity(ending.len());
+        for call_id in ending {
+            let Some(mut call) = table.remove(&call_id) else {
+                continue;
+            };
+            if let (Some(caller), Some(callee)) = (call.caller.take(), call.callee.take()) {
+                dialogs.push(Dialog {
+                    call_id,
+                    caller,
+                    callee,
+                });
+            }
+            self.free(call);
+        }
+        dialogs
     }
 
     /// The call's INVITE failed (a final non-2xx answer, or none in time): its channel is
@@ -338,7 +436,7 @@ mod tests {
         assert_eq!(calls.admit("a", LIMITS, now), Ok(()));
         calls.failed("a");
         assert_eq!(calls.figures(now).channels_in_use, 1);
-        calls.answered("b");
+        calls.answered("b", None);
         calls.failed("b");
         assert_eq!(
             calls.figures(now).channels_in_use,
@@ -400,7 +498,7 @@ mod tests {
         let calls = Calls::default();
         let now = Instant::now();
         calls.admit("a", LIMITS, now).unwrap();
-        calls.answered("a");
+        calls.answered("a", None);
         calls.expire(now + Duration::from_secs(3600));
         assert_eq!(calls.figures(now).channels_in_use, 1);
         calls.expire(now + MAX_CALL);
@@ -415,5 +513,51 @@ mod tests {
             assert_eq!(calls.admit(&i.to_string(), None, now), Ok(()));
         }
         assert_eq!(calls.figures(now).cps_now, 100);
+    }
+
+    fn end(party: &str, contact: &str, cseq: Option<u32>) -> End {
+        End {
+            party: party.into(),
+            contact: contact.into(),
+            routes: Vec::new(),
+            cseq,
+        }
+    }
+
+    #[test]
+    fn answered_calls_give_up_their_ends_once_and_count_each_end_s_cseq() {
+        let calls = Calls::default();
+        let now = Instant::now();
+        calls.admit("ringing", LIMITS, now).unwrap();
+        calls.invited("ringing", end("<sip:x@h>;tag=x", "sip:x@1.2.3.4", Some(1)));
+        calls.admit("talking", LIMITS, now).unwrap();
+        calls.invited("talking", end("<sip:a@h>;tag=a", "sip:a@1.2.3.4", Some(5)));
+        let callee = end("<sip:b@h>;tag=b", "sip:b@5.6.7.8", None);
+        let towards_caller = vec!["<sip:9.9.9.9;lr>".to_string()];
+        calls.answered("talking", Some((callee.clone(), towards_caller.clone())));
+        // A later 2xx (another branch of a fork) does not replace the callee.
+        calls.answered(
+            "talking",
+            Some((end("<sip:c@h>;tag=c", "sip:c@1.1.1.1", None), vec![])),
+        );
+        calls.in_dialog("talking", "a", 4);
+        calls.in_dialog("talking", "a", 9);
+        calls.in_dialog("talking", "b", 30);
+        calls.in_dialog("talking", "stranger", 99);
+
+        let dialogs = calls.take_dialogs();
+        assert_eq!(dialogs.len(), 1, "a call still ringing is not ended");
+        let dialog = &dialogs[0];
+        assert_eq!(dialog.call_id, "talking");
+        assert_eq!(dialog.caller.cseq, Some(9), "the highest seen");
+        assert_eq!(dialog.caller.routes, towards_caller);
+        assert_eq!(dialog.callee.party, callee.party);
+        assert_eq!(dialog.callee.cseq, Some(30));
+        assert_eq!(
+            calls.figures(now).channels_in_use,
+            1,
+            "only the ringing call holds one"
+        );
+        assert!(calls.take_dialogs().is_empty());
     }
 }

@@ -28,6 +28,11 @@ const NONCE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 /// requests for); the proxy drops, as UDP would, and retransmission makes up for it.
 const OUTBOUND_QUEUE: usize = 1024;
 
+/// How long [`Engine::hang_up`] waits for its BYEs to be answered before the node stops:
+/// long enough for two UDP retransmissions (at 0.5 s and 1.5 s), short enough that a
+/// restart with silent phones is not held up.
+pub const BYE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The receive buffer a node asks for on its UDP socket: 8 MB, about 16,000 datagrams of a
 /// typical REGISTER's size.
 const UDP_RECEIVE_BUFFER: usize = 8 << 20;
@@ -87,6 +92,9 @@ struct TlsRunning {
     spec: TlsSpec,
     /// The port it listens on (the spec's, or the one picked for port 0).
     port: u16,
+    /// Why the secure WebSocket port for browsers is not served beside it (taken by
+    /// another process, say); `None` when it is, or is not wanted.
+    websocket_error: Option<String>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -351,6 +359,35 @@ impl Engine {
 
     /// Stops a node and waits until its sockets are closed, so the ports are free when this
     /// returns. Stopping a node that does not run does nothing.
+    /// Ends the calls a running node carries, with a BYE to both ends of each
+    /// ([`Node::hang_up`]), and waits up to [`BYE_WAIT`] for the BYEs to be answered (the
+    /// node keeps running meanwhile, so unanswered ones are retransmitted). `why` goes in
+    /// each BYE's `Reason` header. Returns how many calls it ended.
+    pub async fn hang_up(&self, id: i64, why: &str) -> usize {
+        let Some(node) = self.lock().get(&id).map(|running| running.node.clone()) else {
+            return 0;
+        };
+        let reason = format!("Q.850;cause=41;text=\"{}\"", why.replace('"', "'"));
+        let (calls, outcomes) = node.hang_up(&reason);
+        let deadline = tokio::time::Instant::now() + BYE_WAIT;
+        for outcome in outcomes {
+            let _ = tokio::time::timeout_at(deadline, outcome).await;
+        }
+        if calls > 0 {
+            tracing::info!(id, calls, why, "calls ended with a BYE to both ends");
+        }
+        calls
+    }
+
+    /// Stops a node the orderly way: its calls ended first ([`Engine::hang_up`]), then
+    /// [`Engine::stop`].
+    pub async fn shut_down(&self, id: i64, why: &str) {
+        self.hang_up(id, why).await;
+        self.stop(id).await;
+    }
+
+    /// Stops a node at once: its calls drop without a word to either end (what Power Cycle
+    /// promises). See [`Engine::shut_down`] for the orderly way.
     pub async fn stop(&self, id: i64) {
         let Some(running) = self.lock().remove(&id) else {
             return;
@@ -437,6 +474,7 @@ impl Engine {
         let listener = TcpListener::bind(addr).await.map_err(bind)?;
         let port = listener.local_addr().map_err(bind)?.port();
         // Phones' TLS also serves secure WebSocket on the browsers' port, when it is free.
+        let mut websocket_error = None;
         let websocket = match which {
             Listener::Sip if port != ws::WSS_PORT => {
                 let ws_addr = SocketAddr::new(node_ip, ws::WSS_PORT);
@@ -444,6 +482,7 @@ impl Engine {
                     Ok(listener) => Some(listener),
                     Err(error) => {
                         tracing::warn!(id, %ws_addr, %error, "secure WebSocket port not served");
+                        websocket_error = Some(error.to_string());
                         None
                     }
                 }
@@ -470,6 +509,7 @@ impl Engine {
                 *running.listener(which) = Some(TlsRunning {
                     spec,
                     port,
+                    websocket_error,
                     shutdown,
                     task,
                 })
@@ -480,6 +520,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Why a node that serves TLS does not serve secure WebSocket on the browsers' port
+    /// ([`ws::WSS_PORT`]) too: the error binding it (another process holds it, say).
+    /// `None` when it is served, or the node serves no TLS.
+    pub fn websocket_refused(&self, id: i64) -> Option<String> {
+        self.lock()
+            .get(&id)
+            .and_then(|r| r.tls.as_ref().and_then(|t| t.websocket_error.clone()))
+    }
+
     /// The TLS port a running node serves, if it serves TLS.
     pub fn tls_port(&self, id: i64) -> Option<u16> {
         self.lock()
@@ -487,11 +536,11 @@ impl Engine {
             .and_then(|r| r.tls.as_ref().map(|t| t.port))
     }
 
-    /// Stops every node (at process shutdown).
+    /// Shuts every node down the orderly way (when the process stops).
     pub async fn stop_all(&self) {
         let ids: Vec<i64> = self.lock().keys().copied().collect();
         for id in ids {
-            self.stop(id).await;
+            self.shut_down(id, "Server shutdown").await;
         }
     }
 

@@ -37,6 +37,10 @@ use crate::transport::tcp::FrameError;
 use crate::transport::Streams;
 use crate::uac::{Uac, UacRegistration};
 
+/// How a client transaction the node started ends: its final response, or why none came.
+pub type ClientOutcome =
+    tokio::sync::oneshot::Receiver<Result<rsip::Response, crate::transaction::ClientError>>;
+
 /// What a server is for: a Dispatcher balances load over switches, a Switch is a cluster
 /// member that carries calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,12 +317,7 @@ impl Node {
     pub fn poll(&self, now: Instant) -> Vec<Outbound> {
         let out = self.poll_timers(now);
         for sent in &out {
-            let transport = if self.streams.contains(sent.target) {
-                Transport::Tcp
-            } else {
-                Transport::Udp
-            };
-            self.trace(&sent.bytes, sent.target, transport, false);
+            self.trace_out(&sent.bytes, sent.target);
         }
         out
     }
@@ -365,7 +364,15 @@ impl Node {
     /// send.
     fn record_relayed(&self, relayed: Relayed, now: Instant) -> Outbound {
         match (&relayed.invite_call, relayed.code) {
-            (Some(call), 200..=299) => self.calls.answered(call),
+            (Some(call), 200..=299) => {
+                let ends = match (&self.proxy, crate::message::parse(&relayed.out.bytes)) {
+                    (Some(proxy), Ok(SipMessage::Response(response))) => {
+                        proxy.answer_ends(&response)
+                    }
+                    _ => None,
+                };
+                self.calls.answered(call, ends);
+            }
             (Some(call), 300..) => self.calls.failed(call),
             _ => {}
         }
@@ -381,15 +388,48 @@ impl Node {
         relayed.out
     }
 
+    /// Ends every answered call the node carries, as a proxy can for the two ends it stands
+    /// between: a BYE to each end on behalf of the other, with an RFC 3326 `Reason`, each in
+    /// a client transaction (retransmitted over UDP until answered, while the node runs).
+    /// The calls' channels are free at once. Returns how many calls it ended and the BYEs'
+    /// outcomes, for a caller that waits for the answers before stopping the node.
+    pub fn hang_up(&self, reason: &str) -> (usize, Vec<ClientOutcome>) {
+        let Some(proxy) = &self.proxy else {
+            return (0, Vec::new());
+        };
+        let dialogs = self.calls.take_dialogs();
+        let now = Instant::now();
+        let mut outcomes = Vec::with_capacity(dialogs.len() * 2);
+        for dialog in &dialogs {
+            for (to, from) in [
+                (&dialog.callee, &dialog.caller),
+                (&dialog.caller, &dialog.callee),
+            ] {
+                let Some((bye, target)) = proxy.bye(&dialog.call_id, to, from, reason) else {
+                    tracing::debug!(call = %dialog.call_id, contact = %to.contact, "no way to send a BYE");
+                    continue;
+                };
+                let transport = if self.streams.contains(target) {
+                    Transport::Tcp
+                } else {
+                    Transport::Udp
+                };
+                match self.transactions.client.start(bye, target, transport, now) {
+                    Ok(handle) => {
+                        self.send_out(handle.first);
+                        outcomes.push(handle.outcome);
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot start the transaction of a BYE"),
+                }
+            }
+        }
+        (dialogs.len(), outcomes)
+    }
+
     /// Queues a message for a third party; dropped (like a lost datagram) when the queue is
     /// full or gone.
     fn send_out(&self, out: Outbound) {
-        let transport = if self.streams.contains(out.target) {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        };
-        self.trace(&out.bytes, out.target, transport, false);
+        self.trace_out(&out.bytes, out.target);
         let Some(out) = self.deliver_to_stream(out) else {
             return;
         };
@@ -412,11 +452,29 @@ impl Node {
         &self.tracer
     }
 
+    /// Copies `bytes`, which the node sends to `peer` over its stream connection if one is
+    /// open, else over UDP, to the trace, when the node traces. (The stream table is only
+    /// looked at when it does.)
+    fn trace_out(&self, bytes: &[u8], peer: SocketAddr) {
+        if self.trace_target().is_none() {
+            return;
+        }
+        let transport = if self.streams.contains(peer) {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        self.trace(bytes, peer, transport, false);
+    }
+
+    fn trace_target(&self) -> Option<TraceTarget> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).trace
+    }
+
     /// Copies `bytes` to the trace, when the node traces: `inbound` from `peer`, or out to
     /// it.
     fn trace(&self, bytes: &[u8], peer: SocketAddr, transport: Transport, inbound: bool) {
-        let target = self.config.read().unwrap_or_else(|p| p.into_inner()).trace;
-        if let Some(target) = target {
+        if let Some(target) = self.trace_target() {
             let (source, destination) = if inbound {
                 (peer, target.node)
             } else {
@@ -759,6 +817,34 @@ impl Node {
         {
             self.calls.ended(call);
         }
+        // What the node needs to end the call itself later: the caller as the callee will
+        // see it, and the CSeq of each end's requests inside the call.
+        match (&decision, admitted) {
+            (
+                Decision::Forward {
+                    request: forwarded, ..
+                },
+                Some(call),
+            ) => {
+                if let Some(caller) = Proxy::caller_of(request, forwarded) {
+                    self.calls.invited(call, caller);
+                }
+            }
+            (Decision::Fork { branches }, Some(call)) => {
+                if let Some(caller) = branches
+                    .first()
+                    .and_then(|(forwarded, _)| Proxy::caller_of(request, forwarded))
+                {
+                    self.calls.invited(call, caller);
+                }
+            }
+            (Decision::Forward { .. }, None) if !initial_invite => {
+                if let (Some(call), Some((from_tag, cseq))) = (&call, sender_of(request)) {
+                    self.calls.in_dialog(call, &from_tag, cseq);
+                }
+            }
+            _ => {}
+        }
         let is_ack = request.method == Method::Ack;
         match decision {
             // ACK is never answered (RFC 3261 §17.2.1): one that cannot go on is dropped.
@@ -933,6 +1019,20 @@ enum Proxied {
     Refused(crate::registrar::Answer),
     /// The node is at its limits: 503 with `Retry-After`.
     Full(Full),
+}
+
+/// The From tag and CSeq number of a request: which end of a call sent it, and its count.
+fn sender_of(request: &rsip::Request) -> Option<(String, u32)> {
+    let mut tag = None;
+    let mut cseq = None;
+    for header in request.headers.iter() {
+        match header {
+            Header::From(from) => tag = header_param(from.value(), "tag").map(str::to_string),
+            Header::CSeq(value) => cseq = crate::proxy::cseq_number(value.value()),
+            _ => {}
+        }
+    }
+    Some((tag?, cseq?))
 }
 
 fn has_core_headers(headers: &rsip::Headers) -> bool {

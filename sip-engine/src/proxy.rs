@@ -45,6 +45,7 @@ use rsip::headers::UntypedHeader;
 use rsip::{Header, Headers, Method, Request, Response, StatusCode};
 use tokio::time::Instant;
 
+use crate::calls::End;
 use crate::keepalive::KeepAlive;
 use crate::location::{Binding, LocationStore};
 use crate::message::{encode_request, encode_response, header_param, split_header_list, stamp_via};
@@ -849,6 +850,125 @@ impl Proxy {
         self.lock().contexts.len()
     }
 
+    /// The caller of an initial INVITE, from the `request` as it came and as the node
+    /// `forwarded` it (whose Contact points at the caller's NAT address): the end a BYE
+    /// to the caller goes to. Its routes come with the answer ([`Proxy::answer_ends`]).
+    pub fn caller_of(request: &Request, forwarded: &Request) -> Option<End> {
+        let party = request.headers.iter().find_map(|h| match h {
+            Header::From(from) => Some(from.value().to_string()),
+            _ => None,
+        })?;
+        let contact = forwarded.headers.iter().find_map(|h| match h {
+            Header::Contact(contact) => uri_of(contact.value()).map(str::to_string),
+            _ => None,
+        })?;
+        let cseq = request.headers.iter().find_map(|h| match h {
+            Header::CSeq(cseq) => cseq_number(cseq.value()),
+            _ => None,
+        })?;
+        Some(End {
+            party,
+            contact,
+            routes: Vec::new(),
+            cseq: Some(cseq),
+        })
+    }
+
+    /// What the first 2xx to an INVITE (as relayed to the caller) says about the call's
+    /// ends: the callee (its To, its Contact, the Record-Route entries between this node
+    /// and it) and the Record-Route entries between this node and the caller. Entries
+    /// above the node's own were added downstream of it, entries below upstream.
+    pub fn answer_ends(&self, response: &Response) -> Option<(End, Vec<String>)> {
+        let party = response.headers.iter().find_map(|h| match h {
+            Header::To(to) => Some(to.value().to_string()),
+            _ => None,
+        })?;
+        let contact = response.headers.iter().find_map(|h| match h {
+            Header::Contact(contact) => uri_of(contact.value()).map(str::to_string),
+            _ => None,
+        })?;
+        let entries: Vec<String> = response
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                Header::RecordRoute(route) => Some(route.value()),
+                _ => None,
+            })
+            .flat_map(split_header_list)
+            .map(|entry| entry.trim().to_string())
+            .collect();
+        let mine = entries
+            .iter()
+            .position(|entry| uri_of(entry).is_some_and(|uri| self.names_me(uri)));
+        let (towards_callee, towards_caller) = match mine {
+            Some(at) => (
+                entries[..at].iter().rev().cloned().collect(),
+                entries[at + 1..].to_vec(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let callee = End {
+            party,
+            contact,
+            routes: towards_callee,
+            cseq: None,
+        };
+        Some((callee, towards_caller))
+    }
+
+    /// A BYE from this node to the call's end `to`, on behalf of its other end `from`
+    /// (whose From, tag and CSeq it carries, so `to` takes it as its peer's), with a
+    /// `Reason` header (RFC 3326) that says why. `None` when `to` cannot be reached
+    /// (its next hop is not an IP address, or a closed stream connection).
+    pub fn bye(
+        &self,
+        call_id: &str,
+        to: &End,
+        from: &End,
+        reason: &str,
+    ) -> Option<(Request, SocketAddr)> {
+        let uri = rsip::Uri::try_from(to.contact.as_str()).ok()?;
+        let next = to
+            .routes
+            .first()
+            .and_then(|route| uri_of(route))
+            .unwrap_or(&to.contact);
+        let target = next_hop(next, &self.streams).ok()?;
+        let branch = format!("{MAGIC_COOKIE}{:016x}", rand::random::<u64>());
+        let mut headers = Headers::default();
+        headers.push(Header::Via(rsip::headers::Via::new(format!(
+            "SIP/2.0/UDP {};branch={branch};rport",
+            self.local
+        ))));
+        headers.push(Header::MaxForwards(rsip::headers::MaxForwards::new(
+            DEFAULT_MAX_FORWARDS.to_string(),
+        )));
+        if !to.routes.is_empty() {
+            headers.push(Header::Route(rsip::headers::Route::new(
+                to.routes.join(", "),
+            )));
+        }
+        headers.push(Header::From(rsip::headers::From::new(from.party.clone())));
+        headers.push(Header::To(rsip::headers::To::new(to.party.clone())));
+        headers.push(Header::CallId(rsip::headers::CallId::new(call_id)));
+        let cseq = from.cseq.map_or(1, |seen| seen.saturating_add(1));
+        headers.push(Header::CSeq(rsip::headers::CSeq::new(format!(
+            "{cseq} BYE"
+        ))));
+        headers.push(Header::Other("Reason".into(), reason.into()));
+        headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
+            "0",
+        )));
+        let request = Request {
+            method: Method::Bye,
+            uri,
+            version: rsip::Version::V2,
+            headers,
+            body: Vec::new(),
+        };
+        Some((request, target))
+    }
+
     /// Whether `uri` addresses this node: its IP, and its port (5060 when none is given).
     fn names_me(&self, uri: &str) -> bool {
         let Ok(uri) = rsip::Uri::try_from(uri) else {
@@ -907,6 +1027,11 @@ fn to_tag(headers: &Headers) -> Option<String> {
         Header::To(to) => header_param(to.value(), "tag").map(str::to_string),
         _ => None,
     })
+}
+
+/// The number of a CSeq header's value (`"42 INVITE"`).
+pub fn cseq_number(value: &str) -> Option<u32> {
+    value.split_whitespace().next()?.parse().ok()
 }
 
 fn max_forwards_of(value: &str) -> Option<u32> {

@@ -222,3 +222,165 @@ async fn a_call_between_two_registered_phones_goes_through_the_node_and_stays_on
 
     engine.stop_all().await;
 }
+
+/// The next answer on `phone` that is not provisional.
+async fn final_answer(phone: &UdpSocket) -> String {
+    loop {
+        let (answer, _) = receive(phone).await;
+        if !answer.starts_with("SIP/2.0 1") {
+            return answer;
+        }
+    }
+}
+
+/// A node that is shut down the orderly way (Stop, Restart) ends its calls itself: each
+/// end gets a BYE that looks like its peer's (From, To and tags swapped accordingly, the
+/// CSeq counting on from the peer's last), addressed to its Contact, with a `Reason`. The
+/// node waits for both 200s, and its channel is free at once.
+#[tokio::test]
+async fn shutting_a_node_down_ends_its_calls_with_a_bye_to_both_ends() {
+    const IP: &str = "127.0.98.1";
+    const CARRIER: &str = "127.0.98.9";
+    let directory = Arc::new(MemoryDirectory::new());
+    directory.insert("b", None, Secret::Password(PASSWORD.into()));
+    let engine =
+        Engine::new("test").with_directory(directory, Arc::new(MemoryLocationStore::new()));
+    engine
+        .start(NodeSpec {
+            id: 98,
+            ip: IP.parse().unwrap(),
+            udp_port: PORT,
+            tcp_port: PORT,
+            role: NodeRole::Switch,
+        })
+        .await
+        .expect("node starts");
+    let node = SocketAddr::new(IP.parse().unwrap(), PORT);
+    let carrier = UdpSocket::bind(format!("{CARRIER}:0")).await.unwrap();
+    let phone_b = UdpSocket::bind("127.0.98.3:0").await.unwrap();
+    let (a, b) = (carrier.local_addr().unwrap(), phone_b.local_addr().unwrap());
+    phone::sign_in(&phone_b, "b", PASSWORD, IP, node, WAIT).await;
+
+    // A carrier's caller rings b; b answers; the caller acknowledges and, inside the call,
+    // sends a re-INVITE (CSeq 7) that b accepts.
+    let request = |method: &str, uri: &str, cseq: u32, to: &str, route: &str| {
+        format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {a};branch=z9hG4bK{method}{cseq};rport\r\n\
+             {route}Max-Forwards: 70\r\n\
+             From: \"Carrier\" <sip:+4420@{CARRIER}>;tag=carrier-tag\r\n\
+             To: {to}\r\n\
+             Call-ID: shutdown-call\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:+4420@{a}>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    let invite = request(
+        "INVITE",
+        &format!("sip:b@{IP}"),
+        6,
+        &format!("<sip:b@{IP}>"),
+        "",
+    );
+    carrier.send_to(invite.as_bytes(), node).await.unwrap();
+    let (forwarded, _) = receive(&phone_b).await;
+    assert!(forwarded.starts_with("INVITE "), "{forwarded}");
+    phone_b
+        .send_to(respond(&forwarded, "200 OK", b).as_bytes(), node)
+        .await
+        .unwrap();
+    let ok = final_answer(&carrier).await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    let to = headers(&ok, "To")[0].to_string();
+    let route = format!("Route: {}\r\n", headers(&ok, "Record-Route").join(", "));
+    let b_contact = format!("sip:b@{b}");
+    carrier
+        .send_to(request("ACK", &b_contact, 6, &to, &route).as_bytes(), node)
+        .await
+        .unwrap();
+    let (ack, _) = receive(&phone_b).await;
+    assert!(ack.starts_with("ACK "), "{ack}");
+    carrier
+        .send_to(
+            request("INVITE", &b_contact, 7, &to, &route).as_bytes(),
+            node,
+        )
+        .await
+        .unwrap();
+    let (reinvite, _) = receive(&phone_b).await;
+    assert!(reinvite.contains("CSeq: 7 INVITE"), "{reinvite}");
+    phone_b
+        .send_to(respond(&reinvite, "200 OK", b).as_bytes(), node)
+        .await
+        .unwrap();
+    let reinvite_ok = final_answer(&carrier).await;
+    assert!(reinvite_ok.starts_with("SIP/2.0 200 "), "{reinvite_ok}");
+    assert_eq!(engine.call_figures(98).unwrap().channels_in_use, 1);
+
+    // The node ends the call: both phones get a BYE, and answer it.
+    let ending = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            let started = tokio::time::Instant::now();
+            (
+                engine.hang_up(98, "Server restart").await,
+                started.elapsed(),
+            )
+        }
+    });
+    let (to_b, from) = receive(&phone_b).await;
+    assert_eq!(from, node);
+    assert!(
+        to_b.starts_with(&format!("BYE {b_contact} SIP/2.0\r\n")),
+        "{to_b}"
+    );
+    assert_eq!(
+        headers(&to_b, "From"),
+        [format!("\"Carrier\" <sip:+4420@{CARRIER}>;tag=carrier-tag")]
+    );
+    assert_eq!(headers(&to_b, "To"), [to.as_str()]);
+    assert_eq!(headers(&to_b, "Call-ID"), ["shutdown-call"]);
+    assert_eq!(
+        headers(&to_b, "CSeq"),
+        ["8 BYE"],
+        "after the caller's re-INVITE (7)"
+    );
+    assert_eq!(
+        headers(&to_b, "Reason"),
+        ["Q.850;cause=41;text=\"Server restart\""]
+    );
+    assert!(headers(&to_b, "Route").is_empty(), "{to_b}");
+    let (to_a, from) = receive(&carrier).await;
+    assert_eq!(from, node);
+    assert!(
+        to_a.starts_with(&format!("BYE sip:+4420@{a} SIP/2.0\r\n")),
+        "{to_a}"
+    );
+    assert_eq!(headers(&to_a, "From"), [to.as_str()]);
+    assert_eq!(
+        headers(&to_a, "To"),
+        [format!("\"Carrier\" <sip:+4420@{CARRIER}>;tag=carrier-tag")]
+    );
+    assert_eq!(
+        headers(&to_a, "CSeq"),
+        ["1 BYE"],
+        "b had sent nothing in the call"
+    );
+    for (phone, bye, contact) in [(&phone_b, &to_b, b), (&carrier, &to_a, a)] {
+        phone
+            .send_to(phone::respond(bye, "200 OK", contact).as_bytes(), node)
+            .await
+            .unwrap();
+    }
+    let (ended, took) = ending.await.unwrap();
+    assert_eq!(ended, 1);
+    assert!(
+        took < Duration::from_secs(1),
+        "both answered at once: {took:?}"
+    );
+    assert_eq!(engine.call_figures(98).unwrap().channels_in_use, 0);
+    // Nothing is left to end.
+    assert_eq!(engine.hang_up(98, "again").await, 0);
+    engine.stop_all().await;
+}

@@ -202,11 +202,14 @@ fn config_form(
         None => "The node is not running; the configuration applies when it starts.".to_string(),
     };
     let uac = view.uac_status.clone();
-    let tls = match view.tls_serving {
-        Some(port) => format!(
+    let tls = match (view.tls_serving, view.websocket_refused) {
+        (Some(port), None) => format!(
             "SIP over TLS and secure WebSocket (WebRTC): served on port {port}; secure WebSocket also on 7443, which browsers can reach."
         ),
-        None => {
+        (Some(port), Some(why)) => format!(
+            "SIP over TLS and secure WebSocket (WebRTC): served on port {port}. Port 7443, where browsers reach secure WebSocket, is not served: {why}. Free it on the server's address, then restart the server."
+        ),
+        (None, _) => {
             "SIP over TLS and secure WebSocket (WebRTC): off. It starts once an FQDN is set and a Server certificate is attached."
                 .to_string()
         }

@@ -321,6 +321,7 @@ pub async fn view(
         failover_candidates,
         node_version: state.engine.config(id).map(|c| c.version),
         tls_serving: state.engine.tls_port(id),
+        websocket_refused: state.engine.websocket_refused(id),
         control_port: state.engine.control_port(id),
         uac_status: uac_words(state.engine.uac_status(id)),
     })

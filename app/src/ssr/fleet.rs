@@ -102,7 +102,7 @@ pub async fn deploy(
             None => next_alias(state, user.account_id, request.kind).await?,
         };
         let ip = next_free_address(state, &zone).await?;
-        let expires_at = now() + i64::from(state.settings.trial_days) * 24 * 3600;
+        let expires_at = now() + state.settings.trial_seconds();
         let id = store
             .insert_server(&NewServer {
                 account_id: user.account_id,
@@ -234,9 +234,10 @@ pub(crate) async fn mark(
 ///
 /// OS Cycle drains first: the node refuses new calls (503) while its active calls finish,
 /// for up to `drain_seconds` (Leptos.toml), then restarts; the action returns when the node
-/// is back. Restart and Power Cycle stop the node at once: its calls drop without a BYE
-/// (the engine keeps no media or route state to say goodbye with), which is what Power
-/// Cycle promises and what Restart warns of.
+/// is back; calls still up when the time is over end as with Restart. Stop, Restart,
+/// Install and an update end the node's calls with a BYE to both ends of each (the node
+/// keeps each call's ends for that), then stop it. Power Cycle stops it at once: its calls
+/// drop without a word to either end, as a power cut would.
 pub async fn run_action(
     state: &AppState,
     user: &SessionUser,
@@ -264,7 +265,7 @@ pub async fn run_action(
         .await?;
     match action {
         ServerCommand::Stop => {
-            state.engine.stop(id).await;
+            state.engine.shut_down(id, "Server stopped").await;
             mark(state, user.account_id, id, ServerStatus::Stopped, None).await?;
         }
         ServerCommand::Start => {
@@ -275,7 +276,11 @@ pub async fn run_action(
             if action == ServerCommand::OsCycle {
                 drain(state, id).await;
             }
-            state.engine.stop(id).await;
+            if action == ServerCommand::PowerCycle {
+                state.engine.stop(id).await;
+            } else {
+                state.engine.shut_down(id, "Server restart").await;
+            }
             bring_up(state, &server).await?;
         }
         ServerCommand::Update if !update_pending(state, id) => {
@@ -286,7 +291,7 @@ pub async fn run_action(
         ServerCommand::Update => update(state, &server).await?,
         ServerCommand::Install => {
             mark(state, user.account_id, id, ServerStatus::Installing, None).await?;
-            state.engine.stop(id).await;
+            state.engine.shut_down(id, "Server reinstall").await;
             store.reset_config(id).await?;
             let fresh = store
                 .server(user.account_id, id)
@@ -312,7 +317,7 @@ pub async fn update(state: &AppState, server: &ServerRecord) -> Result<(), AppEr
         None,
     )
     .await?;
-    state.engine.stop(server.id).await;
+    state.engine.shut_down(server.id, "Server update").await;
     bring_up(state, server).await?;
     Ok(())
 }
@@ -481,7 +486,7 @@ pub async fn resize(
             )
             .await?;
         mark(state, user.account_id, id, ServerStatus::Rebooting, None).await?;
-        state.engine.stop(id).await;
+        state.engine.shut_down(id, "Server resize").await;
         bring_up(state, &server).await?;
     } else {
         let active_at = super::now() + i64::from(state.settings.resize_activation_minutes) * 60;
