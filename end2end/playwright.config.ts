@@ -1,8 +1,9 @@
 import { defineConfig } from '@playwright/test';
-import { CHROMIUM_ARGS, E2E } from './tests/support';
+import { CHROMIUM_ARGS, E2E, EXPIRY } from './tests/support';
 
-// The console is the real binary (built by the test command), on its own port, with a
-// fresh store and zones of its own so it never meets a console a developer is running.
+// The consoles are the real binary (built by the test command), each on its own port, with a
+// fresh store and zones of its own so they never meet a console a developer is running. The
+// second one ends trials within a minute, for the expiry spec.
 export default defineConfig({
   testDir: './tests',
   timeout: 60_000,
@@ -20,13 +21,13 @@ export default defineConfig({
       args: CHROMIUM_ARGS,
     },
   },
-  webServer: {
-    command: `rm -rf ${E2E.dataDir} && exec ${E2E.binary}`,
+  webServer: [E2E, EXPIRY].map((console) => ({
+    command: `rm -rf ${console.dataDir} && exec ${console.binary}`,
     cwd: '..',
-    url: E2E.baseURL,
+    url: console.baseURL,
     reuseExistingServer: false,
     timeout: 60_000,
-    stdout: 'pipe',
-    env: E2E.serverEnv,
-  },
+    stdout: 'pipe' as const,
+    env: console.serverEnv,
+  })),
 });

@@ -35,7 +35,8 @@ async fn render_servers_page() {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = Settings {
         data_dir: dir.path().into(),
-        trial_days: 7,
+        trial_days: 7.0,
+        schedule_seconds: 30,
         resize_activation_minutes: 15,
         keepalive_seconds: 30,
         drain_seconds: 60,
@@ -175,7 +176,8 @@ async fn live_row_update() {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = Settings {
         data_dir: dir.path().into(),
-        trial_days: 7,
+        trial_days: 7.0,
+        schedule_seconds: 30,
         resize_activation_minutes: 15,
         keepalive_seconds: 30,
         drain_seconds: 60,

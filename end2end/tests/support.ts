@@ -38,16 +38,40 @@ export const E2E = {
   operator: { email: 'operator@sipfleet.local', password: 'operator password for e2e' },
 };
 
+/** A second console, for what takes time: a trial that ends within a minute (0.0005 days
+ *  is 43 s) and scheduled work that runs every second. Its own port, store, zones and trace
+ *  collectors. */
+const expiryPort = 3117;
+export const EXPIRY = {
+  ...E2E,
+  baseURL: `http://127.0.0.1:${expiryPort}`,
+  dataDir: 'target/e2e-expiry-data',
+  serverEnv: {
+    ...E2E.serverEnv,
+    LEPTOS_SITE_ADDR: `127.0.0.1:${expiryPort}`,
+    LEPTOS_RELOAD_PORT: String(expiryPort + 1),
+    SIPFLEET_DATA_DIR: 'target/e2e-expiry-data',
+    SIPFLEET_ZONES: 'eu-london=127.0.23.1-127.0.23.50',
+    SIPFLEET_TRACE_US: '127.0.0.1:19062',
+    SIPFLEET_TRACE_EU: '127.0.0.1:19063',
+    SIPFLEET_TRIAL_DAYS: '0.0005',
+    SIPFLEET_SCHEDULE_SECONDS: '1',
+  },
+};
+
+/** A console under test and how to reach it. */
+export type Console = typeof E2E;
+
 /** A unique email for this run. */
 export function uniqueEmail(prefix: string): string {
   return `${prefix}-${Date.now()}-${Math.floor(Math.random() * 1e6)}@e2e.test`;
 }
 
 /** Credits an account with the operator's command, against the running console's store. */
-export function credit(email: string, dollars: number): void {
-  execFileSync(path.join(root, E2E.binary), ['credit', '--email', email, '--amount', String(dollars)], {
+export function credit(email: string, dollars: number, console: Console = E2E): void {
+  execFileSync(path.join(root, console.binary), ['credit', '--email', email, '--amount', String(dollars)], {
     cwd: root,
-    env: { ...process.env, ...E2E.serverEnv },
+    env: { ...process.env, ...console.serverEnv },
     stdio: 'pipe',
   });
 }
@@ -80,7 +104,7 @@ export async function signUp(page: Page, email: string): Promise<void> {
 
 /** Completes the Getting Started checklist: company details and terms through the page,
  *  the first top-up through the operator's command. */
-export async function completeChecklist(page: Page, email: string, dollars = 100): Promise<void> {
+export async function completeChecklist(page: Page, email: string, dollars = 100, console: Console = E2E): Promise<void> {
   await page.goto('/getting-started');
   await hydrated(page);
   await page.getByLabel('Address').fill('1 Dock Road, London');
@@ -89,9 +113,19 @@ export async function completeChecklist(page: Page, email: string, dollars = 100
   await expect(page.locator('li[data-item="company"]')).toHaveClass('done');
   await page.getByRole('button', { name: 'Accept the terms of service' }).click();
   await expect(page.locator('li[data-item="terms"]')).toHaveClass('done');
-  credit(email, dollars);
+  credit(email, dollars, console);
   await page.reload();
   await expect(page.getByTestId('checklist-progress')).toHaveText('3 of 3 complete');
+}
+
+/** Signs in through the form as the console's operator and lands on the Servers page. */
+export async function signInAsOperator(page: Page, console: Console = E2E): Promise<void> {
+  await page.goto('/login');
+  await hydrated(page);
+  await page.getByLabel('Email').fill(console.operator.email);
+  await page.getByLabel('Password').fill(console.operator.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(/\/servers$/);
 }
 
 /** Signs up, completes the checklist and deploys one server; returns its IP. */
@@ -131,6 +165,35 @@ export function sipOptions(ip: string, port = 5060, timeoutMs = 3000): Promise<s
       clearTimeout(timer);
       socket.close();
       resolve(msg.toString().split('\r\n')[0]);
+    });
+  });
+}
+
+/** Sends one INVITE over UDP and resolves with the status line of the final answer
+ *  (provisional ones skipped). */
+export function sipInvite(ip: string, port = 5060, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket('udp4');
+    const callId = `e2e-invite-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+    socket.bind(0, '127.0.0.1', () => {
+      const local = `127.0.0.1:${socket.address().port}`;
+      const request =
+        `INVITE sip:bob@${ip}:${port} SIP/2.0\r\n` +
+        `Via: SIP/2.0/UDP ${local};branch=z9hG4bK${callId};rport\r\n` +
+        `Max-Forwards: 70\r\nFrom: <sip:alice@${local}>;tag=e2e\r\nTo: <sip:bob@${ip}>\r\n` +
+        `Call-ID: ${callId}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@${local}>\r\nContent-Length: 0\r\n\r\n`;
+      socket.send(request, port, ip);
+    });
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`no final SIP answer from ${ip}:${port}`));
+    }, timeoutMs);
+    socket.on('message', (msg) => {
+      const status = msg.toString().split('\r\n')[0];
+      if (/^SIP\/2\.0 1\d\d /.test(status)) return;
+      clearTimeout(timer);
+      socket.close();
+      resolve(status);
     });
   });
 }

@@ -5,7 +5,8 @@
 //! | variable | setting |
 //! |---|---|
 //! | `SIPFLEET_DATA_DIR` | `data_dir` |
-//! | `SIPFLEET_TRIAL_DAYS` | `trial_days` |
+//! | `SIPFLEET_TRIAL_DAYS` | `trial_days` (fractions allowed) |
+//! | `SIPFLEET_SCHEDULE_SECONDS` | `schedule_seconds` |
 //! | `SIPFLEET_RESIZE_ACTIVATION_MINUTES` | `resize_activation_minutes` |
 //! | `SIPFLEET_KEEPALIVE_SECONDS` | `keepalive_seconds` |
 //! | `SIPFLEET_DRAIN_SECONDS` | `drain_seconds` |
@@ -80,11 +81,27 @@ pub fn apply_env(
         settings.data_dir = dir.into();
     }
     if let Some(value) = var("SIPFLEET_TRIAL_DAYS") {
-        settings.trial_days = value.parse().map_err(|_| ConfigError::Env {
-            variable: "SIPFLEET_TRIAL_DAYS",
-            value,
-            problem: "expected a whole number of days",
-        })?;
+        settings.trial_days = value
+            .parse()
+            .ok()
+            .filter(|days: &f64| days.is_finite() && *days >= 0.0)
+            .ok_or(ConfigError::Env {
+                variable: "SIPFLEET_TRIAL_DAYS",
+                value,
+                problem: "expected a number of days (0 or more, fractions allowed)",
+            })?;
+    }
+    if let Some(value) = var("SIPFLEET_SCHEDULE_SECONDS") {
+        settings.schedule_seconds =
+            value
+                .parse()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or(ConfigError::Env {
+                    variable: "SIPFLEET_SCHEDULE_SECONDS",
+                    value,
+                    problem: "expected a whole number of seconds above 0",
+                })?;
     }
     if let Some(value) = var("SIPFLEET_RESIZE_ACTIVATION_MINUTES") {
         settings.resize_activation_minutes = value.parse().map_err(|_| ConfigError::Env {
@@ -168,7 +185,8 @@ mod tests {
     fn environment_overrides_apply_and_bad_values_are_refused() {
         let mut settings = Settings {
             data_dir: "data".into(),
-            trial_days: 7,
+            trial_days: 7.0,
+            schedule_seconds: 30,
             resize_activation_minutes: 15,
             keepalive_seconds: 30,
             drain_seconds: 60,
@@ -176,17 +194,27 @@ mod tests {
             trace: Default::default(),
         };
         let env = |name: &str| match name {
-            "SIPFLEET_TRIAL_DAYS" => Some("3".to_string()),
+            "SIPFLEET_TRIAL_DAYS" => Some("0.5".to_string()),
+            "SIPFLEET_SCHEDULE_SECONDS" => Some("2".to_string()),
             "SIPFLEET_ZONES" => Some("test=127.0.9.1-127.0.9.9".to_string()),
             _ => None,
         };
         apply_env(&mut settings, env).unwrap();
-        assert_eq!(settings.trial_days, 3);
+        assert_eq!(settings.trial_days, 0.5);
+        assert_eq!(settings.trial_seconds(), 12 * 3600);
+        assert_eq!(settings.schedule_seconds, 2);
         assert_eq!(
             settings.zones[0].pool_bounds().unwrap().1.to_string(),
             "127.0.9.9"
         );
-        let bad = |name: &str| (name == "SIPFLEET_TRIAL_DAYS").then(|| "soon".to_string());
-        assert!(apply_env(&mut settings, bad).is_err());
+        for (variable, value) in [
+            ("SIPFLEET_TRIAL_DAYS", "soon"),
+            ("SIPFLEET_TRIAL_DAYS", "-1"),
+            ("SIPFLEET_SCHEDULE_SECONDS", "0"),
+        ] {
+            let bad = |name: &str| (name == variable).then(|| value.to_string());
+            assert!(apply_env(&mut settings, bad).is_err(), "{variable}={value}");
+        }
+        assert_eq!(settings.trial_days, 0.5);
     }
 }

@@ -26,9 +26,6 @@ use sip_engine::{Engine, KeepAliveSettings, Release};
 /// How often the control plane pings every running node (SIP OPTIONS and ICMP echo).
 pub const MONITOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// How often renewals, expiries and due resizes are looked at.
-pub const SCHEDULE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// The engine build this binary runs (reported by every node it starts).
 pub const ENGINE_BUILD: &str = env!("CARGO_PKG_VERSION");
 
@@ -163,7 +160,8 @@ impl Server {
             Err(error) => tracing::error!(%error, "restoring nodes failed"),
         }
         let monitor = app::ssr::monitor::spawn(state.clone(), MONITOR_INTERVAL);
-        let schedule = app::ssr::schedule::spawn(state.clone(), SCHEDULE_INTERVAL);
+        let every = std::time::Duration::from_secs(state.settings.schedule_seconds);
+        let schedule = app::ssr::schedule::spawn(state.clone(), every);
         let calls = app::ssr::monitor::watch_calls(state.clone());
         let app = router(state.clone());
         let engine = state.engine.clone();

@@ -150,6 +150,11 @@ async fn another_accounts_server_and_cluster_cannot_be_touched() {
         Err(AppError::NotFound)
     );
     assert_eq!(
+        b.call::<()>("debit_account", &[("account_id", "1"), ("amount", "1")])
+            .await,
+        Err(AppError::NotFound)
+    );
+    assert_eq!(
         b.call::<()>(
             "add_rtp_server",
             &[
@@ -307,10 +312,43 @@ async fn the_operator_credits_accounts_and_it_is_audited() {
         .find(|a| a.email == "customer@acme.test")
         .unwrap();
     assert_eq!(customer.balance.to_string(), "$42.50");
-    assert!(audit_actions(&app)
+
+    // A debit never takes the balance below zero: refused with the balance in the message,
+    // nothing taken.
+    let refused = operator
+        .call::<()>("debit_account", &[("account_id", &id), ("amount", "50")])
         .await
-        .iter()
-        .any(|a| a == "account.credit"));
+        .unwrap_err();
+    assert_eq!(
+        refused.for_field("amount"),
+        Some("The balance is $42.50: a debit cannot take it below zero.".to_string())
+    );
+    let balance = |accounts: Vec<AccountRow>| {
+        accounts
+            .into_iter()
+            .find(|a| a.email == "customer@acme.test")
+            .unwrap()
+            .balance
+            .to_string()
+    };
+    assert_eq!(
+        balance(operator.call("list_accounts", &[]).await.unwrap()),
+        "$42.50"
+    );
+    operator
+        .call::<()>("debit_account", &[("account_id", &id), ("amount", "40")])
+        .await
+        .unwrap();
+    assert_eq!(
+        balance(operator.call("list_accounts", &[]).await.unwrap()),
+        "$2.50"
+    );
+    let actions = audit_actions(&app).await;
+    assert!(
+        actions.iter().any(|a| a == "account.credit")
+            && actions.iter().any(|a| a == "account.debit"),
+        "{actions:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,44 @@ pub async fn credit_account(account_id: i64, amount: String) -> Result<(), AppEr
     Ok(())
 }
 
+/// Takes an amount from a provider account's balance: the operator's correction of a
+/// mistaken credit, or a charge made outside the console. Refused, with nothing changed,
+/// when the balance is smaller than the amount (a balance never goes below zero). Recorded
+/// in the audit log with the operator's user. A server whose period ends after a debit is
+/// renewed or expired on what is left, as after any other change of balance.
+#[server(prefix = "/api", endpoint = "debit_account")]
+pub async fn debit_account(account_id: i64, amount: String) -> Result<(), AppError> {
+    use crate::model::Usd;
+    use crate::ssr::state::AppState;
+    let operator = require_operator().await?;
+    let amount = Usd::parse(&amount)?;
+    if amount.0 == 0 {
+        return Err(AppError::field("amount", "Enter an amount above zero."));
+    }
+    let state = AppState::current()?;
+    if !state.store.account_exists(account_id).await? {
+        return Err(AppError::NotFound);
+    }
+    let Some(balance) = state.store.debit(account_id, amount).await? else {
+        let balance = state.store.balance(account_id).await?;
+        return Err(AppError::field(
+            "amount",
+            format!("The balance is {balance}: a debit cannot take it below zero."),
+        ));
+    };
+    state
+        .store
+        .audit(
+            Some(account_id),
+            Some(operator.user_id),
+            "account.debit",
+            &format!("account {account_id}"),
+            &format!("{amount} debited by {}; balance {balance}", operator.email),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Adds a media relay to a zone.
 #[server(prefix = "/api", endpoint = "add_rtp_server")]
 pub async fn add_rtp_server(ip: String, aliases: String, zone: String) -> Result<(), AppError> {

@@ -1,21 +1,50 @@
-//! The operator's page: provider accounts and crediting their balance, and the node
+//! The operator's page: provider accounts, crediting and debiting their balance, and the node
 //! release every node starts with.
 
 use leptos::prelude::*;
 
-use crate::api::operator::{list_accounts, node_release, CreditAccount, PublishNodeRelease};
+use crate::api::operator::{
+    list_accounts, node_release, CreditAccount, DebitAccount, PublishNodeRelease,
+};
 use crate::components::forms::{load_error, FieldError, FormError};
 use crate::error::AppError;
 
 #[component]
 pub fn OperatorPage() -> impl IntoView {
     let credit = ServerAction::<CreditAccount>::new();
-    let accounts = Resource::new(move || credit.version().get(), |_| list_accounts());
-    let error = Signal::derive(move || credit.value().get().and_then(Result::err));
+    let debit = ServerAction::<DebitAccount>::new();
+    let accounts = Resource::new(
+        move || (credit.version().get(), debit.version().get()),
+        |_| list_accounts(),
+    );
+    // The last credit or debit's account and error: a field error shows in that account's
+    // row, next to the amount that caused it.
+    let target = RwSignal::new(None::<i64>);
+    let last_error = RwSignal::new(None::<AppError>);
+    Effect::new(move || {
+        if let Some(input) = credit.input().get() {
+            target.set(Some(input.account_id));
+        }
+    });
+    Effect::new(move || {
+        if let Some(input) = debit.input().get() {
+            target.set(Some(input.account_id));
+        }
+    });
+    Effect::new(move || {
+        if let Some(result) = credit.value().get() {
+            last_error.set(result.err());
+        }
+    });
+    Effect::new(move || {
+        if let Some(result) = debit.value().get() {
+            last_error.set(result.err());
+        }
+    });
+    let error = Signal::derive(move || last_error.get());
     view! {
         <h1>"Operator"</h1>
         <FormError error/>
-        <FieldError error field="amount"/>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match accounts.await {
@@ -23,13 +52,18 @@ pub fn OperatorPage() -> impl IntoView {
                     Err(error) => load_error(error),
                     Ok(rows) => view! {
                         <table class="accounts">
-                            <thead><tr><th>"Company"</th><th>"Email"</th><th>"Servers"</th><th>"Balance"</th><th>"Credit"</th></tr></thead>
+                            <thead><tr><th>"Company"</th><th>"Email"</th><th>"Servers"</th><th>"Balance"</th><th>"Credit"</th><th>"Debit"</th></tr></thead>
                             <tbody>
                                 {rows
                                     .into_iter()
                                     .map(|a| {
-                                        let id = a.id.to_string();
+                                        let account = a.id;
+                                        let credit_id = a.id.to_string();
+                                        let debit_id = credit_id.clone();
                                         let key = a.email.clone();
+                                        let row_error = Signal::derive(move || {
+                                            (target.get() == Some(account)).then(|| last_error.get()).flatten()
+                                        });
                                         view! {
                                             <tr data-email=key>
                                                 <td>{a.company}</td>
@@ -38,10 +72,18 @@ pub fn OperatorPage() -> impl IntoView {
                                                 <td class="balance">{a.balance.to_string()}</td>
                                                 <td>
                                                     <ActionForm action=credit attr:class="inline compact">
-                                                        <input type="hidden" name="account_id" value=id/>
+                                                        <input type="hidden" name="account_id" value=credit_id/>
                                                         <input type="text" name="amount" aria-label="Amount in USD" placeholder="USD" required size="8"/>
                                                         <button type="submit">"Credit"</button>
                                                     </ActionForm>
+                                                </td>
+                                                <td>
+                                                    <ActionForm action=debit attr:class="inline compact">
+                                                        <input type="hidden" name="account_id" value=debit_id/>
+                                                        <input type="text" name="amount" aria-label="Debit in USD" placeholder="USD" required size="8"/>
+                                                        <button type="submit">"Debit"</button>
+                                                    </ActionForm>
+                                                    <FieldError error=row_error field="amount"/>
                                                 </td>
                                             </tr>
                                         }

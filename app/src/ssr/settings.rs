@@ -10,8 +10,9 @@ use serde::Deserialize;
 pub struct Settings {
     /// Where the SQLite store lives (`sipfleet.db` inside it).
     pub data_dir: PathBuf,
-    /// Days a new server runs before its trial ends.
-    pub trial_days: u32,
+    /// Days a new server runs before its trial ends. Fractions are allowed (`0.5` is twelve
+    /// hours), so a staging console can watch a trial end within minutes.
+    pub trial_days: f64,
     /// Minutes before a resize takes effect.
     pub resize_activation_minutes: u32,
     /// Seconds between two NAT keep-alives to one registered contact.
@@ -20,6 +21,10 @@ pub struct Settings {
     /// Seconds OS Cycle lets active calls finish (new calls refused) before the restart.
     #[serde(default = "default_drain_seconds")]
     pub drain_seconds: u64,
+    /// Seconds between two passes of the scheduled work (renewing or expiring servers,
+    /// activating resizes, Auto Upgrade).
+    #[serde(default = "default_schedule_seconds")]
+    pub schedule_seconds: u64,
     pub zones: Vec<ZoneSettings>,
     /// The SIP trace collectors of the two data zones.
     #[serde(default)]
@@ -65,6 +70,11 @@ impl Settings {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("sipfleet.db")
     }
+
+    /// How long a new server's trial lasts, in whole seconds.
+    pub fn trial_seconds(&self) -> i64 {
+        (self.trial_days * 24.0 * 3600.0).round() as i64
+    }
 }
 
 fn default_keepalive_seconds() -> u64 {
@@ -73,4 +83,8 @@ fn default_keepalive_seconds() -> u64 {
 
 fn default_drain_seconds() -> u64 {
     60
+}
+
+fn default_schedule_seconds() -> u64 {
+    30
 }

@@ -306,6 +306,34 @@ impl Store {
         Ok(Usd(balance))
     }
 
+    /// Takes from an account's balance (an operator's correction), never below zero: `None`,
+    /// with nothing changed, when the balance is smaller than `amount`.
+    pub async fn debit(
+        &self,
+        account_id: AccountId,
+        amount: Usd,
+    ) -> Result<Option<Usd>, sqlx::Error> {
+        let balance: Option<i64> = sqlx::query_scalar(
+            "UPDATE accounts SET balance_cents = balance_cents - ? \
+             WHERE id = ? AND balance_cents >= ? RETURNING balance_cents",
+        )
+        .bind(amount.0)
+        .bind(account_id)
+        .bind(amount.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(balance.map(Usd))
+    }
+
+    /// An account's available balance.
+    pub async fn balance(&self, account_id: AccountId) -> Result<Usd, sqlx::Error> {
+        sqlx::query_scalar("SELECT balance_cents FROM accounts WHERE id = ?")
+            .bind(account_id)
+            .fetch_one(&self.pool)
+            .await
+            .map(Usd)
+    }
+
     pub async fn checklist(&self, account_id: AccountId) -> Result<ChecklistRecord, sqlx::Error> {
         sqlx::query_as(
             "SELECT company, address, country, company_details_at, first_top_up_at, terms_accepted_at \

@@ -28,7 +28,8 @@ pub async fn spawn_app(pool: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = Settings {
         data_dir: dir.path().into(),
-        trial_days: 7,
+        trial_days: 7.0,
+        schedule_seconds: 30,
         resize_activation_minutes: 15,
         keepalive_seconds: 1,
         drain_seconds: 5,
