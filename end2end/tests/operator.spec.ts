@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { E2E, hydrated, signUp, uniqueEmail, watchConsole } from './support';
+import { hydrated, signInAsOperator, signUp, uniqueEmail, watchConsole } from './support';
 
 test('the operator credits an account; a provider cannot reach the operator page', async ({ page }) => {
   const errors = watchConsole(page);
@@ -10,11 +10,7 @@ test('the operator credits an account; a provider cannot reach the operator page
   await page.getByRole('button', { name: 'Sign out' }).click();
   await expect(page).toHaveURL(/\/login$/);
 
-  await hydrated(page);
-  await page.getByLabel('Email').fill(E2E.operator.email);
-  await page.getByLabel('Password').fill(E2E.operator.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page).toHaveURL(/\/servers$/);
+  await signInAsOperator(page);
   await page.getByRole('link', { name: 'Operator' }).click();
   const row = page.locator(`tr[data-email="${email}"]`);
   await expect(row.locator('.balance')).toHaveText('$0.00');
@@ -26,12 +22,7 @@ test('the operator credits an account; a provider cannot reach the operator page
 
 test('the operator adds and removes RTP servers; providers see the list with Refresh', async ({ page, browser }) => {
   const errors = watchConsole(page);
-  await page.goto('/login');
-  await hydrated(page);
-  await page.getByLabel('Email').fill(E2E.operator.email);
-  await page.getByLabel('Password').fill(E2E.operator.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page).toHaveURL(/\/servers$/);
+  await signInAsOperator(page);
   await page.getByRole('link', { name: 'RTP Servers' }).click();
   await hydrated(page);
   await page.getByLabel('IP').fill('127.0.90.7');

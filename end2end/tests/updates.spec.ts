@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { E2E, deployedServer, hydrated, sipOptions, watchConsole } from './support';
+import { deployedServer, hydrated, signInAsOperator, sipOptions, watchConsole } from './support';
 
 test('a published node release shows as a pending update until Run Server Update', async ({ page, browser }) => {
   const errors = watchConsole(page);
@@ -12,12 +12,7 @@ test('a published node release shows as a pending update until Run Server Update
 
   // The operator publishes a release (same keep-alive interval, next revision).
   const operator = await browser.newPage();
-  await operator.goto('/login');
-  await hydrated(operator);
-  await operator.getByLabel('Email').fill(E2E.operator.email);
-  await operator.getByLabel('Password').fill(E2E.operator.password);
-  await operator.getByRole('button', { name: 'Sign in' }).click();
-  await expect(operator).toHaveURL(/\/servers$/);
+  await signInAsOperator(operator);
   await operator.goto('/operator');
   await hydrated(operator);
   const release = operator.getByTestId('node-release');

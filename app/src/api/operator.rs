@@ -16,6 +16,32 @@ async fn require_operator() -> Result<crate::ssr::store::SessionUser, AppError> 
     }
 }
 
+/// What a credit or a debit starts with: the operator, an amount above zero, an account
+/// that exists.
+#[cfg(feature = "ssr")]
+async fn balance_change(
+    account_id: i64,
+    amount: &str,
+) -> Result<
+    (
+        crate::ssr::store::SessionUser,
+        crate::ssr::state::AppState,
+        crate::model::Usd,
+    ),
+    AppError,
+> {
+    let operator = require_operator().await?;
+    let amount = crate::model::Usd::parse(amount)?;
+    if amount.0 == 0 {
+        return Err(AppError::field("amount", "Enter an amount above zero."));
+    }
+    let state = crate::ssr::state::AppState::current()?;
+    if !state.store.account_exists(account_id).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok((operator, state, amount))
+}
+
 #[server(prefix = "/api", endpoint = "list_accounts")]
 pub async fn list_accounts() -> Result<Vec<AccountRow>, AppError> {
     use crate::model::Usd;
@@ -38,17 +64,7 @@ pub async fn list_accounts() -> Result<Vec<AccountRow>, AppError> {
 /// operator's user.
 #[server(prefix = "/api", endpoint = "credit_account")]
 pub async fn credit_account(account_id: i64, amount: String) -> Result<(), AppError> {
-    use crate::model::Usd;
-    use crate::ssr::state::AppState;
-    let operator = require_operator().await?;
-    let amount = Usd::parse(&amount)?;
-    if amount.0 == 0 {
-        return Err(AppError::field("amount", "Enter an amount above zero."));
-    }
-    let state = AppState::current()?;
-    if !state.store.account_exists(account_id).await? {
-        return Err(AppError::NotFound);
-    }
+    let (operator, state, amount) = balance_change(account_id, &amount).await?;
     let balance = state.store.credit(account_id, amount).await?;
     state
         .store
@@ -70,17 +86,7 @@ pub async fn credit_account(account_id: i64, amount: String) -> Result<(), AppEr
 /// renewed or expired on what is left, as after any other change of balance.
 #[server(prefix = "/api", endpoint = "debit_account")]
 pub async fn debit_account(account_id: i64, amount: String) -> Result<(), AppError> {
-    use crate::model::Usd;
-    use crate::ssr::state::AppState;
-    let operator = require_operator().await?;
-    let amount = Usd::parse(&amount)?;
-    if amount.0 == 0 {
-        return Err(AppError::field("amount", "Enter an amount above zero."));
-    }
-    let state = AppState::current()?;
-    if !state.store.account_exists(account_id).await? {
-        return Err(AppError::NotFound);
-    }
+    let (operator, state, amount) = balance_change(account_id, &amount).await?;
     let Some(balance) = state.store.debit(account_id, amount).await? else {
         let balance = state.store.balance(account_id).await?;
         return Err(AppError::field(
