@@ -96,6 +96,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/servers/:id/registrations") view={Lazy::<ServerRegistrationsRoute>::new()}/>
                     <Route path=path!("/servers/:id/trace") view={Lazy::<ServerTraceRoute>::new()}/>
                     <Route path=path!("/servers/:id/certificates") view={Lazy::<ServerCertificatesRoute>::new()}/>
+                    <Route path=path!("/servers/:id/tools") view={Lazy::<NetworkToolsRoute>::new()}/>
                     <Route path=path!("/clusters") view={Lazy::<ClustersRoute>::new()}/>
                     <Route path=path!("/rtp-servers") view={Lazy::<RtpServersRoute>::new()}/>
                     <Route path=path!("/certificates") view={Lazy::<CertificatesRoute>::new()}/>
@@ -143,6 +144,7 @@ lazy_page!(
     ServerCertificatesRoute,
     pages::server_tools::ServerCertificatesPage
 );
+lazy_page!(NetworkToolsRoute, pages::network_tools::NetworkToolsPage);
 lazy_page!(ClustersRoute, pages::clusters::ClustersPage);
 lazy_page!(RtpServersRoute, pages::rtp::RtpServersPage);
 lazy_page!(CertificatesRoute, pages::certificates::CertificatesPage);

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod live;
+pub mod tools;
 
 use std::net::SocketAddr;
 
@@ -89,6 +90,10 @@ pub fn router(state: AppState) -> Router {
     let options = state.leptos_options.clone();
     Router::new()
         .route("/live/servers", axum::routing::get(live::servers))
+        .route(
+            "/live/servers/{id}/tools",
+            axum::routing::get(tools::network_tool),
+        )
         .leptos_routes_with_context(&state, routes, || {}, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)

@@ -11,6 +11,7 @@ use app::model::ServerRow;
 use app::ssr::auth::{token_hash, SESSION_COOKIE};
 use app::ssr::fleet::server_row;
 use app::ssr::state::AppState;
+use app::ssr::store::SessionUser;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -19,6 +20,11 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// The session's account, from the request's cookie.
 async fn account_of(state: &AppState, headers: &HeaderMap) -> Option<i64> {
+    user_of(state, headers).await.map(|user| user.account_id)
+}
+
+/// The session's user, from the request's cookie.
+pub async fn user_of(state: &AppState, headers: &HeaderMap) -> Option<SessionUser> {
     let token = headers
         .get_all(axum::http::header::COOKIE)
         .iter()
@@ -27,8 +33,7 @@ async fn account_of(state: &AppState, headers: &HeaderMap) -> Option<i64> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value.to_string())?;
-    let user = state.store.session_user(&token_hash(&token)).await.ok()??;
-    Some(user.account_id)
+    state.store.session_user(&token_hash(&token)).await.ok()?
 }
 
 async fn rows(state: &AppState, account: i64, server: Option<i64>) -> Vec<ServerRow> {

@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod clusters;
 pub mod getting_started;
 pub mod home;
+pub mod network_tools;
 pub mod operator;
 pub mod rtp;
 pub mod server;

@@ -68,6 +68,7 @@ pub fn ServerPage() -> impl IntoView {
                             <A href=format!("/servers/{}/registrations", s.id)>"Registrations"</A>
                             <A href=format!("/servers/{}/trace", s.id)>"SIP trace"</A>
                             <A href=format!("/servers/{}/certificates", s.id)>"Attached certificates"</A>
+                            <A href=format!("/servers/{}/tools", s.id)>"Network tools"</A>
                         </nav>
                         <ConfigSections id=s.id/>
                     }

@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod internal_tls;
 pub mod locations;
 pub mod monitor;
+pub mod nettools;
 pub mod schedule;
 pub mod settings;
 pub mod state;

@@ -37,6 +37,8 @@ pub struct AppState {
     pub traces: Arc<super::traces::Collectors>,
     /// TLS Internals' certificate authority.
     pub authority: Arc<super::internal_tls::InternalAuthority>,
+    /// The detail page's network tools (ping, trace route from a node).
+    pub nettools: Arc<super::nettools::NetTools>,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
                 super::internal_tls::InternalAuthority::new()
                     .expect("ring generates keys and rcgen signs with them"),
             ),
+            nettools: Arc::default(),
         };
         let _ = PROCESS_STATE.set(state.clone());
         state
