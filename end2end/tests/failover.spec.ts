@@ -54,6 +54,13 @@ test('capacity failover offers only the cluster\'s members, and the full server 
   const b = await deploy(page, 'Core', '5');
   const c = await deploy(page, 'None', '5');
   expect(new Set([a, b, c]).size).toBe(3);
+  // The Clusters page counts A and B, not C. Members share one count of calls, each admitting
+  // while it is below its own limit: the cluster carries its largest member's 5 channels.
+  await page.goto('/clusters');
+  await hydrated(page);
+  const core = page.locator('tr[data-cluster="Core"]');
+  await expect(core.locator('.members')).toHaveText('2');
+  await expect(core.locator('td').nth(2)).toHaveText('5');
 
   await page.getByRole('link', { name: 'SIP Users' }).click();
   await hydrated(page);

@@ -129,10 +129,10 @@ export async function signInAsOperator(page: Page, console: Console = E2E): Prom
 }
 
 /** Signs up, completes the checklist and deploys one server; returns its IP. */
-export async function deployedServer(page: Page, kind = 'switch'): Promise<string> {
+export async function deployedServer(page: Page, kind = 'switch', console: Console = E2E): Promise<string> {
   const email = uniqueEmail('srv');
   await signUp(page, email);
-  await completeChecklist(page, email);
+  await completeChecklist(page, email, 100, console);
   await page.goto('/servers');
   await hydrated(page);
   await page.getByLabel('Zone').selectOption('eu-london');
