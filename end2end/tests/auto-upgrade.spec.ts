@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { EXPIRY, deployedServer, hydrated, signInAsOperator, sipOptions, watchConsole } from './support';
+import { EXPIRY, deployedServer, hydrated, publishRelease, signInAsOperator, sipOptions, watchConsole } from './support';
 
 // The second console runs its scheduled work every second, so Auto Upgrade acts while the
 // test watches.
@@ -17,12 +17,7 @@ test('with Auto Upgrade on, a new node release is applied by itself while the se
 
   const operator = await browser.newPage({ baseURL: EXPIRY.baseURL });
   await signInAsOperator(operator, EXPIRY);
-  await operator.goto('/operator');
-  await hydrated(operator);
-  const release = operator.getByTestId('node-release');
-  const before = Number((await release.textContent())?.match(/Release (\d+)/)?.[1]);
-  await operator.getByRole('button', { name: 'Publish release' }).click();
-  await expect(release).toContainText(`Release ${before + 1}:`);
+  await publishRelease(operator);
   await operator.close();
 
   // Nobody runs the update: the next scheduled pass finds the node idle and updates it.

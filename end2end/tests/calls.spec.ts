@@ -1,6 +1,6 @@
 import * as dgram from 'node:dgram';
 import { expect, test } from '@playwright/test';
-import { deployedServer, hydrated, next, register, watchConsole } from './support';
+import { createSipUser, deployedServer, hydrated, next, register, watchConsole } from './support';
 
 /** The header lines of `message` named `name`. */
 const headers = (message: string, name: string) =>
@@ -33,12 +33,7 @@ async function expectMessage(socket: dgram.Socket, start: string): Promise<strin
 test('a call through the server takes a channel on the live list until it hangs up', async ({ page }) => {
   const errors = watchConsole(page);
   const ip = await deployedServer(page);
-  await page.getByRole('link', { name: 'SIP Users' }).click();
-  await hydrated(page);
-  await page.getByLabel('Username').fill('bob');
-  await page.getByLabel('Password', { exact: true }).fill('bob secret 42');
-  await page.getByRole('button', { name: 'Create SIP user' }).click();
-  await expect(page.locator('tr[data-user="bob"]')).toBeVisible();
+  await createSipUser(page, 'bob', 'bob secret 42');
 
   const bob = await register(ip, 'bob', 'bob secret 42');
   const caller = dgram.createSocket('udp4');

@@ -1,6 +1,6 @@
 import * as dgram from 'node:dgram';
 import { expect, test, type Page } from '@playwright/test';
-import { completeChecklist, hydrated, next, register, signUp, uniqueEmail, watchConsole } from './support';
+import { completeChecklist, createSipUser, hydrated, next, register, signUp, uniqueEmail, watchConsole } from './support';
 
 /** Deploys a Switch from the Servers page; returns its IP once it runs. */
 async function deploy(page: Page, cluster: string, channels: string): Promise<string> {
@@ -62,12 +62,7 @@ test('capacity failover offers only the cluster\'s members, and the full server 
   await expect(core.locator('.members')).toHaveText('2');
   await expect(core.locator('td').nth(2)).toHaveText('5');
 
-  await page.getByRole('link', { name: 'SIP Users' }).click();
-  await hydrated(page);
-  await page.getByLabel('Username').fill('bob');
-  await page.getByLabel('Password', { exact: true }).fill('bob secret 42');
-  await page.getByRole('button', { name: 'Create SIP user' }).click();
-  await expect(page.locator('tr[data-user="bob"]')).toBeVisible();
+  await createSipUser(page, 'bob', 'bob secret 42');
 
   const bob = await register(a, 'bob', 'bob secret 42');
   const carrier = dgram.createSocket('udp4');

@@ -1,15 +1,10 @@
 import { expect, test } from '@playwright/test';
-import { deployedServer, hydrated, register, watchConsole } from './support';
+import { createSipUser, deployedServer, hydrated, register, watchConsole } from './support';
 
 test('a phone registered with a SIP user shows in the server\'s Registrations', async ({ page }) => {
   const errors = watchConsole(page);
   const ip = await deployedServer(page);
-  await page.getByRole('link', { name: 'SIP Users' }).click();
-  await hydrated(page);
-  await page.getByLabel('Username').fill('desk42');
-  await page.getByLabel('Password', { exact: true }).fill('desk 42 secret');
-  await page.getByRole('button', { name: 'Create SIP user' }).click();
-  await expect(page.locator('tr[data-user="desk42"]')).toBeVisible();
+  await createSipUser(page, 'desk42', 'desk 42 secret');
 
   const wrong = await register(ip, 'desk42', 'not the secret');
   wrong.socket.close();

@@ -128,6 +128,26 @@ export async function signInAsOperator(page: Page, console: Console = E2E): Prom
   await expect(page).toHaveURL(/\/servers$/);
 }
 
+/** Creates a SIP user of the signed-in account on the SIP Users page. */
+export async function createSipUser(page: Page, username: string, password: string): Promise<void> {
+  await page.getByRole('link', { name: 'SIP Users' }).click();
+  await hydrated(page);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Create SIP user' }).click();
+  await expect(page.locator(`tr[data-user="${username}"]`)).toBeVisible();
+}
+
+/** The operator (signed in on `operator`) publishes the next node release. */
+export async function publishRelease(operator: Page): Promise<void> {
+  await operator.goto('/operator');
+  await hydrated(operator);
+  const release = operator.getByTestId('node-release');
+  const before = Number((await release.textContent())?.match(/Release (\d+)/)?.[1]);
+  await operator.getByRole('button', { name: 'Publish release' }).click();
+  await expect(release).toContainText(`Release ${before + 1}:`);
+}
+
 /** Signs up, completes the checklist and deploys one server; returns its IP. */
 export async function deployedServer(page: Page, kind = 'switch', console: Console = E2E): Promise<string> {
   const email = uniqueEmail('srv');

@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { deployedServer, hydrated, signInAsOperator, sipOptions, watchConsole } from './support';
+import { deployedServer, hydrated, publishRelease, signInAsOperator, sipOptions, watchConsole } from './support';
 
 test('a published node release shows as a pending update until Run Server Update', async ({ page, browser }) => {
   const errors = watchConsole(page);
@@ -13,12 +13,7 @@ test('a published node release shows as a pending update until Run Server Update
   // The operator publishes a release (same keep-alive interval, next revision).
   const operator = await browser.newPage();
   await signInAsOperator(operator);
-  await operator.goto('/operator');
-  await hydrated(operator);
-  const release = operator.getByTestId('node-release');
-  const before = Number((await release.textContent())?.match(/Release (\d+)/)?.[1]);
-  await operator.getByRole('button', { name: 'Publish release' }).click();
-  await expect(release).toContainText(`Release ${before + 1}:`);
+  await publishRelease(operator);
   await operator.close();
 
   await page.goto(detail);
