@@ -409,11 +409,7 @@ impl Node {
                     tracing::debug!(call = %dialog.call_id, contact = %to.contact, "no way to send a BYE");
                     continue;
                 };
-                let transport = if self.streams.contains(target) {
-                    Transport::Tcp
-                } else {
-                    Transport::Udp
-                };
+                let transport = self.streams.transport_to(target);
                 match self.transactions.client.start(bye, target, transport, now) {
                     Ok(handle) => {
                         self.send_out(handle.first);
@@ -456,15 +452,10 @@ impl Node {
     /// open, else over UDP, to the trace, when the node traces. (The stream table is only
     /// looked at when it does.)
     fn trace_out(&self, bytes: &[u8], peer: SocketAddr) {
-        if self.trace_target().is_none() {
-            return;
+        if let Some(target) = self.trace_target() {
+            let transport = self.streams.transport_to(peer);
+            self.capture(target, bytes, peer, transport, false);
         }
-        let transport = if self.streams.contains(peer) {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        };
-        self.trace(bytes, peer, transport, false);
     }
 
     fn trace_target(&self) -> Option<TraceTarget> {
@@ -475,15 +466,26 @@ impl Node {
     /// it.
     fn trace(&self, bytes: &[u8], peer: SocketAddr, transport: Transport, inbound: bool) {
         if let Some(target) = self.trace_target() {
-            let (source, destination) = if inbound {
-                (peer, target.node)
-            } else {
-                (target.node, peer)
-            };
-            let stream = transport != Transport::Udp;
-            self.tracer
-                .capture(target, bytes, source, destination, stream);
+            self.capture(target, bytes, peer, transport, inbound);
         }
+    }
+
+    fn capture(
+        &self,
+        target: TraceTarget,
+        bytes: &[u8],
+        peer: SocketAddr,
+        transport: Transport,
+        inbound: bool,
+    ) {
+        let (source, destination) = if inbound {
+            (peer, target.node)
+        } else {
+            (target.node, peer)
+        };
+        let stream = transport != Transport::Udp;
+        self.tracer
+            .capture(target, bytes, source, destination, stream);
     }
 
     /// Sends `out` down the stream connection of its target if one is open; otherwise

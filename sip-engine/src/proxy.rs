@@ -250,16 +250,6 @@ impl Proxy {
         self
     }
 
-    /// The transport a message to `target` goes over: the stream connection it holds open,
-    /// else UDP.
-    fn transport_to(&self, target: SocketAddr) -> Transport {
-        if self.streams.contains(target) {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        }
-    }
-
     /// The node's own address, as it appears in Via and Record-Route.
     pub fn local(&self) -> SocketAddr {
         self.local
@@ -578,10 +568,12 @@ impl Proxy {
             });
         }
         let invite = forwarded.method == Method::Invite;
-        let handle =
-            transactions
-                .client
-                .start(forwarded.clone(), target, self.transport_to(target), now)?;
+        let handle = transactions.client.start(
+            forwarded.clone(),
+            target,
+            self.streams.transport_to(target),
+            now,
+        )?;
         let deadline = now + NO_ANSWER;
         let mut table = self.lock();
         if let Some(server) = &server {
@@ -749,7 +741,7 @@ impl Proxy {
                 // An error means a CANCEL of that branch exists already, and retransmits.
                 let handle = transactions
                     .client
-                    .start(cancel, target, self.transport_to(target), now)
+                    .start(cancel, target, self.streams.transport_to(target), now)
                     .ok()?;
                 Some(handle.first)
             })
@@ -785,7 +777,7 @@ impl Proxy {
         drop(table);
         match transactions
             .client
-            .start(cancel, target, self.transport_to(target), now)
+            .start(cancel, target, self.streams.transport_to(target), now)
         {
             Ok(handle) => Cancelled::Pending(vec![handle.first]),
             // Already cancelled: the first CANCEL's transaction retransmits.

@@ -93,6 +93,16 @@ impl Streams {
         self.lock().contains_key(&peer)
     }
 
+    /// The transport a message to `peer` goes over: the stream connection it holds open,
+    /// else UDP.
+    pub fn transport_to(&self, peer: SocketAddr) -> Transport {
+        if self.contains(peer) {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        }
+    }
+
     /// Queues `bytes` for the connection from `target`. `Err` hands them back when no such
     /// connection is open (the target is a datagram peer); a full or closing connection
     /// drops them, as a lost datagram would be.
