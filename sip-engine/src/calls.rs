@@ -287,6 +287,15 @@ impl Calls {
         }
     }
 
+    /// Whether `call_id` is a call the node admitted whose callee is not known yet: its
+    /// first 2xx is worth reading for [`answered`](Self::answered) (retransmitted 2xx and
+    /// other branches' are not).
+    pub fn awaits_callee(&self, call_id: &str) -> bool {
+        self.lock()
+            .get(call_id)
+            .is_some_and(|call| call.callee.is_none())
+    }
+
     /// The call was answered (2xx): it holds its channel until a BYE. The first 2xx names
     /// the callee and the routes towards the caller (`caller_routes`).
     pub fn answered(&self, call_id: &str, answer: Option<(End, Vec<String>)>) {
@@ -532,9 +541,15 @@ mod tests {
         calls.invited("ringing", end("<sip:x@h>;tag=x", "sip:x@1.2.3.4", Some(1)));
         calls.admit("talking", LIMITS, now).unwrap();
         calls.invited("talking", end("<sip:a@h>;tag=a", "sip:a@1.2.3.4", Some(5)));
+        assert!(calls.awaits_callee("talking"));
+        assert!(!calls.awaits_callee("unknown"));
         let callee = end("<sip:b@h>;tag=b", "sip:b@5.6.7.8", None);
         let towards_caller = vec!["<sip:9.9.9.9;lr>".to_string()];
         calls.answered("talking", Some((callee.clone(), towards_caller.clone())));
+        assert!(
+            !calls.awaits_callee("talking"),
+            "its 2xx need not be read again"
+        );
         // A later 2xx (another branch of a fork) does not replace the callee.
         calls.answered(
             "talking",

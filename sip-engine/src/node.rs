@@ -365,9 +365,13 @@ impl Node {
     fn record_relayed(&self, relayed: Relayed, now: Instant) -> Outbound {
         match (&relayed.invite_call, relayed.code) {
             (Some(call), 200..=299) => {
-                let ends = match (&self.proxy, crate::message::parse(&relayed.out.bytes)) {
-                    (Some(proxy), Ok(SipMessage::Response(response))) => {
-                        proxy.answer_ends(&response)
+                // Only the first 2xx of a call names its callee: the rest are not parsed.
+                let ends = match &self.proxy {
+                    Some(proxy) if self.calls.awaits_callee(call) => {
+                        match crate::message::parse(&relayed.out.bytes) {
+                            Ok(SipMessage::Response(response)) => proxy.answer_ends(&response),
+                            _ => None,
+                        }
                     }
                     _ => None,
                 };
