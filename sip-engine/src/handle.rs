@@ -5,28 +5,25 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::calls::{Budget, CallFigures};
+use crate::config::{NodeConfig, NodeRole};
 use crate::digest::Authenticator;
+use crate::directory::{domain_of, UserDirectory};
 use crate::keepalive::{self, KeepAlive, KeepAliveSettings};
+use crate::limits::{Budget, CallFigures};
 use crate::location::LocationStore;
-use crate::node::{Node, NodeConfig, NodeRole, StatsSnapshot};
-use crate::proxy::Proxy;
-use crate::registrar::{Registrar, UserDirectory};
+use crate::node::{run_timers, Node, StatsSnapshot};
+use crate::registrar::Registrar;
+use crate::route::location::LocationRouter;
+use crate::route::Router;
 use crate::trace::Tracer;
-use crate::transport::{tcp, tls, udp, ws};
+use crate::transport::{tcp, tls, udp, ws, Inbound};
 
 /// How long a nonce of [`Engine::with_directory`] stays valid: long enough for a slow phone
 /// to answer its challenge, short enough that a captured one soon becomes useless.
 const NONCE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Messages waiting for the node's UDP loop: keep-alives, and what the proxy forwards or
-/// relays. When full, the keep-alive task waits (keep-alives are never worth dropping
-/// requests for); the proxy drops, as UDP would, and retransmission makes up for it.
-const OUTBOUND_QUEUE: usize = 1024;
 
 /// How long [`Engine::hang_up`] waits for its BYEs to be answered before the node stops:
 /// long enough for two UDP retransmissions (at 0.5 s and 1.5 s), short enough that a
@@ -282,63 +279,80 @@ impl Engine {
         }
         // Keep-alives leave from the node's own socket; the address is what they put in Via.
         let local = socket.local_addr().unwrap_or(udp_addr);
-        let (outbound, outgoing) = mpsc::channel(OUTBOUND_QUEUE);
         let release = self.release();
         let (tracer, captured) = Tracer::new();
-        let mut node = Node::new(spec.role, &self.build).with_tracer(tracer);
+        let mut node = Node::new(spec.role, &self.build).with_tracer(tracer.clone());
         if let Some(registrar) = &self.registrar {
-            // A node that knows users also routes calls to them.
-            let proxy = Proxy::new(
-                registrar.directory().clone(),
-                registrar.store().clone(),
-                local,
-            );
+            // A node that knows users also routes calls to them. The role picks the router:
+            // both roles route to registered users until the dispatcher's balancing router
+            // lands beside this one.
+            let router: Arc<dyn Router> = match spec.role {
+                NodeRole::Switch | NodeRole::Dispatcher => Arc::new(LocationRouter::new(
+                    domain_of(local.ip()),
+                    registrar.directory().clone(),
+                    registrar.store().clone(),
+                    node.streams_handle(),
+                )),
+            };
             node = node
-                .with_proxy(proxy, outbound.clone())
+                .with_router(router, local)
                 .with_registrar(registrar.clone())
                 .with_keepalive(KeepAlive::new(
                     registrar.directory().clone(),
                     registrar.store().clone(),
-                    KeepAlive::domain_of(spec.ip),
+                    domain_of(spec.ip),
                     release.keepalive,
                 ));
         }
         if let Some(config) = config {
             self.apply(&node, config);
         }
+        let outgoing = node.take_outgoing();
         let node = Arc::new(node);
+        let inbound: Arc<dyn Inbound> = node.clone();
         let shutdown = CancellationToken::new();
         let socket = Arc::new(socket);
         let mut tasks: Vec<JoinHandle<()>> = (1..udp_readers())
-            .map(|_| tokio::spawn(udp::receive(socket.clone(), node.clone(), shutdown.clone())))
+            .map(|_| {
+                tokio::spawn(udp::receive(
+                    socket.clone(),
+                    inbound.clone(),
+                    shutdown.clone(),
+                ))
+            })
             .collect();
         tasks.extend([
             tokio::spawn(udp::serve(
                 socket,
-                node.clone(),
-                Some(outgoing),
+                inbound.clone(),
+                outgoing,
                 shutdown.clone(),
             )),
-            tokio::spawn(tcp::serve(listener, node.clone(), shutdown.clone())),
-            tokio::spawn(keepalive::run(
-                node.clone(),
-                local,
-                outbound.clone(),
-                shutdown.clone(),
-            )),
+            tokio::spawn(tcp::serve(listener, inbound, shutdown.clone())),
+            tokio::spawn(run_timers(node.clone(), shutdown.clone())),
             tokio::spawn(crate::trace::run(
                 captured,
                 spec.ip,
-                node.clone(),
+                tracer,
                 shutdown.clone(),
             )),
             tokio::spawn(crate::uac::run(
-                node.clone(),
+                node.uac().clone(),
+                node.subscribe(),
                 local,
-                outbound,
+                node.outbound(),
                 shutdown.clone(),
             )),
         ]);
+        if let Some(keepalive) = node.keepalive() {
+            tasks.push(tokio::spawn(keepalive::run(
+                keepalive.clone(),
+                node.subscribe(),
+                local,
+                node.outbound(),
+                shutdown.clone(),
+            )));
+        }
         tracing::info!(id = spec.id, %udp_addr, %tcp_addr, role = ?spec.role, "node started");
         let running = Running {
             spec,
@@ -357,8 +371,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops a node and waits until its sockets are closed, so the ports are free when this
-    /// returns. Stopping a node that does not run does nothing.
     /// Ends the calls a running node carries, with a BYE to both ends of each
     /// ([`Node::hang_up`]), and waits up to [`BYE_WAIT`] for the BYEs to be answered (the
     /// node keeps running meanwhile, so unanswered ones are retransmitted). `why` goes in
@@ -386,8 +398,10 @@ impl Engine {
         self.stop(id).await;
     }
 
-    /// Stops a node at once: its calls drop without a word to either end (what Power Cycle
-    /// promises). See [`Engine::shut_down`] for the orderly way.
+    /// Stops a node at once and waits until its sockets are closed, so the ports are free
+    /// when this returns: its calls drop without a word to either end (what Power Cycle
+    /// promises). See [`Engine::shut_down`] for the orderly way. Stopping a node that does
+    /// not run does nothing.
     pub async fn stop(&self, id: i64) {
         let Some(running) = self.lock().remove(&id) else {
             return;
@@ -492,6 +506,7 @@ impl Engine {
         let shutdown = node_shutdown.child_token();
         let task = {
             let shutdown = shutdown.clone();
+            let node: Arc<dyn Inbound> = node;
             tokio::spawn(async move {
                 let tls = tls::serve(listener, acceptor.clone(), node.clone(), shutdown.clone());
                 match websocket {

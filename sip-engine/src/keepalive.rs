@@ -21,36 +21,21 @@
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Response};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::NodeConfig;
+use crate::directory::{KeepAliveMode, UserDirectory};
 use crate::location::LocationStore;
-use crate::node::Node;
-use crate::registrar::UserDirectory;
 use crate::transaction::Outbound;
 use crate::transport::Transport;
-
-/// How a SIP user's contacts are kept alive; chosen per user in the [`UserDirectory`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum KeepAliveMode {
-    /// Nothing is sent: the phone keeps its own mapping (or is not behind NAT).
-    Disabled,
-    /// A CRLF CRLF datagram (RFC 5626 §3.5.1): the cheapest packet that keeps the mapping;
-    /// no answer, so no latency and no offline detection.
-    Crlf,
-    /// An OPTIONS: keeps the mapping, measures latency, marks a silent phone offline.
-    #[default]
-    Options,
-    /// As [`Options`](Self::Options), and a phone that stops answering is de-registered.
-    OptionsWithTimeout,
-}
 
 /// How often keep-alives go out and how many unanswered OPTIONS make a contact offline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,14 +132,6 @@ impl KeepAlive {
             tag: format!("{:08x}", rand::random::<u32>()),
             origin: Instant::now(),
             spread: RandomState::new(),
-        }
-    }
-
-    /// The domain of a node reached by IP, as the registrar reads it from a To URI.
-    pub fn domain_of(ip: IpAddr) -> String {
-        match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("[{v6}]"),
         }
     }
 
@@ -392,24 +369,23 @@ fn hex_decode(hex: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Sends `node`'s keep-alives until `shutdown` is cancelled: one round per interval, each
+/// Sends `keepalive`'s pings until `shutdown` is cancelled: one round per interval, each
 /// ping at its binding's place in the round, handed to the node's UDP loop through `out`
-/// so that it leaves from the socket the phone registered to. Returns at once for a node
-/// without keep-alives. *Disable UAC Ping* is read before every send, so pushing it stops
-/// keep-alives within one ping.
+/// so that it leaves from the socket (`local`) the phone registered to. *Disable UAC Ping*
+/// is read from the node's `config` before every send, so pushing it stops keep-alives
+/// within one ping.
 pub async fn run(
-    node: Arc<Node>,
+    keepalive: Arc<KeepAlive>,
+    config: watch::Receiver<NodeConfig>,
     local: SocketAddr,
     out: mpsc::Sender<Outbound>,
     shutdown: CancellationToken,
 ) {
-    let Some(keepalive) = node.keepalive().cloned() else {
-        return;
-    };
+    let disabled = || config.borrow().disable_uac_ping;
     let interval = keepalive.settings().interval();
     let mut round_start = Instant::now();
     loop {
-        let plan = if node.uac_ping_disabled() {
+        let plan = if disabled() {
             Vec::new()
         } else {
             keepalive.plan(round_start)
@@ -420,7 +396,7 @@ pub async fn run(
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(first.at) => {}
             }
-            if node.uac_ping_disabled() {
+            if disabled() {
                 break;
             }
             // Whatever falls due within the next tick goes out now: one wake-up per tick
@@ -455,10 +431,11 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{NodeConfig, NodeRole};
     use crate::digest::Secret;
+    use crate::directory::MemoryDirectory;
     use crate::location::{Binding, Change, MemoryLocationStore};
-    use crate::node::{NodeConfig, NodeRole};
-    use crate::registrar::MemoryDirectory;
+    use crate::node::Node;
 
     const DOMAIN: &str = "127.0.81.1";
 
@@ -572,17 +549,28 @@ mod tests {
         sent
     }
 
-    /// A node with keep-alives, driven by [`run`] into a channel the test reads.
+    /// Keep-alives driven by [`run`] into a channel the test reads, under a node
+    /// configuration the test can change.
     fn driven(
         f: &Fixture,
         settings: KeepAliveSettings,
-    ) -> (Arc<Node>, mpsc::Receiver<Outbound>, CancellationToken) {
-        let node =
-            Arc::new(Node::new(NodeRole::Switch, "test").with_keepalive(f.keepalive(settings)));
+    ) -> (
+        watch::Sender<NodeConfig>,
+        mpsc::Receiver<Outbound>,
+        CancellationToken,
+    ) {
+        let keepalive = Arc::new(f.keepalive(settings));
+        let config = watch::Sender::new(NodeConfig::default());
         let (tx, rx) = mpsc::channel(1024);
         let shutdown = CancellationToken::new();
-        tokio::spawn(run(node.clone(), local(), tx, shutdown.clone()));
-        (node, rx, shutdown)
+        tokio::spawn(run(
+            keepalive,
+            config.subscribe(),
+            local(),
+            tx,
+            shutdown.clone(),
+        ));
+        (config, rx, shutdown)
     }
 
     #[tokio::test(start_paused = true)]
@@ -713,8 +701,8 @@ mod tests {
             f.register(&format!("user{n}"), phone(n), Transport::Udp);
         }
         let settings = KeepAliveSettings::default();
-        let (node, mut rx, shutdown) = driven(&f, settings);
-        node.configure(NodeConfig {
+        let (config, mut rx, shutdown) = driven(&f, settings);
+        config.send_replace(NodeConfig {
             disable_uac_ping: true,
             ..NodeConfig::default()
         });
@@ -723,7 +711,7 @@ mod tests {
             elapse(settings.interval).await;
         }
         assert!(drain(&mut rx).is_empty());
-        node.configure(NodeConfig::default());
+        config.send_replace(NodeConfig::default());
         elapse(settings.interval * 2).await;
         assert!(!drain(&mut rx).is_empty());
         shutdown.cancel();

@@ -5,55 +5,73 @@
 //! [`UserDirectory`] and [`LocationStore`] traits, and measures it with [`probe`].
 //!
 //! # Layout
-//! Layers follow the data: transport → transaction → registrar and proxy → location, with
-//! keep-alives beside the registrar.
+//! A request goes transport → transaction → policy → router → forwarder → transport, with
+//! the registrar and keep-alives beside the proxy path. No module imports one that imports
+//! it back.
 //! - [`message`]: bytes ↔ SIP messages — parsing with `rsip` behind a panic guard, salvaging
-//!   enough of a broken request to answer it with 400, and building responses (RFC 3261
-//!   §8.2.6, with the `received`/`rport` rules of RFC 3581).
-//! - [`transport`]: the sockets — a UDP receive loop (which also fires transaction timers),
-//!   and TCP connections framed by `Content-Length` (rsip parses one message, it does not
-//!   find where one ends in a stream).
+//!   enough of a broken request to answer it with 400, building responses (RFC 3261 §8.2.6,
+//!   with the `received`/`rport` rules of RFC 3581), and the header getters the hot paths
+//!   use.
+//! - [`transport`]: the sockets and the [`transport::Inbound`] trait they hand frames up
+//!   through, knowing nothing above it: a UDP loop (which also drains the node's outbound
+//!   queue), TCP and TLS connections framed by `Content-Length`, secure WebSocket; the
+//!   [`transport::Transport`] a message really travels on.
 //! - [`transaction`]: RFC 3261 §17 server and client transactions, sans-I/O: retransmitted
 //!   requests are absorbed, lost responses and requests retransmitted over UDP (T1/T2/T4).
-//! - [`calls`]: call admission: channel and CPS limits, counted per node or per cluster.
+//! - [`config`]: what the control plane tells a node to run ([`NodeConfig`], [`NodeRole`]).
+//! - [`directory`]: the SIP users ([`UserDirectory`]), their keep-alive modes, tenants.
 //! - [`digest`]: digest authentication (MD5, SHA-256) with stateless HMAC-sealed nonces and
 //!   nonce-count replay protection.
-//! - [`registrar`]: REGISTER (RFC 3261 §10.3) against a [`UserDirectory`].
 //! - [`location`]: [`LocationStore`], the only owner of bindings, and an in-memory one.
+//! - [`registrar`]: REGISTER (RFC 3261 §10.3), and the caller check (407) of new calls.
 //! - [`keepalive`]: NAT keep-alives (CRLF or OPTIONS) to registered UDP contacts, spread
 //!   over the interval; replies matched by Call-ID alone give latency and find phones that
 //!   went away.
-//! - [`proxy`]: routing calls to registered users (RFC 3261 §16): INVITE to the user's
-//!   contact at its NAT address, Record-Route, loose routing of in-dialog requests, CANCEL,
-//!   and relaying responses back along the Via.
+//! - [`limits`]: call admission: channel and CPS limits, counted per node or per cluster.
+//! - [`dialog`]: calls as dialogs: the [`dialog::DialogEvent`]s a node emits, the
+//!   [`dialog::DialogObserver`]s that consume them, and the BYE a node sends to end a call.
+//! - [`route`]: the [`route::Router`] trait (one decision per new request: answer, refuse,
+//!   parallel or serial targets) and its implementations — [`route::location`], a
+//!   registered user's contacts.
+//! - [`forward`]: the stateful proxy core — response contexts, parallel forking and serial
+//!   failover within one transaction, CANCEL, Timer C — and ([`forward::rewrite`]) the
+//!   RFC 3261 §16.6 rewriting of what passes.
+//! - [`node`]: one server's pipeline ([`node::Node`]) and its [`node::policy`] (Restrict
+//!   Direct, Interconnect, refusing nodes); its timers run in a task of their own.
 //! - [`uac`]: UAC Auth, the node's own registration upstream to a carrier.
-//! - [`node`]: one server's SIP behaviour: what it answers to each request.
-//! - [`handle`]: [`Engine`], which starts and stops nodes and reports what each one runs.
+//! - [`trace`]: copies of every message shipped as HEP3 to a collector.
+//! - [`handle`]: [`Engine`], which starts and stops nodes, gives each its router and
+//!   services, and reports what each one runs.
 //! - [`probe`]: the control plane's side: an OPTIONS ping that measures the round trip.
 
-pub mod calls;
+pub mod config;
+pub mod dialog;
 pub mod digest;
+pub mod directory;
+pub mod forward;
 pub mod handle;
 pub mod keepalive;
+pub mod limits;
 pub mod location;
 pub mod message;
 pub mod node;
 pub mod probe;
-pub mod proxy;
 pub mod registrar;
+pub mod route;
 pub mod trace;
 pub mod transaction;
 pub mod transport;
 pub mod uac;
 
-pub use calls::{CallFigures, CallLimits};
+pub use config::{NodeConfig, NodeRole, UacRegistration};
 pub use digest::Secret;
+pub use directory::{KeepAliveMode, MemoryDirectory, UserDirectory};
 pub use handle::{Engine, NodeSpec, Release, StartError, TlsSpec};
-pub use keepalive::{KeepAliveMode, KeepAliveSettings};
+pub use keepalive::KeepAliveSettings;
+pub use limits::{CallFigures, CallLimits};
 pub use location::{Binding, LocationStore, MemoryLocationStore};
-pub use node::{NodeConfig, NodeRole, NodeStats};
+pub use node::NodeStats;
 pub use probe::{options_ping, options_ping_tls, PingError, ProbeTransport};
-pub use proxy::Proxy;
-pub use registrar::{MemoryDirectory, Registrar, UserDirectory};
+pub use registrar::Registrar;
 pub use trace::TraceTarget;
-pub use uac::{UacRegistration, UacStatus};
+pub use uac::UacStatus;

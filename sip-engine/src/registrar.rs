@@ -5,105 +5,18 @@
 //! applies a REGISTER's changes all or none. It answers with a status and headers; the node
 //! wraps them into the response and the server transaction.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Request, StatusCode};
 
-use crate::digest::{Algorithm, Authenticator, Credentials, CredentialsError, Secret, Verdict};
-use crate::keepalive::KeepAliveMode;
+use crate::digest::{Algorithm, Authenticator, Credentials, CredentialsError, Verdict};
+use crate::directory::UserDirectory;
 use crate::location::{contact_key, Binding, Change, LocationStore, StoreError};
-use crate::message::{header_params, split_header_list};
+use crate::message::{header_params, split_header_list, uri_of};
 use crate::transport::Transport;
-
-/// The SIP users a registrar accepts, supplied by the control plane.
-///
-/// Synchronous like [`LocationStore`]: answered from memory on the node's receive loop.
-pub trait UserDirectory: Send + Sync + std::fmt::Debug {
-    /// The secret of `username` in `domain` (the realm we challenge with: the host of the
-    /// AOR), or `None` for a user we do not know.
-    fn secret(&self, username: &str, domain: &str) -> Option<Secret>;
-
-    /// How the node keeps `username`'s NAT mappings open and checks that the phone is
-    /// still there. A per-user choice because some phones mishandle OPTIONS and some NATs
-    /// forget a mapping within seconds. The default, OPTIONS, both keeps the mapping and
-    /// measures latency; a directory that knows no better need not implement this.
-    fn keepalive_mode(&self, username: &str, domain: &str) -> KeepAliveMode {
-        let _ = (username, domain);
-        KeepAliveMode::Options
-    }
-
-    /// Who owns `domain` (a server's IP or FQDN): servers of one tenant (a provider's
-    /// account) take each other's calls only with Interconnect. `None` when unknown, and by
-    /// default.
-    fn tenant(&self, domain: &str) -> Option<i64> {
-        let _ = domain;
-        None
-    }
-}
-
-/// A [`UserDirectory`] in memory, for the control plane to fill and tests to use. Users added
-/// without a domain are accepted in any domain (a node addressed by IP has no domain).
-#[derive(Debug, Default)]
-pub struct MemoryDirectory {
-    users: RwLock<HashMap<(String, Option<String>), Secret>>,
-    /// Users without an entry get the trait's default mode.
-    modes: RwLock<HashMap<(String, Option<String>), KeepAliveMode>>,
-}
-
-impl MemoryDirectory {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds or replaces a user. `domain` is compared case-insensitively.
-    pub fn insert(&self, username: &str, domain: Option<&str>, secret: Secret) {
-        let key = (username.to_string(), domain.map(str::to_ascii_lowercase));
-        self.write().insert(key, secret);
-    }
-
-    /// Removes a user; true if it existed.
-    pub fn remove(&self, username: &str, domain: Option<&str>) -> bool {
-        let key = (username.to_string(), domain.map(str::to_ascii_lowercase));
-        self.write().remove(&key).is_some()
-    }
-
-    /// Sets the keep-alive mode of a user, with the same domain rule as [`Self::insert`].
-    pub fn set_keepalive_mode(&self, username: &str, domain: Option<&str>, mode: KeepAliveMode) {
-        let key = (username.to_string(), domain.map(str::to_ascii_lowercase));
-        self.modes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, mode);
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, Option<String>), Secret>> {
-        // Single inserts and removes leave the map consistent: a poisoned lock is usable.
-        self.users.write().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl UserDirectory for MemoryDirectory {
-    fn secret(&self, username: &str, domain: &str) -> Option<Secret> {
-        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
-        users
-            .get(&(username.to_string(), Some(domain.to_ascii_lowercase())))
-            .or_else(|| users.get(&(username.to_string(), None)))
-            .cloned()
-    }
-
-    fn keepalive_mode(&self, username: &str, domain: &str) -> KeepAliveMode {
-        let modes = self.modes.read().unwrap_or_else(|p| p.into_inner());
-        modes
-            .get(&(username.to_string(), Some(domain.to_ascii_lowercase())))
-            .or_else(|| modes.get(&(username.to_string(), None)))
-            .copied()
-            .unwrap_or_default()
-    }
-}
 
 /// Who asks for credentials: the registrar (401, `WWW-Authenticate`, `Authorization`) or
 /// the proxy (407, `Proxy-Authenticate`, `Proxy-Authorization`).
@@ -490,17 +403,6 @@ fn to_user_and_domain(request: &Request) -> Option<(String, String)> {
     (!user.is_empty()).then_some((user, host))
 }
 
-/// The URI of a name-addr or addr-spec header value.
-pub(crate) fn uri_of(value: &str) -> Option<&str> {
-    match value.find('<') {
-        Some(open) => {
-            let rest = &value[open + 1..];
-            Some(rest[..rest.find('>')?].trim())
-        }
-        None => value.split(';').next().map(str::trim),
-    }
-}
-
 /// A contact's URI (validated) and its `expires` parameter, if any.
 type ParsedContact = (String, Option<Result<u32, ()>>);
 
@@ -521,7 +423,8 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
-    use crate::digest::{ha1, QopParams};
+    use crate::digest::{ha1, QopParams, Secret};
+    use crate::directory::MemoryDirectory;
     use crate::location::MemoryLocationStore;
 
     fn now() -> SystemTime {

@@ -46,11 +46,12 @@ pub struct Captured {
 /// How many captured messages may wait for the shipping task.
 const QUEUE: usize = 4096;
 
-/// A node's side of tracing: hands copies to the shipping task without waiting.
-#[derive(Debug)]
+/// A node's side of tracing: hands copies to the shipping task without waiting. Clones
+/// share the queue and the count of drops (the node holds one, the shipping task another).
+#[derive(Debug, Clone)]
 pub struct Tracer {
     queue: mpsc::Sender<(TraceTarget, Captured)>,
-    dropped: AtomicU64,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Tracer {
@@ -60,7 +61,7 @@ impl Tracer {
         (
             Tracer {
                 queue,
-                dropped: AtomicU64::new(0),
+                dropped: Arc::default(),
             },
             rx,
         )
@@ -104,7 +105,7 @@ impl Tracer {
 pub async fn run(
     mut captured: mpsc::Receiver<(TraceTarget, Captured)>,
     local_ip: IpAddr,
-    node: Arc<crate::node::Node>,
+    tracer: Tracer,
     shutdown: CancellationToken,
 ) {
     let mut udp: Option<UdpSocket> = None;
@@ -124,7 +125,7 @@ pub async fn run(
             send_udp(&mut udp, local_ip, target.collector, &packet).await
         };
         if let Err(error) = sent {
-            node.tracer().count_drop();
+            tracer.count_drop();
             tracing::debug!(%error, collector = %target.collector, "trace not shipped");
         }
     }

@@ -13,11 +13,11 @@ use std::time::{Duration, SystemTime};
 
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Response};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{NodeConfig, UacRegistration};
 use crate::digest::Challenge;
-use crate::node::Node;
 use crate::transaction::{Outbound, MAGIC_COOKIE};
 
 /// How long the carrier has to answer a REGISTER.
@@ -26,25 +26,6 @@ const ANSWER: Duration = Duration::from_secs(4);
 pub const RETRY: Duration = Duration::from_secs(30);
 /// The lifetime asked for, in seconds.
 const ASKED_EXPIRES: u64 = 600;
-
-/// Where and as whom a node registers upstream.
-#[derive(Clone, PartialEq, Eq)]
-pub struct UacRegistration {
-    /// The carrier's registrar (no DNS: an address).
-    pub registrar: SocketAddr,
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for UacRegistration {
-    /// Never prints the password.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UacRegistration")
-            .field("registrar", &self.registrar)
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Where the upstream registration stands.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -68,8 +49,6 @@ pub struct Uac {
     status: Mutex<UacStatus>,
     answers: mpsc::Sender<Response>,
     inbox: tokio::sync::Mutex<mpsc::Receiver<Response>>,
-    /// Woken when the node's configuration changes.
-    pub(crate) changed: Notify,
 }
 
 impl Default for Uac {
@@ -80,7 +59,6 @@ impl Default for Uac {
             status: Mutex::default(),
             answers,
             inbox: tokio::sync::Mutex::new(inbox),
-            changed: Notify::new(),
         }
     }
 }
@@ -221,23 +199,29 @@ async fn attempt(
     Some(Err("the registrar refused the credentials".into()))
 }
 
-/// Keeps the node's upstream registration up while its configuration asks for one.
+/// Keeps the node's upstream registration (`uac`) up while its configuration (`config`,
+/// watched for changes) asks for one. The REGISTERs leave through `out`, the node's UDP
+/// socket at `local`.
 pub async fn run(
-    node: Arc<Node>,
+    uac: Arc<Uac>,
+    mut config: watch::Receiver<NodeConfig>,
     local: SocketAddr,
     out: mpsc::Sender<Outbound>,
     shutdown: CancellationToken,
 ) {
-    let uac = node.uac().clone();
     let mut inbox = uac.inbox.lock().await;
     let mut cseq = 0u32;
     loop {
-        let Some(registration) = node.config().uac_registration else {
+        let wanted = config.borrow_and_update().uac_registration.clone();
+        let Some(registration) = wanted else {
             uac.set(UacStatus::Off);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = uac.changed.notified() => continue,
+                changed = config.changed() => if changed.is_err() {
+                    return;
+                },
             }
+            continue;
         };
         uac.set(UacStatus::Registering);
         let Some(outcome) = attempt(
@@ -272,8 +256,11 @@ pub async fn run(
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(due) => break,
-                _ = uac.changed.notified() => {
-                    if node.config().uac_registration.as_ref() != Some(&registration) {
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if config.borrow_and_update().uac_registration.as_ref() != Some(&registration) {
                         break;
                     }
                 }

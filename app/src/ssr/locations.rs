@@ -44,11 +44,7 @@ impl PersistentLocations {
                 contact: row.contact,
                 expires_at: UNIX_EPOCH + Duration::from_secs(row.expires_at.max(0) as u64),
                 received,
-                transport: if row.transport == "tcp" {
-                    Transport::Tcp
-                } else {
-                    Transport::Udp
-                },
+                transport: Transport::from_name(&row.transport).unwrap_or(Transport::Udp),
                 call_id: row.call_id,
                 cseq: u32::try_from(row.cseq).unwrap_or(0),
                 user_agent: row.user_agent,

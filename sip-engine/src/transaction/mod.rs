@@ -15,7 +15,6 @@
 pub mod client;
 pub mod server;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rsip::headers::UntypedHeader;
@@ -60,13 +59,7 @@ impl Timers {
     }
 }
 
-/// Bytes the layer sends by itself on a timer, and where to (always UDP: reliable transports
-/// never retransmit).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outbound {
-    pub bytes: Vec<u8>,
-    pub target: SocketAddr,
-}
+pub use crate::transport::Outbound;
 
 /// What identifies a server transaction (RFC 3261 §17.2.3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -7,9 +7,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{MAX_BODY, MAX_HEAD};
+use super::{FrameError, Inbound, Transport, MAX_BODY, MAX_HEAD};
 use crate::message::find_head_end;
-use crate::node::{Node, Transport};
 
 /// What the next bytes of a stream hold.
 #[derive(Debug, PartialEq, Eq)]
@@ -18,17 +17,6 @@ pub enum Frame {
     Message(Bytes),
     /// A CRLF CRLF keep-alive ping (RFC 5626 §3.5.1), answered with a single CRLF.
     Ping,
-}
-
-/// Why a stream can no longer be framed: the connection is closed after it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FrameError {
-    #[error("message head exceeds {MAX_HEAD} bytes")]
-    HeadTooLong,
-    #[error("missing or invalid Content-Length")]
-    BadContentLength,
-    #[error("body exceeds {MAX_BODY} bytes")]
-    BodyTooLong,
 }
 
 /// Cuts a byte stream into SIP messages using `Content-Length` (RFC 3261 §18.3). rsip
@@ -105,7 +93,7 @@ fn content_length(head: &[u8]) -> Result<usize, FrameError> {
 
 /// Accepts connections until `shutdown` is cancelled; each connection is served by its own
 /// task, which ends with the listener.
-pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, node: Arc<dyn Inbound>, shutdown: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -139,12 +127,13 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: Cancellatio
 /// sooner.
 pub(crate) const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
-async fn serve_connection(stream: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
+async fn serve_connection(stream: TcpStream, node: Arc<dyn Inbound>) -> std::io::Result<()> {
     let peer = stream.peer_addr()?;
-    serve_stream(stream, peer, node, Framer::default()).await
+    serve_stream(stream, peer, Transport::Tcp, node, Framer::default()).await
 }
 
-/// Serves one connection's messages (plain TCP, or TLS once its handshake is done) until
+/// Serves one connection's messages (plain TCP, or TLS once its handshake is done: as
+/// `transport` says) until
 /// the peer closes it, it stays silent for [`IDLE_TIMEOUT`], or sends what cannot be framed.
 /// `framer` holds what was read before the connection was known to carry SIP. While it is
 /// open the node sends what it has for `peer` (requests to a phone registered over it,
@@ -152,18 +141,19 @@ async fn serve_connection(stream: TcpStream, node: Arc<Node>) -> std::io::Result
 pub(crate) async fn serve_stream<S>(
     mut stream: S,
     peer: std::net::SocketAddr,
-    node: Arc<Node>,
+    transport: Transport,
+    node: Arc<dyn Inbound>,
     mut framer: Framer,
 ) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (_entry, mut queue) = node.streams().open(peer);
+    let (_entry, mut queue) = node.streams().open(peer, transport);
     loop {
         loop {
             match framer.next_frame() {
                 Ok(Some(Frame::Message(bytes))) => {
-                    if let Some(reply) = node.handle(&bytes, peer, Transport::Tcp) {
+                    if let Some(reply) = node.receive(&bytes, peer, transport) {
                         stream.write_all(&reply.bytes).await?;
                     }
                 }
@@ -173,7 +163,7 @@ where
                     // The stream cannot be resynchronised: answer what can be answered,
                     // then close.
                     let pending = framer.buffer_mut().split().freeze();
-                    if let Some(reply) = node.reject_unframeable(&pending, peer, &error) {
+                    if let Some(reply) = node.unframeable(&pending, peer, transport, &error) {
                         stream.write_all(&reply.bytes).await?;
                     }
                     return Ok(());

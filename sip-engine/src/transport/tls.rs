@@ -2,8 +2,8 @@
 //! certificate chain and key the control plane attached to the server.
 //!
 //! The same port serves SIP over secure WebSocket (see [`serve_secure`]). Messages arriving
-//! over TLS are handled as stream messages ([`Transport::Tcp`]): answers go
-//! back on the same connection, and nothing is retransmitted. Only TLS 1.2 and 1.3 are
+//! over TLS are stream messages ([`Transport::Tls`]): answers go back on the same
+//! connection, and nothing is retransmitted. Only TLS 1.2 and 1.3 are
 //! offered (rustls's defaults), with ring as the crypto provider.
 
 use std::net::SocketAddr;
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::tcp::{serve_stream, Framer};
 use super::ws;
-use crate::node::Node;
+use super::{Inbound, Transport};
 
 /// How long a client may take to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +61,7 @@ pub fn acceptor(chain_pem: &str, key_pem: &str) -> Result<TlsAcceptor, TlsError>
 pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    node: Arc<Node>,
+    node: Arc<dyn Inbound>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -100,7 +100,11 @@ pub async fn serve(
 /// with an HTTP GET, which no SIP message starts with, else SIP over TLS. Sharing the TLS
 /// port means WebRTC clients need no port of their own opened in firewalls, and no SIP
 /// client is affected.
-async fn serve_secure<S>(mut stream: S, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()>
+async fn serve_secure<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    node: Arc<dyn Inbound>,
+) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -119,8 +123,8 @@ where
     }
     if framer.buffer_mut().starts_with(b"GET ") {
         let opening = framer.buffer_mut().split().freeze();
-        ws::serve(ws::Rewind::new(opening, stream), peer, node).await
+        ws::serve(ws::Rewind::new(opening, stream), peer, Transport::Wss, node).await
     } else {
-        serve_stream(stream, peer, node, framer).await
+        serve_stream(stream, peer, Transport::Tls, node, framer).await
     }
 }

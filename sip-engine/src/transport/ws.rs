@@ -20,8 +20,8 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::{Inbound, Transport};
 use super::{MAX_BODY, MAX_HEAD};
-use crate::node::{Node, Transport};
 
 /// The port secure WebSocket is served on besides the TLS port. Browsers refuse to open
 /// connections to the SIP ports 5060 and 5061 (Chromium and Firefox block them since the
@@ -37,8 +37,14 @@ const SUBPROTOCOL: &str = "sip";
 const PING_EVERY: Duration = Duration::from_secs(30);
 
 /// Serves a WebSocket connection whose opening bytes have been read already (`stream`
-/// replays them) until the peer closes it or stops answering pings.
-pub async fn serve<S>(stream: S, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()>
+/// replays them) until the peer closes it or stops answering pings. `transport` is
+/// [`Transport::Wss`] behind TLS, [`Transport::Ws`] without.
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+    node: Arc<dyn Inbound>,
+) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -49,7 +55,7 @@ where
         .await
         .map_err(std::io::Error::other)?;
     let (mut sink, mut messages) = socket.split();
-    let (_entry, mut queue) = node.streams().open(peer);
+    let (_entry, mut queue) = node.streams().open(peer, transport);
     let mut silent_pings = 0u32;
     loop {
         let outgoing = tokio::select! {
@@ -57,11 +63,11 @@ where
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
                 Some(Ok(Message::Text(text))) => {
                     silent_pings = 0;
-                    node.handle(text.as_bytes(), peer, Transport::Tcp).map(|r| r.bytes)
+                    node.receive(text.as_bytes(), peer, transport).map(|r| r.bytes)
                 }
                 Some(Ok(Message::Binary(bytes))) => {
                     silent_pings = 0;
-                    node.handle(&bytes, peer, Transport::Tcp).map(|r| r.bytes)
+                    node.receive(&bytes, peer, transport).map(|r| r.bytes)
                 }
                 // Pings are answered by the library; any traffic shows the peer is there.
                 Some(Ok(_)) => {

@@ -31,6 +31,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::dialog::{Dialog, DialogEvent, DialogObserver, End};
+
 /// How long an established call may hold a channel without the node seeing its BYE: 12 h,
 /// the default dialog timeout of Kamailio's dialog module.
 pub const MAX_CALL: Duration = Duration::from_secs(12 * 3600);
@@ -176,37 +178,6 @@ impl Budget {
             cps_now: counters.window.count(now),
         }
     }
-}
-
-/// One end of a call, as this node addresses a request to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct End {
-    /// The header value that names this end in its own requests (the caller's From, the
-    /// callee's To), tag included.
-    pub party: String,
-    /// Its Contact URI: the Request-URI of a request to it.
-    pub contact: String,
-    /// The Record-Route entries between this node and this end, nearest first: the Route
-    /// set of a request from the node to it.
-    pub routes: Vec<String>,
-    /// The highest CSeq number this end has sent in the call; `None` before its first
-    /// request.
-    pub cseq: Option<u32>,
-}
-
-impl End {
-    /// Whether a request with From tag `tag` comes from this end.
-    fn sent(&self, tag: &str) -> bool {
-        crate::message::header_param(&self.party, "tag") == Some(tag)
-    }
-}
-
-/// An answered call, with what it takes to send each end a BYE.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dialog {
-    pub call_id: String,
-    pub caller: End,
-    pub callee: End,
 }
 
 #[derive(Debug)]
@@ -410,6 +381,28 @@ impl Calls {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Call>> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl DialogObserver for Calls {
+    /// Keeps the channel count and what it takes to end each call.
+    fn on_dialog(&self, event: &DialogEvent<'_>) {
+        match event {
+            DialogEvent::Invited {
+                call_id, caller, ..
+            } => self.invited(call_id, caller.clone()),
+            DialogEvent::Early { .. } => {}
+            DialogEvent::Confirmed {
+                call_id, callee, ..
+            } => self.answered(call_id, callee.clone()),
+            DialogEvent::Failed { call_id, .. } => self.failed(call_id),
+            DialogEvent::InDialog {
+                call_id,
+                from_tag,
+                cseq,
+            } => self.in_dialog(call_id, from_tag, *cseq),
+            DialogEvent::Ended { call_id } => self.ended(call_id),
+        }
     }
 }
 
