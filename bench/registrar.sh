@@ -12,6 +12,14 @@
 #   3. REGISTER/s: SIPp registers the same users with digest authentication at rising rates
 #      (RATES); for each rate, the achieved rate and the share of failed registrations. A
 #      rate counts as sustained when under 0.1% failed.
+#   4. CPU per registration: at one fixed rate both hold (FIXED_RATE, 8,000/s by default,
+#      for 5 s), the CPU time each server spent per 1,000 authenticated registrations. On
+#      2 cores SIPp competes with the server, so the highest sustained rate alone cannot
+#      tell two fast servers apart; CPU per registration can.
+#   5. With BASELINE=<commit>: that commit's node is built (in a worktree of its own) and
+#      measured beside this one in every step above, and the OPTIONS round trip of both is
+#      timed by the same client (2,000 pings each, median and 90th percentile), so a change
+#      is compared with what came before in one run.
 #
 # Not part of the tests. Every load is bounded in count (-m) and time (-timeout); the servers
 # and SIPp processes started here are stopped by PID on exit.
@@ -20,12 +28,16 @@ cd "$(dirname "$0")/.."
 
 USERS=${USERS:-10000}
 RATES=${RATES:-"2000 4000 8000 12000 16000 20000 24000"}
+FIXED_RATE=${FIXED_RATE:-8000}
+BASELINE=${BASELINE:-}
 PASSWORD=bench-password
 KAM_IP=127.0.90.1
 NODE_IP=127.0.90.2
 PHONES_IP=127.0.90.3
 KAM_PHONES=16000 # the port Kamailio's users register from (and answer keep-alives on)
 NODE_PHONES=16001
+BASE_IP=127.0.90.4
+BASE_PHONES=16002
 KEEPALIVE_WINDOW=60
 
 bash scripts/setup.sh >/dev/null
@@ -36,6 +48,15 @@ if ! command -v kamailio >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kamailio >/dev/null
 fi
 cargo build --release -q -p bench-registrar
+if [ -n "$BASELINE" ]; then
+  # The baseline's own node and bench binary, built apart from this checkout.
+  base_tree=target/bench-baseline
+  rm -rf "$base_tree"; git worktree prune
+  git worktree add -q --detach "$base_tree" "$BASELINE"
+  echo "== building the baseline node ($(git -C "$base_tree" log -1 --format='%h %s' | cut -c1-70))"
+  (cd "$base_tree" && CARGO_TARGET_DIR="$PWD/../bench-baseline-target" cargo build --release -q -p bench-registrar)
+  base_bin=target/bench-baseline-target/release/registrar-node
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -43,6 +64,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
+  if [ -n "$BASELINE" ]; then git worktree remove --force target/bench-baseline 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -68,6 +90,13 @@ kamcmd() { command kamcmd -s "unix:$work/kamailio.ctl" "$@"; }
 ./target/release/registrar-node "$NODE_IP" 5060 "$USERS" "$PASSWORD" >"$work/node.log" 2>&1 &
 node_pid=$!
 pids+=("$node_pid")
+if [ -n "$BASELINE" ]; then
+  "$base_bin" "$BASE_IP" 5060 "$USERS" "$PASSWORD" >"$work/base.log" 2>&1 &
+  base_pid=$!
+  pids+=("$base_pid")
+  for _ in $(seq 1 100); do grep -q ready "$work/base.log" && break; sleep 0.1; done
+  grep -q ready "$work/base.log" || { cat "$work/base.log"; echo "the baseline node did not start"; exit 1; }
+fi
 
 for _ in $(seq 1 100); do
   if kamcmd core.version >/dev/null 2>&1 && grep -q ready "$work/node.log"; then break; fi
@@ -81,7 +110,7 @@ clk=$(getconf CLK_TCK)
 # CPU ticks (user + system) of the given processes.
 ticks() { for pid in "$@"; do awk '{ print $14 + $15 }' "/proc/$pid/stat"; done | awk '{ s += $1 } END { print s }'; }
 kam_processes() { echo "$kam_pid"; ps -o pid= --ppid "$kam_pid" | awk '{ print $1 }'; }
-node_heap() { sleep 1.1; tail -n 1 "$work/node.log" | sed -n 's/^heap=\([0-9]*\) .*/\1/p'; }
+node_heap() { sleep 1.1; tail -n 1 "$work/${1:-node}.log" | sed -n 's/^heap=\([0-9]*\) .*/\1/p'; }
 node_bindings() { sleep 1.1; tail -n 1 "$work/node.log" | sed -n 's/.*bindings=\([0-9]*\)$/\1/p'; }
 node_rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$node_pid/status"; }
 kam_shm_used() { kamcmd core.shmmem | awk '/real_used/ { print $2 }'; }
@@ -119,6 +148,11 @@ shm0=$(kam_shm_used)
 read -r kam_ok kam_failed _ < <(register_load "$KAM_IP:5060" "$KAM_PHONES" 2000 "$USERS")
 read -r node_ok node_failed _ < <(register_load "$NODE_IP:5060" "$NODE_PHONES" 2000 "$USERS")
 echo "First registration of $USERS users: Kamailio $kam_ok ok / $kam_failed failed, node $node_ok ok / $node_failed failed"
+if [ -n "$BASELINE" ]; then
+  bheap0=$(node_heap base)
+  read -r base_ok base_failed _ < <(register_load "$BASE_IP:5060" "$BASE_PHONES" 2000 "$USERS")
+  echo "   baseline node: $base_ok ok / $base_failed failed"
+fi
 echo "Waiting 35 s for the node's REGISTER transactions to expire (Timer J, 64·T1)…"
 sleep 35
 heap1=$(node_heap)
@@ -134,10 +168,16 @@ echo "1. Memory per registration ($contacts_node bindings in the node, $contacts
 echo "   node heap:        $node_per B   (process RSS grew $node_rss_per B per registration)"
 echo "   Kamailio shm:     $kam_per B"
 echo "   node / Kamailio:  $(ratio "$node_per" "$kam_per")   (target: node under 1 KB)"
+if [ -n "$BASELINE" ]; then
+  base_per=$((($(node_heap base) - bheap0) / USERS))
+  echo "   baseline heap:    $base_per B   (node / baseline: $(ratio "$node_per" "$base_per"))"
+fi
 
 # ---- 2. CPU for keep-alives ----
 answerers=()
-for port in "$KAM_PHONES" "$NODE_PHONES"; do
+phone_ports=("$KAM_PHONES" "$NODE_PHONES")
+[ -n "$BASELINE" ] && phone_ports+=("$BASE_PHONES")
+for port in "${phone_ports[@]}"; do
   sipp -sf bench/sipp/answer_options.xml -i "$PHONES_IP" -p "$port" -t u1 -m 1000000 \
     -timeout "$((KEEPALIVE_WINDOW + 30))s" -buff_size 8388608 -nostdin \
     -trace_stat -stf "$work/answers-$port.csv" -fd 1 >/dev/null 2>&1 &
@@ -148,9 +188,11 @@ sleep 2
 mapfile -t kam_all < <(kam_processes)
 node_t0=$(ticks "$node_pid")
 kam_t0=$(ticks "${kam_all[@]}")
+[ -n "$BASELINE" ] && base_t0=$(ticks "$base_pid")
 sleep "$KEEPALIVE_WINDOW"
 node_t1=$(ticks "$node_pid")
 kam_t1=$(ticks "${kam_all[@]}")
+[ -n "$BASELINE" ] && base_t1=$(ticks "$base_pid")
 answered() { awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "SuccessfulCall(C)") s = i } NR > 1 { n = $s } END { print n + 0 }' "$1"; }
 kam_pings=$(answered "$work/answers-$KAM_PHONES.csv")
 node_pings=$(answered "$work/answers-$NODE_PHONES.csv")
@@ -162,6 +204,10 @@ echo "2. Keep-alives to $USERS contacts, OPTIONS every 30 s, over ${KEEPALIVE_WI
 echo "   node:             $node_cpu% of one core"
 echo "   Kamailio:         $kam_cpu% of one core"
 echo "   node / Kamailio:  $(ratio "$node_cpu" "$kam_cpu")   (target: node under 5%)"
+if [ -n "$BASELINE" ]; then
+  base_cpu=$(awk -v t="$((base_t1 - base_t0))" -v c="$clk" -v w="$KEEPALIVE_WINDOW" 'BEGIN { printf "%.2f", 100 * t / c / w }')
+  echo "   baseline node:    $base_cpu% of one core ($(answered "$work/answers-$BASE_PHONES.csv") answered; node / baseline: $(ratio "$node_cpu" "$base_cpu"))"
+fi
 
 # ---- 3. REGISTER/s at rising rates ----
 echo
@@ -174,6 +220,10 @@ for rate in $RATES; do
   # -aa: the phones answer the servers' keep-alives meanwhile.
   read -r k_ok k_failed k_secs < <(register_load "$KAM_IP:5060" "$KAM_PHONES" "$rate" "$calls" -aa)
   read -r n_ok n_failed n_secs < <(register_load "$NODE_IP:5060" "$NODE_PHONES" "$rate" "$calls" -aa)
+  if [ -n "$BASELINE" ]; then
+    read -r b_ok b_failed b_secs < <(register_load "$BASE_IP:5060" "$BASE_PHONES" "$rate" "$calls" -aa)
+    awk -v o="$b_ok" -v f="$b_failed" -v s="$b_secs" -v r="$rate" 'BEGIN { printf "   %8d | baseline node: %d (%.3f%%)\n", r, o / s, 100 * f / (o + f) }'
+  fi
   line=$(awk -v no="$n_ok" -v nf="$n_failed" -v ns="$n_secs" -v ko="$k_ok" -v kf="$k_failed" -v ks="$k_secs" -v r="$rate" 'BEGIN {
     nr = no / ns; kr = ko / ks; np = 100 * nf / (no + nf); kp = 100 * kf / (ko + kf)
     printf "%d %d %.0f %.3f %.0f %.3f\n", (np < 0.1 ? nr : 0), (kp < 0.1 ? kr : 0), nr, np, kr, kp }')
@@ -183,3 +233,34 @@ for rate in $RATES; do
   [ "$sustained_kam" -gt "$best_kam" ] && best_kam=$sustained_kam
 done
 echo "   sustained (< 0.1% failed): node $best_node/s, Kamailio $best_kam/s, node / Kamailio $(ratio "$best_node" "$best_kam")"
+
+# ---- 4. CPU per 1,000 registrations at a fixed rate ----
+echo
+calls=$((FIXED_RATE * 5))
+echo "4. CPU per 1,000 authenticated registrations at $FIXED_RATE/s ($calls registrations each)"
+# Prints "<cpu-seconds per 1,000 successful registrations> <ok> <failed>".
+cpu_per_thousand() {
+  local target=$1 port=$2; shift 2
+  local t0 t1 ok failed
+  t0=$(ticks "$@")
+  read -r ok failed _ < <(register_load "$target" "$port" "$FIXED_RATE" "$calls" -aa)
+  t1=$(ticks "$@")
+  awk -v t="$((t1 - t0))" -v c="$clk" -v ok="$ok" -v f="$failed" 'BEGIN { printf "%.4f %d %d\n", (ok > 0 ? t / c / ok * 1000 : 0), ok, f }'
+}
+read -r kam_cpk kam_ok kam_failed < <(cpu_per_thousand "$KAM_IP:5060" "$KAM_PHONES" "${kam_all[@]}")
+read -r node_cpk node_ok node_failed < <(cpu_per_thousand "$NODE_IP:5060" "$NODE_PHONES" "$node_pid")
+echo "   node:             $node_cpk CPU-s per 1,000 ($node_ok ok, $node_failed failed)"
+echo "   Kamailio:         $kam_cpk CPU-s per 1,000 ($kam_ok ok, $kam_failed failed)"
+echo "   node / Kamailio:  $(ratio "$node_cpk" "$kam_cpk")   (target: at most 0.5)"
+if [ -n "$BASELINE" ]; then
+  read -r base_cpk base_ok base_failed < <(cpu_per_thousand "$BASE_IP:5060" "$BASE_PHONES" "$base_pid")
+  echo "   baseline node:    $base_cpk CPU-s per 1,000 ($base_ok ok, $base_failed failed; node / baseline: $(ratio "$node_cpk" "$base_cpk"))"
+
+  # ---- 5. OPTIONS round trip, this node and the baseline, by the same client ----
+  echo
+  echo "5. OPTIONS round trip on loopback (2,000 pings each, the same client)"
+  for round in 1 2; do
+    echo "   node (round $round):     $(./target/release/registrar-node ping "$NODE_IP:5060" 2000)"
+    echo "   baseline (round $round): $(./target/release/registrar-node ping "$BASE_IP:5060" 2000)"
+  done
+fi

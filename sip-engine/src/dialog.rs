@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 
 use rsip::headers::UntypedHeader;
+use rsip::message::HeadersExt;
 use rsip::{Header, Headers, Method, Request, Response};
 
 use crate::forward::rewrite::{names, next_hop, Hop, DEFAULT_MAX_FORWARDS};
@@ -93,18 +94,9 @@ pub trait DialogObserver: Send + Sync + std::fmt::Debug {
 /// `forwarded` it (whose Contact points at the caller's NAT address): the end a BYE to the
 /// caller goes to. Its routes come with the answer ([`answer_ends`]).
 pub fn caller_of(request: &Request, forwarded: &Request) -> Option<End> {
-    let party = request.headers.iter().find_map(|h| match h {
-        Header::From(from) => Some(from.value().to_string()),
-        _ => None,
-    })?;
-    let contact = forwarded.headers.iter().find_map(|h| match h {
-        Header::Contact(contact) => uri_of(contact.value()).map(str::to_string),
-        _ => None,
-    })?;
-    let cseq = request.headers.iter().find_map(|h| match h {
-        Header::CSeq(cseq) => cseq_number(cseq.value()),
-        _ => None,
-    })?;
+    let party = request.from_header().ok()?.value().to_string();
+    let contact = uri_of(forwarded.contact_header().ok()?.value())?.to_string();
+    let cseq = cseq_number(request.cseq_header().ok()?.value())?;
     Some(End {
         party,
         contact,
@@ -118,14 +110,8 @@ pub fn caller_of(request: &Request, forwarded: &Request) -> Option<End> {
 /// the node and it) and the Record-Route entries between the node and the caller. Entries
 /// above the node's own were added downstream of it, entries below upstream.
 pub fn answer_ends(local: SocketAddr, response: &Response) -> Option<(End, Vec<String>)> {
-    let party = response.headers.iter().find_map(|h| match h {
-        Header::To(to) => Some(to.value().to_string()),
-        _ => None,
-    })?;
-    let contact = response.headers.iter().find_map(|h| match h {
-        Header::Contact(contact) => uri_of(contact.value()).map(str::to_string),
-        _ => None,
-    })?;
+    let party = response.to_header().ok()?.value().to_string();
+    let contact = uri_of(response.contact_header().ok()?.value())?.to_string();
     let entries: Vec<String> = response
         .headers
         .iter()

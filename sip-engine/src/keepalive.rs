@@ -19,7 +19,6 @@
 //! it on a timer and hands each ping to the node's UDP loop, which sends it.
 
 use std::collections::hash_map::RandomState;
-use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -350,23 +349,12 @@ fn user_of(aor: &str) -> Option<&str> {
 }
 
 fn hex_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 2);
-    for byte in text.bytes() {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
+    hex::encode(text)
 }
 
 /// Reverses [`hex_encode`]; `None` for anything it could not have produced.
-fn hex_decode(hex: &str) -> Option<String> {
-    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
-        return None;
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
+fn hex_decode(text: &str) -> Option<String> {
+    String::from_utf8(hex::decode(text).ok()?).ok()
 }
 
 /// Sends `keepalive`'s pings until `shutdown` is cancelled: one round per interval, each

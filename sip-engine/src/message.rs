@@ -396,6 +396,38 @@ pub struct Incoming {
     pub source: SocketAddr,
 }
 
+/// The URI of a name-addr or addr-spec header value.
+pub fn uri_of(value: &str) -> Option<&str> {
+    match value.find('<') {
+        Some(open) => {
+            let rest = &value[open + 1..];
+            Some(rest[..rest.find('>')?].trim())
+        }
+        None => value.split(';').next().map(str::trim),
+    }
+}
+
+/// The Call-ID of a message.
+pub fn call_id(headers: &Headers) -> Option<&str> {
+    headers.iter().find_map(|h| match h {
+        Header::CallId(id) => Some(id.value()),
+        _ => None,
+    })
+}
+
+/// The `tag` of the To header: present once a dialog exists (RFC 3261 §12).
+pub fn to_tag(headers: &Headers) -> Option<&str> {
+    headers.iter().find_map(|h| match h {
+        Header::To(to) => header_param(to.value(), "tag"),
+        _ => None,
+    })
+}
+
+/// The number of a CSeq header's value (`"42 INVITE"`).
+pub fn cseq_number(value: &str) -> Option<u32> {
+    value.split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,36 +511,4 @@ mod tests {
         assert!(salvage_request_headers(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n").is_none());
         assert!(salvage_request_headers(b"\x00\x01garbage").is_none());
     }
-}
-
-/// The URI of a name-addr or addr-spec header value.
-pub fn uri_of(value: &str) -> Option<&str> {
-    match value.find('<') {
-        Some(open) => {
-            let rest = &value[open + 1..];
-            Some(rest[..rest.find('>')?].trim())
-        }
-        None => value.split(';').next().map(str::trim),
-    }
-}
-
-/// The Call-ID of a message.
-pub fn call_id(headers: &Headers) -> Option<&str> {
-    headers.iter().find_map(|h| match h {
-        Header::CallId(id) => Some(id.value()),
-        _ => None,
-    })
-}
-
-/// The `tag` of the To header: present once a dialog exists (RFC 3261 §12).
-pub fn to_tag(headers: &Headers) -> Option<&str> {
-    headers.iter().find_map(|h| match h {
-        Header::To(to) => header_param(to.value(), "tag"),
-        _ => None,
-    })
-}
-
-/// The number of a CSeq header's value (`"42 INVITE"`).
-pub fn cseq_number(value: &str) -> Option<u32> {
-    value.split_whitespace().next()?.parse().ok()
 }

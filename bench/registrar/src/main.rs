@@ -11,6 +11,11 @@
 //! then every second a line `heap=<bytes> bindings=<n>`: the bytes the process has
 //! allocated and not freed (counted by the global allocator below), and the bindings in
 //! the location store (lapsed ones included until swept). It runs until killed.
+//!
+//! `registrar-node ping <ip:port> <count>` is the other side: it sends `count` OPTIONS
+//! pings, one after the other, and prints the round trip's median and 90th percentile in
+//! microseconds (`median_us=… p90_us=…`), so that two builds of the node can be timed by the
+//! same client in one run.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
@@ -68,6 +73,12 @@ static ALLOCATOR: Counting = Counting;
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [command, target, count] = args.as_slice() {
+        if command == "ping" {
+            ping(target, count).await;
+            return;
+        }
+    }
     let [ip, port, users, password] = args.as_slice() else {
         eprintln!("usage: registrar-node <ip> <port> <users> <password>");
         std::process::exit(2);
@@ -112,4 +123,34 @@ async fn main() {
         let _ = writeln!(out, "heap={heap} bindings={bindings}");
         let _ = out.flush();
     }
+}
+
+/// Times `count` OPTIONS round trips to `target`, one at a time.
+async fn ping(target: &str, count: &str) {
+    let target: std::net::SocketAddr = target.parse().expect("an ip:port");
+    let count: usize = count.parse().expect("a count");
+    let mut rtts = Vec::with_capacity(count);
+    for _ in 0..count {
+        match sip_engine::options_ping(
+            target,
+            sip_engine::ProbeTransport::Udp,
+            Duration::from_secs(2),
+        )
+        .await
+        {
+            Ok(rtt) => rtts.push(rtt),
+            Err(error) => eprintln!("ping failed: {error}"),
+        }
+    }
+    rtts.sort();
+    let at = |q: f64| {
+        rtts.get(((rtts.len() as f64 - 1.0) * q).round() as usize)
+            .map_or(0, |d| d.as_micros())
+    };
+    println!(
+        "median_us={} p90_us={} answered={}",
+        at(0.5),
+        at(0.9),
+        rtts.len()
+    );
 }

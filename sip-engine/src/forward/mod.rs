@@ -114,6 +114,9 @@ pub struct TimedOut {
     pub invite_call: Option<String>,
 }
 
+/// A request the forwarder will not send on: the status to answer with, and why.
+pub type Refusal = (StatusCode, &'static str);
+
 /// What a CANCEL from the caller finds (RFC 3261 §16.10).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cancelled {
@@ -286,7 +289,7 @@ impl Forwarder {
         &self,
         request: &Request,
         source: SocketAddr,
-    ) -> Option<Result<(Request, SocketAddr), (StatusCode, &'static str)>> {
+    ) -> Option<Result<(Request, SocketAddr), Refusal>> {
         let routes = route_uris(&request.headers);
         let via_me = routes.first().is_some_and(|uri| self.names_me(uri));
         if !via_me {
@@ -1765,5 +1768,40 @@ mod tests {
         let mut addrs: Vec<SocketAddr> = targets.iter().map(|t| t.addr).collect();
         addrs.sort();
         assert_eq!(addrs, vec![desk(), softphone()]);
+    }
+
+    #[test]
+    fn the_node_s_via_names_the_transport_the_request_really_leaves_on() {
+        let p = proxy(vec![]);
+        let original = invite("bob", "");
+        let via_of = |request: &Request| {
+            request
+                .headers
+                .iter()
+                .find_map(|h| match h {
+                    Header::Via(via) => Some(via.value().to_string()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let over_udp = p
+            .forwarder
+            .prepare_initial(&original, caller(), None, desk());
+        assert!(via_of(&over_udp).starts_with("SIP/2.0/UDP 127.0.84.10:5060;"));
+        for (transport, token) in [
+            (Transport::Tls, "TLS"),
+            (Transport::Wss, "WSS"),
+            (Transport::Tcp, "TCP"),
+        ] {
+            let (_open, _queue) = p.forwarder.streams().open(desk(), transport);
+            let over_stream = p
+                .forwarder
+                .prepare_initial(&original, caller(), None, desk());
+            assert!(
+                via_of(&over_stream).starts_with(&format!("SIP/2.0/{token} 127.0.84.10:5060;")),
+                "{}",
+                via_of(&over_stream)
+            );
+        }
     }
 }

@@ -1561,4 +1561,50 @@ mod tests {
         assert!(text(&reply).starts_with("SIP/2.0 503 "), "{}", text(&reply));
         assert!(queued.try_recv().is_err(), "nothing forwarded");
     }
+
+    /// A router that only counts what it is asked.
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl Router for Counting {
+        fn route(&self, _: &Inquiry<'_>) -> Route {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Route::refuse(StatusCode::NotFound, "Not Found")
+        }
+    }
+
+    #[test]
+    fn register_and_options_go_beside_the_router_and_an_initial_invite_through_it() {
+        let router = Arc::new(Counting::default());
+        let n = registrar_node().with_router(router.clone(), "127.0.0.1:5060".parse().unwrap());
+        let register = String::from_utf8(request("REGISTER"))
+            .unwrap()
+            .replace("To: <sip:node@", "To: <sip:alice@");
+        let reply = n
+            .handle(register.as_bytes(), src(), Transport::Udp)
+            .unwrap();
+        assert!(text(&reply).starts_with("SIP/2.0 401 "), "{}", text(&reply));
+        let reply = n
+            .handle(&request("OPTIONS"), src(), Transport::Udp)
+            .unwrap();
+        assert!(text(&reply).starts_with("SIP/2.0 200 "));
+        assert_eq!(
+            router.0.load(Ordering::Relaxed),
+            0,
+            "the router was never asked"
+        );
+        assert_eq!(n.forwarder().unwrap().pending(), 0);
+
+        let invite = String::from_utf8(request("INVITE")).unwrap().replace(
+            "From: <sip:probe@127.0.0.1>",
+            "From: <sip:probe@198.51.100.9>",
+        );
+        let reply = n.handle(invite.as_bytes(), src(), Transport::Udp).unwrap();
+        assert!(
+            text(&reply).starts_with("SIP/2.0 404 Not Found"),
+            "{}",
+            text(&reply)
+        );
+        assert_eq!(router.0.load(Ordering::Relaxed), 1);
+    }
 }
