@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::digest::Algorithm;
 use crate::limits::CallLimits;
 use crate::trace::TraceTarget;
 
@@ -36,6 +37,31 @@ impl std::fmt::Debug for UacRegistration {
     }
 }
 
+/// Which digest algorithms a node offers when it challenges, in order. Phones that read only
+/// the first challenge and know only MD5 (many deployed hard phones, SIPp 3.6) cannot
+/// answer one that offers SHA-256 first, so MD5 leads by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DigestAlgorithms {
+    /// MD5, then SHA-256: every phone can register.
+    #[default]
+    Md5ThenSha256,
+    /// SHA-256, then MD5: phones that read every challenge pick the stronger one.
+    Sha256ThenMd5,
+    /// SHA-256 only: MD5 credentials are refused.
+    Sha256Only,
+}
+
+impl DigestAlgorithms {
+    /// The challenges offered, in this order.
+    pub fn algorithms(self) -> &'static [Algorithm] {
+        match self {
+            DigestAlgorithms::Md5ThenSha256 => &[Algorithm::Md5, Algorithm::Sha256],
+            DigestAlgorithms::Sha256ThenMd5 => &[Algorithm::Sha256, Algorithm::Md5],
+            DigestAlgorithms::Sha256Only => &[Algorithm::Sha256],
+        }
+    }
+}
+
 /// A server's configuration as the control plane pushes it to its node. The node runs
 /// exactly this (the control plane reads it back through [`crate::Engine::config`]);
 /// `version` says which of the control plane's configurations it is.
@@ -63,7 +89,10 @@ pub struct NodeConfig {
     pub auto_upgrade: bool,
     /// `us` or `eu`.
     pub data_zone: String,
+    /// The server's FQDN: users registering or calling under it are the users of its IP.
     pub fqdn: Option<String>,
+    /// The digest algorithms its challenges offer.
+    pub digest: DigestAlgorithms,
     pub uac_auth_username: Option<String>,
     /// UAC Auth: register upstream to this carrier (the node's `uac` service).
     pub uac_registration: Option<UacRegistration>,

@@ -63,7 +63,7 @@ pub mod transaction;
 pub mod transport;
 pub mod uac;
 
-pub use config::{NodeConfig, NodeRole, UacRegistration};
+pub use config::{DigestAlgorithms, NodeConfig, NodeRole, UacRegistration};
 pub use digest::Secret;
 pub use directory::{KeepAliveMode, MemoryDirectory, UserDirectory};
 pub use handle::{Engine, NodeSpec, Release, StartError, TlsSpec};

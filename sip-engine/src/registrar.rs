@@ -18,6 +18,37 @@ use crate::location::{contact_key, Binding, Change, LocationStore, StoreError};
 use crate::message::{header_params, split_header_list, uri_of};
 use crate::transport::Transport;
 
+/// The node a REGISTER or a call arrived at, as the registrar needs to know it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Site<'a> {
+    /// The canonical domain of its users (its IP, as [`crate::directory::domain_of`]
+    /// writes it): every binding of the node is kept under it. Empty: none (every name
+    /// stays as it came).
+    pub domain: &'a str,
+    /// Its other names (its FQDN): a user registering or calling under one of them is the
+    /// same user as under `domain`.
+    pub aliases: &'a [&'a str],
+    /// The digest algorithms it offers, in order; `None` offers the registrar's.
+    pub algorithms: Option<&'a [Algorithm]>,
+}
+
+impl Site<'_> {
+    /// Whether `host` (lowercase) is one of the node's names.
+    fn names(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(self.domain)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(host))
+    }
+
+    /// The domain a binding for `host` is kept under.
+    fn canonical<'h>(&'h self, host: &'h str) -> &'h str {
+        if !self.domain.is_empty() && self.names(host) {
+            self.domain
+        } else {
+            host
+        }
+    }
+}
+
 /// Who asks for credentials: the registrar (401, `WWW-Authenticate`, `Authorization`) or
 /// the proxy (407, `Proxy-Authenticate`, `Proxy-Authorization`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +161,8 @@ impl Registrar {
         &self.directory
     }
 
-    /// Handles one REGISTER that arrived from `source` over `transport`.
+    /// Handles one REGISTER that arrived from `source` over `transport`, as a node that
+    /// knows no names of its own and offers the registrar's algorithms.
     pub fn register(
         &self,
         request: &Request,
@@ -138,11 +170,27 @@ impl Registrar {
         transport: Transport,
         now: SystemTime,
     ) -> Answer {
+        self.register_at(request, source, transport, &Site::default(), now)
+    }
+
+    /// Handles one REGISTER that arrived at the node `site` describes. A user registering
+    /// under any of the node's names (its FQDN as well as its IP) is bound under the node's
+    /// canonical domain, where calls and keep-alives look for it; the digest challenge
+    /// keeps the name the phone used as its realm.
+    pub fn register_at(
+        &self,
+        request: &Request,
+        source: SocketAddr,
+        transport: Transport,
+        site: &Site<'_>,
+        now: SystemTime,
+    ) -> Answer {
         let Some((user, domain)) = to_user_and_domain(request) else {
             return Answer::bad("Invalid Address-of-Record");
         };
-        let aor = format!("sip:{user}@{domain}");
-        if let Err(answer) = self.authenticate(request, &user, &domain, Challenger::Registrar, now)
+        let aor = format!("sip:{user}@{}", site.canonical(&domain));
+        if let Err(answer) =
+            self.authenticate(request, &user, &domain, Challenger::Registrar, site, now)
         {
             return answer;
         }
@@ -258,6 +306,21 @@ impl Registrar {
         domain: &str,
         now: SystemTime,
     ) -> Result<(), Answer> {
+        let site = Site {
+            domain,
+            ..Site::default()
+        };
+        self.authorize_caller_at(request, &site, now)
+    }
+
+    /// As [`authorize_caller`](Self::authorize_caller), for the node `site` describes: a
+    /// caller claiming a user under any of its names is challenged.
+    pub fn authorize_caller_at(
+        &self,
+        request: &Request,
+        site: &Site<'_>,
+        now: SystemTime,
+    ) -> Result<(), Answer> {
         let from = request.headers.iter().find_map(|h| match h {
             Header::From(from) => uri_of(from.value()).and_then(|u| rsip::Uri::try_from(u).ok()),
             _ => None,
@@ -265,14 +328,14 @@ impl Registrar {
         let Some(from) = from else {
             return Err(Answer::bad("Invalid From"));
         };
-        let local = from.host_with_port.host.to_string();
-        if !local.eq_ignore_ascii_case(domain) {
+        let local = from.host_with_port.host.to_string().to_ascii_lowercase();
+        if !site.names(&local) {
             return Ok(());
         }
         let Some(user) = from.user().filter(|u| !u.is_empty()) else {
             return Err(Answer::new(StatusCode::Forbidden));
         };
-        self.authenticate(request, user, domain, Challenger::Proxy, now)
+        self.authenticate(request, user, &local, Challenger::Proxy, site, now)
     }
 
     /// Ok when the request carries valid credentials for `user`; else the answer to send.
@@ -282,8 +345,10 @@ impl Registrar {
         user: &str,
         realm: &str,
         challenger: Challenger,
+        site: &Site<'_>,
         now: SystemTime,
     ) -> Result<(), Answer> {
+        let algorithms = site.algorithms.unwrap_or(&self.algorithms);
         let mut malformed = false;
         let mut credentials = None;
         for header in request.headers.iter() {
@@ -295,7 +360,7 @@ impl Registrar {
             match Credentials::parse(value) {
                 Ok(parsed)
                     if parsed.realm.eq_ignore_ascii_case(realm)
-                        && self.algorithms.contains(&parsed.algorithm) =>
+                        && algorithms.contains(&parsed.algorithm) =>
                 {
                     credentials = Some(parsed);
                     break;
@@ -308,7 +373,7 @@ impl Registrar {
             return Err(if malformed {
                 Answer::bad("Malformed Authorization")
             } else {
-                self.challenge(realm, challenger, false, now)
+                self.challenge(realm, challenger, algorithms, false, now)
             });
         };
         // A user may only register their own address.
@@ -320,14 +385,14 @@ impl Registrar {
         // usernames exist. A phone with a wrong password retries or gives up; it never gets
         // a 200.
         let Some(secret) = self.directory.secret(user, realm) else {
-            return Err(self.challenge(realm, challenger, false, now));
+            return Err(self.challenge(realm, challenger, algorithms, false, now));
         };
         let method = request.method.to_string();
         match self.auth.verify(&credentials, &method, &secret, now) {
             Verdict::Valid => Ok(()),
-            Verdict::Stale => Err(self.challenge(realm, challenger, true, now)),
+            Verdict::Stale => Err(self.challenge(realm, challenger, algorithms, true, now)),
             Verdict::UnknownNonce | Verdict::Wrong => {
-                Err(self.challenge(realm, challenger, false, now))
+                Err(self.challenge(realm, challenger, algorithms, false, now))
             }
         }
     }
@@ -337,6 +402,7 @@ impl Registrar {
         &self,
         realm: &str,
         challenger: Challenger,
+        algorithms: &[Algorithm],
         stale: bool,
         now: SystemTime,
     ) -> Answer {
@@ -345,7 +411,7 @@ impl Registrar {
             Challenger::Proxy => StatusCode::ProxyAuthenticationRequired,
         };
         let mut answer = Answer::new(status);
-        for &algorithm in &self.algorithms {
+        for &algorithm in algorithms {
             let value = self.auth.challenge(realm, algorithm, stale, now);
             answer.headers.push(match challenger {
                 Challenger::Registrar => {

@@ -49,7 +49,7 @@ use crate::message::{
     reason_phrase, request_method_token, response_to, salvage_request_headers, to_tag,
     udp_response_target,
 };
-use crate::registrar::Registrar;
+use crate::registrar::{Registrar, Site};
 use crate::route::{Inquiry, Route, Router, Target};
 use crate::trace::{TraceTarget, Tracer};
 use crate::transaction::{Key, Outbound, Received, ResponseDisposition, TransactionLayer};
@@ -712,7 +712,16 @@ impl Node {
                 Served::Answer(Answer::new(StatusCode::OK, self.capabilities()))
             }
             (Method::Register, Some(registrar), _) => {
-                let answer = registrar.register(request, source, transport, SystemTime::now());
+                let config = self.config.borrow();
+                let fqdn = config.fqdn.as_deref().map(str::to_ascii_lowercase);
+                let aliases: Vec<&str> = fqdn.iter().map(String::as_str).collect();
+                let site = Site {
+                    domain: &self.domain,
+                    aliases: &aliases,
+                    algorithms: Some(config.digest.algorithms()),
+                };
+                let answer =
+                    registrar.register_at(request, source, transport, &site, SystemTime::now());
                 Served::Answer(Answer {
                     status: answer.status,
                     reason: answer.reason.map(Cow::Borrowed),
@@ -757,9 +766,17 @@ impl Node {
         now: Instant,
     ) -> Served {
         if let Some(registrar) = &self.registrar {
-            if let Err(answer) =
-                registrar.authorize_caller(request, &self.domain, SystemTime::now())
-            {
+            let config = self.config.borrow();
+            let fqdn = config.fqdn.as_deref().map(str::to_ascii_lowercase);
+            let aliases: Vec<&str> = fqdn.iter().map(String::as_str).collect();
+            let site = Site {
+                domain: &self.domain,
+                aliases: &aliases,
+                algorithms: Some(config.digest.algorithms()),
+            };
+            let authorized = registrar.authorize_caller_at(request, &site, SystemTime::now());
+            drop(config);
+            if let Err(answer) = authorized {
                 return Served::Answer(Answer {
                     status: answer.status,
                     reason: answer.reason.map(Cow::Borrowed),
@@ -1606,5 +1623,45 @@ mod tests {
             text(&reply)
         );
         assert_eq!(router.0.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_digest_algorithms_offered_are_the_server_s_choice_md5_first_by_default() {
+        use crate::config::DigestAlgorithms;
+        let n = registrar_node();
+        let register = String::from_utf8(request("REGISTER"))
+            .unwrap()
+            .replace("To: <sip:node@", "To: <sip:alice@");
+        let offered = |n: &Node| {
+            let reply = n
+                .handle(register.as_bytes(), src(), Transport::Udp)
+                .unwrap();
+            text(&reply)
+                .split("\r\n")
+                .filter(|line| line.starts_with("WWW-Authenticate:"))
+                .map(|line| {
+                    line.split("algorithm=")
+                        .nth(1)
+                        .and_then(|rest| rest.split(&[',', ' '][..]).next())
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            offered(&n),
+            ["MD5", "SHA-256"],
+            "phones that read one challenge know MD5"
+        );
+        for (choice, expected) in [
+            (DigestAlgorithms::Sha256ThenMd5, vec!["SHA-256", "MD5"]),
+            (DigestAlgorithms::Sha256Only, vec!["SHA-256"]),
+        ] {
+            n.configure(NodeConfig {
+                digest: choice,
+                ..NodeConfig::default()
+            });
+            assert_eq!(offered(&n), expected, "{choice:?}");
+        }
     }
 }
