@@ -687,6 +687,7 @@ pub struct ServerConfig {
     pub restrict_direct: bool,
     pub tcp_sip_trace: bool,
     pub data_zone: DataZone,
+    pub digest_algorithms: DigestChoice,
     pub udp_port: u16,
     pub tcp_port: u16,
     pub tls_port: u16,
@@ -717,6 +718,51 @@ impl DataZone {
             "eu" => Ok(DataZone::Eu),
             _ => Err(AppError::field("data_zone", "Choose US or EU.")),
         }
+    }
+}
+
+/// Which digest algorithms a server's challenges offer, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum DigestChoice {
+    /// MD5, then SHA-256: every phone can register (those that read only the first
+    /// challenge often know only MD5).
+    #[default]
+    Md5ThenSha256,
+    /// SHA-256, then MD5: phones that read every challenge pick the stronger one.
+    Sha256ThenMd5,
+    /// SHA-256 only: phones that know only MD5 cannot register.
+    Sha256Only,
+}
+
+impl DigestChoice {
+    pub const ALL: [DigestChoice; 3] = [
+        DigestChoice::Md5ThenSha256,
+        DigestChoice::Sha256ThenMd5,
+        DigestChoice::Sha256Only,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestChoice::Md5ThenSha256 => "md5-sha256",
+            DigestChoice::Sha256ThenMd5 => "sha256-md5",
+            DigestChoice::Sha256Only => "sha256",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DigestChoice::Md5ThenSha256 => "MD5, then SHA-256",
+            DigestChoice::Sha256ThenMd5 => "SHA-256, then MD5",
+            DigestChoice::Sha256Only => "SHA-256 only",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|choice| choice.as_str() == s)
+            .ok_or_else(|| AppError::field("digest_algorithms", "Choose one of the listed orders."))
     }
 }
 

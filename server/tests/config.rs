@@ -54,6 +54,7 @@ async fn saved_configuration_is_what_the_node_runs_and_ports_really_move() {
                 ("disable_uac_ping", "on"),
                 ("data_zone", "eu"),
                 ("fqdn", "SIP.Example.com"),
+                ("digest_algorithms", "sha256"),
             ],
         ),
     )
@@ -67,6 +68,16 @@ async fn saved_configuration_is_what_the_node_runs_and_ports_really_move() {
     assert!(running.interconnect && running.disable_uac_ping);
     assert_eq!(running.data_zone, "eu");
     assert_eq!(running.fqdn.as_deref(), Some("sip.example.com"));
+    assert_eq!(running.digest, sip_engine::DigestAlgorithms::Sha256Only);
+    assert_eq!(
+        before.config.digest_algorithms,
+        app::model::DigestChoice::Md5ThenSha256,
+        "MD5 first unless the provider chooses otherwise"
+    );
+    assert_eq!(
+        after.config.digest_algorithms,
+        app::model::DigestChoice::Sha256Only
+    );
     let spec = app.server.state.engine.spec(row.id).unwrap();
     assert_eq!((spec.udp_port, spec.tcp_port), (5070, 5071));
 
@@ -138,6 +149,7 @@ async fn a_port_in_use_is_a_field_error_and_the_old_configuration_keeps_running(
         ("tcp_port", "7443"),
         ("fqdn", "not a domain"),
         ("data_zone", "mars"),
+        ("digest_algorithms", "sha1"),
     ] {
         let refused = save(&client, form(&before, &[(field, value)]))
             .await

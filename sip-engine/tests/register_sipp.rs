@@ -31,11 +31,12 @@ async fn sipp_registers_with_the_right_password_and_never_with_a_wrong_one() {
     let directory = Arc::new(MemoryDirectory::new());
     directory.insert(USER, None, Secret::Password(PASSWORD.into()));
     let store = Arc::new(MemoryLocationStore::new());
-    // SIPp 3.6 answers only the first challenge and knows only MD5, so this node offers MD5
-    // first; the default order (SHA-256 first) is covered by the registrar's unit tests.
+    // SIPp 3.6 answers only the first challenge and knows only MD5: a node left at its
+    // default digest algorithms (MD5, then SHA-256) lets it register, whatever order the
+    // engine's registrar would offer on its own.
     let auth = Arc::new(Authenticator::with_random_secret(Duration::from_secs(300)));
     let registrar = Registrar::new(directory, store.clone(), auth)
-        .with_algorithms(&[Algorithm::Md5, Algorithm::Sha256]);
+        .with_algorithms(&[Algorithm::Sha256, Algorithm::Md5]);
     let engine = Engine::new("test").with_registrar(registrar);
     engine
         .start(NodeSpec {

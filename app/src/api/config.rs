@@ -41,13 +41,14 @@ pub async fn save_server_config(
     #[server(default)] restrict_direct: Option<String>,
     #[server(default)] tcp_sip_trace: Option<String>,
     data_zone: String,
+    #[server(default)] digest_algorithms: Option<String>,
     udp_port: String,
     tcp_port: String,
     tls_port: String,
     #[server(default)] failover_enabled: Option<String>,
     #[server(default)] failover_target: Option<String>,
 ) -> Result<ServerConfigView, AppError> {
-    use crate::model::{DataZone, Fqdn, Port};
+    use crate::model::{DataZone, DigestChoice, Fqdn, Port};
     use crate::ssr::store::ConfigRecord;
     use crate::ssr::{auth::require_user, config, state::AppState};
 
@@ -132,6 +133,13 @@ pub async fn save_server_config(
         restrict_direct: restrict_direct.is_some(),
         tcp_sip_trace: tcp_sip_trace.is_some(),
         data_zone: DataZone::parse(&data_zone)?.as_str().to_string(),
+        // A form without the field (an older page) keeps the default.
+        digest_algorithms: given(&digest_algorithms)
+            .map(DigestChoice::parse)
+            .transpose()?
+            .unwrap_or_default()
+            .as_str()
+            .to_string(),
         udp_port,
         tcp_port,
         tls_port,

@@ -275,6 +275,18 @@ fn config_form(
                         <option value="eu" selected=c.data_zone == crate::model::DataZone::Eu>"EU"</option>
                     </select>
                 </label>
+                <label>"Digest algorithms"
+                    <select name="digest_algorithms">
+                        {crate::model::DigestChoice::ALL
+                            .into_iter()
+                            .map(|choice| view! {
+                                <option value=choice.as_str() selected={choice == c.digest_algorithms}>{choice.label()}</option>
+                            })
+                            .collect_view()}
+                    </select>
+                </label>
+                <p class="hint">"The challenges a phone gets when it registers, in order. Many hard phones read only the first and know only MD5: keep MD5 first unless every phone of the account speaks SHA-256."</p>
+                <FieldError error field="digest_algorithms"/>
                 <div class="ports">
                     <label>"UDP port" <input type="text" name="udp_port" inputmode="numeric" value=c.udp_port.to_string()/></label>
                     <label>"TCP port" <input type="text" name="tcp_port" inputmode="numeric" value=c.tcp_port.to_string()/></label>

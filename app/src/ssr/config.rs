@@ -4,14 +4,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use sip_engine::{CallLimits, NodeConfig, StartError, TlsSpec};
+use sip_engine::{CallLimits, DigestAlgorithms, NodeConfig, StartError, TlsSpec};
 
 use super::fleet::node_spec;
 use super::state::AppState;
 use super::store::{ConfigRecord, ServerRecord, SessionUser};
 use crate::error::AppError;
 use crate::model::{
-    DataZone, ServerConfig, ServerConfigView, ServerKind, ServerStatus, TraceLine, TraceView,
+    DataZone, DigestChoice, ServerConfig, ServerConfigView, ServerKind, ServerStatus, TraceLine,
+    TraceView,
 };
 
 /// What a node runs for a stored server and its configuration: its channels and CPS as
@@ -77,6 +78,11 @@ pub async fn node_config(
         auto_upgrade: record.auto_upgrade,
         data_zone: record.data_zone.clone(),
         fqdn: record.fqdn.clone(),
+        digest: match DigestChoice::parse(&record.digest_algorithms).unwrap_or_default() {
+            DigestChoice::Md5ThenSha256 => DigestAlgorithms::Md5ThenSha256,
+            DigestChoice::Sha256ThenMd5 => DigestAlgorithms::Sha256ThenMd5,
+            DigestChoice::Sha256Only => DigestAlgorithms::Sha256Only,
+        },
         uac_auth_username: record.uac_auth_username.clone(),
         uac_registration: uac_registration(record),
         refusing: None,
@@ -310,6 +316,7 @@ pub async fn view(
             restrict_direct: record.restrict_direct,
             tcp_sip_trace: record.tcp_sip_trace,
             data_zone: DataZone::parse(&record.data_zone).unwrap_or(DataZone::Us),
+            digest_algorithms: DigestChoice::parse(&record.digest_algorithms).unwrap_or_default(),
             udp_port: record.udp_port as u16,
             tcp_port: record.tcp_port as u16,
             tls_port: record.tls_port as u16,

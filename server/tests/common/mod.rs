@@ -217,6 +217,10 @@ pub fn config_form(view: &ServerConfigView, changes: &[(&str, &str)]) -> Vec<(St
             c.cluster_id.map(|i| i.to_string()).unwrap_or_default(),
         ),
         ("data_zone".into(), c.data_zone.as_str().into()),
+        (
+            "digest_algorithms".into(),
+            c.digest_algorithms.as_str().into(),
+        ),
         ("udp_port".into(), c.udp_port.to_string()),
         ("tcp_port".into(), c.tcp_port.to_string()),
         ("tls_port".into(), c.tls_port.to_string()),
