@@ -237,6 +237,8 @@ pub struct Forwarder {
     /// A std `Mutex`, never held across an `.await`: every operation is a few map updates.
     table: Mutex<Table>,
     streams: Arc<Streams>,
+    /// Woken when a deadline comes before every other (a serial target's short patience).
+    changed: tokio::sync::Notify,
 }
 
 impl Forwarder {
@@ -247,7 +249,14 @@ impl Forwarder {
             local,
             table: Mutex::default(),
             streams,
+            changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves when a deadline earlier than every other was added (see
+    /// [`next_deadline`](Self::next_deadline)).
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
     /// The node's own address, as it appears in Via and Record-Route.
@@ -506,7 +515,7 @@ impl Forwarder {
             group.pending += 1;
             group.live += 1;
         }
-        table.due.push(Reverse((deadline, handle.key.clone())));
+        let earliest = crate::transaction::schedule(&mut table.due, deadline, handle.key.clone());
         table.contexts.insert(
             handle.key,
             Context {
@@ -520,6 +529,10 @@ impl Forwarder {
                 group,
             },
         );
+        drop(table);
+        if earliest {
+            self.changed.notify_one();
+        }
         Ok(handle.first)
     }
 
@@ -661,14 +674,18 @@ impl Forwarder {
                 }
             }
         };
+        let mut earliest = false;
         if let Some(at) = reschedule {
             if at <= now {
                 table.remove(&key);
             } else {
-                table.due.push(Reverse((at, key)));
+                earliest = crate::transaction::schedule(&mut table.due, at, key);
             }
         }
         drop(table);
+        if earliest {
+            self.changed.notify_one();
+        }
         let mut handled = Handled {
             relay,
             send: Vec::new(),

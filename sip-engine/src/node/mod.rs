@@ -1206,6 +1206,12 @@ pub async fn run_timers(node: Arc<Node>, shutdown: CancellationToken) {
                 None => std::future::pending().await,
             }
         };
+        let forwarder_changed = async {
+            match &node.forwarder {
+                Some(forwarder) => forwarder.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = timer => {
@@ -1221,6 +1227,7 @@ pub async fn run_timers(node: Arc<Node>, shutdown: CancellationToken) {
             }
             // A new timer may be due before the one slept on.
             _ = node.transactions.changed() => {}
+            _ = forwarder_changed => {}
         }
     }
 }

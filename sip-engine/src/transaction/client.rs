@@ -150,12 +150,14 @@ impl ClientTransactions {
                 waiter: Some(tx),
             },
         );
-        table.due.push(Reverse((timeout, key.clone())));
+        let mut earliest = super::schedule(&mut table.due, timeout, key.clone());
         if let Some(at) = retransmit_at {
-            table.due.push(Reverse((at, key.clone())));
+            earliest |= super::schedule(&mut table.due, at, key.clone());
         }
         drop(table);
-        self.changed.notify_one();
+        if earliest {
+            self.changed.notify_one();
+        }
         Ok(ClientHandle {
             key,
             first: sent,
@@ -235,11 +237,11 @@ impl ClientTransactions {
                 entry.ack.clone()
             }
         };
-        if let Some(at) = schedule {
-            table.due.push(Reverse((at, key)));
-        }
+        let earliest = schedule.is_some_and(|at| super::schedule(&mut table.due, at, key));
         drop(table);
-        self.changed.notify_one();
+        if earliest {
+            self.changed.notify_one();
+        }
         ResponseDisposition::Matched { send }
     }
 

@@ -61,6 +61,23 @@ impl Timers {
 
 pub use crate::transport::Outbound;
 
+/// Pushes the deadline `at` of `key` onto a timer heap; true when it comes before every
+/// deadline already there. Only then must the timer task be woken: it sleeps until the
+/// earliest deadline it saw, and a later one changes nothing for it. (Most new deadlines are
+/// later: a transaction's end, 32 s away.) Without this, every request woke the timer task
+/// only for it to go back to sleep.
+pub(crate) fn schedule<K: Ord>(
+    due: &mut std::collections::BinaryHeap<std::cmp::Reverse<(Instant, K)>>,
+    at: Instant,
+    key: K,
+) -> bool {
+    let earliest = due
+        .peek()
+        .is_none_or(|std::cmp::Reverse((top, _))| at < *top);
+    due.push(std::cmp::Reverse((at, key)));
+    earliest
+}
+
 /// What identifies a server transaction (RFC 3261 §17.2.3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Key {

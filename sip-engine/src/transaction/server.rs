@@ -75,8 +75,9 @@ struct Table {
 }
 
 impl Table {
-    fn schedule(&mut self, at: Instant, key: &Key) {
-        self.due.push(Reverse((at, key.clone())));
+    /// Schedules a timer; true when it is the earliest (see [`super::schedule`]).
+    fn schedule(&mut self, at: Instant, key: &Key) -> bool {
+        super::schedule(&mut self.due, at, key.clone())
     }
 }
 
@@ -140,8 +141,9 @@ impl ServerTransactions {
                     // Timer I: absorb ACK retransmissions for T4 (none come over a stream).
                     let expire = if entry.reliable { now } else { now + t4 };
                     entry.expire_at = Some(expire);
-                    table.schedule(expire, key);
-                    self.changed.notify_one();
+                    if table.schedule(expire, key) {
+                        self.changed.notify_one();
+                    }
                     Received::Retransmission(None)
                 }
                 State::Confirmed => Received::Retransmission(None),
@@ -186,8 +188,9 @@ impl ServerTransactions {
         if let Some(entry) = table.entries.get_mut(key) {
             entry.expire_at = Some(expire);
         }
-        table.schedule(expire, key);
-        self.changed.notify_one();
+        if table.schedule(expire, key) {
+            self.changed.notify_one();
+        }
         Received::New
     }
 
@@ -249,10 +252,13 @@ impl ServerTransactions {
             entry.expire_at = Some(expire);
             schedule.push(expire);
         }
+        let mut earliest = false;
         for at in schedule {
-            table.schedule(at, key);
+            earliest |= table.schedule(at, key);
         }
-        self.changed.notify_one();
+        if earliest {
+            self.changed.notify_one();
+        }
     }
 
     /// Fires the timers due at `now`.
