@@ -22,17 +22,148 @@ pub enum ParseError {
 }
 
 /// Parses one complete message (a datagram, or one frame cut from a TCP stream).
+///
+/// The message is cut into its start line, header lines and body here, by the grammar
+/// rsip's own message parser follows (one space between the parts of a request line, a
+/// header name of token characters right before its colon, no folded lines, the body
+/// everything after the blank line); each part is then read with rsip (the URI with its
+/// URI parser, each header into rsip's `Header` by its name). The result is what
+/// `SipMessage::try_from` gives — a test holds the two to the same answers — at a fraction
+/// of the cost: rsip's message parser tries alternatives whose failures each copy the rest
+/// of the message into an error text, which made parsing a fifth of a registration's CPU.
 pub fn parse(bytes: &[u8]) -> Result<SipMessage, ParseError> {
     // rsip works on text; a body may be binary, but the head must be UTF-8.
     let head_end = find_head_end(bytes).unwrap_or(bytes.len());
     if std::str::from_utf8(&bytes[..head_end]).is_err() {
         return Err(ParseError::Encoding);
     }
-    match std::panic::catch_unwind(|| SipMessage::try_from(bytes)) {
+    match std::panic::catch_unwind(|| split_and_parse(bytes)) {
         Ok(Ok(message)) => Ok(message),
         Ok(Err(error)) => Err(ParseError::Syntax(error.to_string())),
         Err(_) => Err(ParseError::ParserPanic),
     }
+}
+
+fn syntax(what: &str) -> rsip::Error {
+    rsip::Error::ParseError(format!("malformed {what}"))
+}
+
+/// The message as rsip's grammar cuts it, each part read with rsip.
+fn split_and_parse(bytes: &[u8]) -> Result<SipMessage, rsip::Error> {
+    let line_end = find(bytes, b"\r\n").ok_or_else(|| syntax("start line"))?;
+    let start = std::str::from_utf8(&bytes[..line_end]).map_err(|_| syntax("start line"))?;
+    let rest = &bytes[line_end + 2..];
+    // The head ends at the blank line; without one, rsip takes the next line as the only
+    // header line and the rest as the body.
+    let (raw_headers, body) = match find(rest, b"\r\n\r\n") {
+        Some(at) => (&rest[..at], &rest[at + 4..]),
+        None => {
+            let at = find(rest, b"\r\n").ok_or_else(|| syntax("headers"))?;
+            (&rest[..at], &rest[at + 2..])
+        }
+    };
+    let headers = parse_headers(raw_headers)?;
+    if let Some(status) = start.strip_prefix("SIP/") {
+        let (version, status) = status
+            .split_once([' ', '\t'])
+            .ok_or_else(|| syntax("status line"))?;
+        let version = version_of(version)?;
+        let status = status.trim_start_matches([' ', '\t']);
+        let (code, reason) = match (status.get(..3), status.get(3..4), status.get(4..)) {
+            (Some(code), Some(" "), Some(reason)) => (code, reason),
+            _ => return Err(syntax("status line")),
+        };
+        if !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(syntax("status code"));
+        }
+        let code: u16 = code.parse().map_err(|_| syntax("status code"))?;
+        let status_code = match StatusCode::from(code) {
+            StatusCode::Other(code, _) => StatusCode::Other(code, reason.into()),
+            known => known,
+        };
+        return Ok(SipMessage::Response(Response {
+            version,
+            status_code,
+            headers,
+            body: body.to_vec(),
+        }));
+    }
+    let (method, after) = start
+        .split_once(' ')
+        .ok_or_else(|| syntax("request line"))?;
+    if method.is_empty() || !method.bytes().all(is_token_byte) {
+        return Err(syntax("method"));
+    }
+    let method: Method = method.parse()?;
+    // The URI ends where rsip's URI grammar ends (a user part may hold a space).
+    let (left, uri) = rsip::common::uri::Tokenizer::<&[u8], u8>::tokenize(after.as_bytes())
+        .map_err(|_| syntax("request URI"))?;
+    let version = std::str::from_utf8(left)
+        .ok()
+        .and_then(|left| left.strip_prefix(" SIP/"))
+        .ok_or_else(|| syntax("version"))?;
+    Ok(SipMessage::Request(Request {
+        method,
+        uri: uri.try_into()?,
+        version: version_of(version)?,
+        headers,
+        body: body.to_vec(),
+    }))
+}
+
+/// `2.0` or `1.0` (what follows `SIP/`).
+fn version_of(text: &str) -> Result<rsip::Version, rsip::Error> {
+    let (major, minor) = text.split_once('.').ok_or_else(|| syntax("version"))?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(major) || !digits(minor) {
+        return Err(syntax("version"));
+    }
+    match major {
+        "1" => Ok(rsip::Version::V1),
+        "2" => Ok(rsip::Version::V2),
+        _ => Err(syntax("version")),
+    }
+}
+
+/// Header lines: `name: value`, the name all token characters up to the colon, spaces and
+/// tabs after it skipped; each line becomes rsip's `Header` for that name.
+fn parse_headers(raw: &[u8]) -> Result<Headers, rsip::Error> {
+    let mut headers = Vec::new();
+    if raw.is_empty() {
+        return Ok(headers.into());
+    }
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let (line, next) = match find(rest, b"\r\n") {
+            Some(at) => (&rest[..at], &rest[at + 2..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = next;
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| syntax("header line"))?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().copied().all(is_token_byte) {
+            return Err(syntax("header name"));
+        }
+        let mut value = &line[colon + 1..];
+        while let [b' ' | b'\t', rest @ ..] = value {
+            value = rest;
+        }
+        let header: Header = rsip::headers::header::Tokenizer { name, value }.try_into()?;
+        headers.push(header);
+    }
+    Ok(headers.into())
+}
+
+/// A token character (RFC 3261 §25.1), as rsip's grammar has it.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Offset of the blank line that ends the head, counting the `\r\n\r\n` itself.
@@ -510,5 +641,79 @@ mod tests {
     fn salvage_refuses_responses_and_junk() {
         assert!(salvage_request_headers(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n").is_none());
         assert!(salvage_request_headers(b"\x00\x01garbage").is_none());
+    }
+
+    /// What rsip's own message parser makes of `bytes`, for comparison.
+    fn by_rsip(bytes: &[u8]) -> Option<SipMessage> {
+        SipMessage::try_from(bytes).ok()
+    }
+
+    const SAMPLES: &[&str] = &[
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=1\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: a@b\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@10.0.0.1:5060>;expires=600\r\nAuthorization: Digest username=\"alice\", realm=\"x\", nonce=\"n\", uri=\"sip:x\", response=\"r\"\r\nUser-Agent: test\r\nContent-Length: 0\r\n\r\n",
+        "INVITE sip:bob@127.0.0.1:5070;transport=udp SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK2\r\nf: <sip:a@h>;tag=x\r\nt: <sip:b@h>\r\ni: c\r\nCSeq: 2 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK3\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        "SIP/2.0 599 Something New\r\nCall-ID: c\r\n\r\n",
+        "SIP/2.0\t486 Busy Here\r\nCall-ID: c\r\n\r\n",
+        "SIP/2.0  180 Ringing\r\nCall-ID: c\r\n\r\n",
+        "SIP/2.0 200\r\nCall-ID: c\r\n\r\n",
+        "SIP/3.0 200 OK\r\nCall-ID: c\r\n\r\n",
+        "OPTIONS sip:a SIP/2.0\r\n\r\n",
+        "OPTIONS sip:a SIP/2.0\r\nCall-ID: c\r\nX-Empty:\r\nX-Tab:\t v \r\n\r\nbody\r\n\r\nmore",
+        "OPTIONS sip:a SIP/2.0\r\nMax-Forwards 70\r\n\r\n",
+        "OPTIONS sip:a SIP/2.0\r\nVia : x\r\n\r\n",
+        "OPTIONS sip:a SIP/2.0\r\nVia: x\r\n folded\r\n\r\n",
+        "OPTIONS sip:a SIP/2.0\r\nCall-ID: c\r\n",
+        "OPTIONS sip:a SIP/2.0\r\nCall-ID: c",
+        "OPTIONS sip:a SIP/2.0",
+        "OPTIONS  sip:a SIP/2.0\r\n\r\n",
+        "OPTIONS sip:a b SIP/2.0\r\n\r\n",
+        "OPTIONS sip:a SIP/2.0 \r\n\r\n",
+        "OPTIONS sip:a SIP/2.x\r\n\r\n",
+        "options sip:a SIP/2.0\r\n\r\n",
+        "FROBNICATE sip:a SIP/2.0\r\n\r\n",
+        "OPTIONS tel:+15551230001 SIP/2.0\r\n\r\n",
+        "OPTIONS sips:[::1]:5061;lr SIP/2.0\r\n\r\n",
+        "OPTIONS sip:a@ SIP/2.0\r\n\r\n",
+        "OPTIONS sip:a;x=\"y SIP/2.0\r\n\r\n",
+        "ACK sip:a SIP/1.0\r\nCall-ID: c\r\n\r\n",
+        "\r\n\r\n",
+        "",
+        "SIP/2.0 200 OK",
+    ];
+
+    #[test]
+    fn the_head_is_cut_as_rsip_cuts_it_and_read_into_the_same_message() {
+        for sample in SAMPLES {
+            let ours = parse(sample.as_bytes()).ok();
+            assert_eq!(ours, by_rsip(sample.as_bytes()), "{sample:?}");
+        }
+    }
+
+    #[test]
+    fn mutated_messages_get_the_same_answer_from_both_parsers() {
+        use rand::{Rng, SeedableRng};
+        // A fixed seed: the same 20,000 mutations every run.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3261);
+        let alphabet = b" :;\r\n\t<>@/.\"=,0123456789SIPsipaZ-";
+        for n in 0..20_000 {
+            let mut bytes = SAMPLES[n % 10].as_bytes().to_vec();
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..bytes.len().max(1));
+                match rng.random_range(0..3) {
+                    0 => bytes[at] = alphabet[rng.random_range(0..alphabet.len())],
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, alphabet[rng.random_range(0..alphabet.len())]),
+                }
+            }
+            let ours = parse(&bytes).ok();
+            assert_eq!(
+                ours,
+                by_rsip(&bytes),
+                "{:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
     }
 }
