@@ -34,9 +34,9 @@ pub const BYE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// typical REGISTER's size.
 const UDP_RECEIVE_BUFFER: usize = 8 << 20;
 
-/// How many tasks read a node's UDP socket: one per core (at most four). Idle readers cost
-/// nothing but a parked task; under load they let one node use every core, as Kamailio's
-/// UDP worker processes do.
+/// How many threads read a node's UDP socket: one per core (at most four). Idle readers
+/// cost nothing but a blocked thread; under load they let one node use every core, as
+/// Kamailio's UDP worker processes do.
 fn udp_readers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
@@ -256,13 +256,13 @@ impl Engine {
         self.stop(spec.id).await;
         let udp_addr = SocketAddr::new(spec.ip, spec.udp_port);
         let tcp_addr = SocketAddr::new(spec.ip, spec.tcp_port);
-        let socket = UdpSocket::bind(udp_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                transport: "UDP",
-                addr: udp_addr,
-                source,
-            })?;
+        let udp_bind = |source| StartError::Bind {
+            transport: "UDP",
+            addr: udp_addr,
+            source,
+        };
+        // Read by threads of its own (see `transport::udp`): a plain, blocking socket.
+        let socket = std::net::UdpSocket::bind(udp_addr).map_err(udp_bind)?;
         let listener = TcpListener::bind(tcp_addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -311,23 +311,19 @@ impl Engine {
         let node = Arc::new(node);
         let inbound: Arc<dyn Inbound> = node.clone();
         let shutdown = CancellationToken::new();
-        let socket = Arc::new(socket);
-        let mut tasks: Vec<JoinHandle<()>> = (1..udp_readers())
-            .map(|_| {
-                tokio::spawn(udp::receive(
-                    socket.clone(),
-                    inbound.clone(),
-                    shutdown.clone(),
-                ))
-            })
-            .collect();
+        let mut tasks = udp::serve(
+            socket,
+            inbound.clone(),
+            outgoing,
+            udp_readers(),
+            shutdown.clone(),
+        )
+        .map_err(|error| {
+            // Whatever started of it stops again.
+            shutdown.cancel();
+            udp_bind(error)
+        })?;
         tasks.extend([
-            tokio::spawn(udp::serve(
-                socket,
-                inbound.clone(),
-                outgoing,
-                shutdown.clone(),
-            )),
             tokio::spawn(tcp::serve(listener, inbound, shutdown.clone())),
             tokio::spawn(run_timers(node.clone(), shutdown.clone())),
             tokio::spawn(crate::trace::run(

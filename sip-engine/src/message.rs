@@ -163,15 +163,12 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 /// Offset of the blank line that ends the head, counting the `\r\n\r\n` itself.
 pub fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
+    memchr::memmem::find(bytes, b"\r\n\r\n").map(|at| at + 4)
 }
 
 /// The headers a response copies from its request (RFC 3261 §8.2.6.2), taken from raw text
