@@ -21,6 +21,11 @@ use super::{Inbound, Outbound, Transport, MAX_DATAGRAM};
 /// longest a stop can take if its wake-up datagram is lost.
 const POLL_SHUTDOWN: Duration = Duration::from_millis(250);
 
+/// A reader thread's stack: the datagram buffer is on the heap and handling a message
+/// nests a few calls deep, so a quarter of the default is ample, and a process with a
+/// thousand nodes does not reserve gigabytes for them.
+const READER_STACK: usize = 512 * 1024;
+
 /// Serves `socket` until `shutdown` is cancelled: `readers` threads answer what arrives,
 /// and a task sends what arrives on `outgoing` (forwarded requests, relayed responses,
 /// retransmissions, NAT keep-alives: a NAT mapping holds only for the address and port the
@@ -42,6 +47,7 @@ pub fn serve(
         let (done, finished) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("udp-{local}-{n}"))
+            .stack_size(READER_STACK)
             .spawn(move || {
                 read(&socket, inbound.as_ref(), &shutdown);
                 drop(socket);
