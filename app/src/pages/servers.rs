@@ -262,6 +262,10 @@ fn ServerTable(loaded: Vec<ServerRow>, live: Live) -> impl IntoView {
                 .collect::<Vec<_>>()
         })
     };
+    // Named, not written inside `disabled=`: in `view!` a `>` or `>=` in an attribute's
+    // closure ends the tag, and the rest of it is printed as text.
+    let on_first = move || page.get() == 0;
+    let on_last = move || page.get() + 1 >= pages();
     let filter = move |signal: RwSignal<String>| {
         move |ev: leptos::ev::Event| {
             signal.set(event_target_value(&ev));
@@ -328,9 +332,9 @@ fn ServerTable(loaded: Vec<ServerRow>, live: Live) -> impl IntoView {
             </tbody>
         </table>
         <nav class="pager" aria-label="Pages">
-            <button type="button" class="secondary" disabled=move || page.get() == 0 on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"Previous"</button>
+            <button type="button" class="secondary" disabled=on_first on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"Previous"</button>
             <span data-testid="page">{move || format!("Page {} of {}", page.get().min(pages() - 1) + 1, pages())}</span>
-            <button type="button" class="secondary" disabled=move || page.get() + 1 >= pages() on:click=move |_| page.update(|p| *p += 1)>"Next"</button>
+            <button type="button" class="secondary" disabled=on_last on:click=move |_| page.update(|p| *p += 1)>"Next"</button>
         </nav>
     }
 }
