@@ -289,15 +289,12 @@ pub async fn run_action(
             ));
         }
         ServerCommand::Update => update(state, &server).await?,
+        // A fresh node from the standard image; the server's configuration belongs to the
+        // console and `bring_up` pushes it onto the new node.
         ServerCommand::Install => {
             mark(state, user.account_id, id, ServerStatus::Installing, None).await?;
             state.engine.shut_down(id, "Server reinstall").await;
-            store.reset_config(id).await?;
-            let fresh = store
-                .server(user.account_id, id)
-                .await?
-                .ok_or(AppError::NotFound)?;
-            bring_up(state, &fresh).await?;
+            bring_up(state, &server).await?;
         }
     }
     let server = store
@@ -305,6 +302,47 @@ pub async fn run_action(
         .await?
         .ok_or(AppError::NotFound)?;
     Ok(server_row(state, &server))
+}
+
+/// Gives a renewed server back the state it had before it expired: a server that was
+/// Stopped stays Stopped (its node, if one somehow runs, is stopped); any other ends
+/// Running only once its node answers an OPTIONS ping, started again when it does not run
+/// or does not answer (and Stopped, with the reason, when it still does not).
+pub async fn restore_after_renewal(
+    state: &AppState,
+    server: &ServerRecord,
+) -> Result<(), AppError> {
+    let (account, id) = (server.account_id, server.id);
+    if server.status_before_expiry() == ServerStatus::Stopped {
+        if state.engine.is_running(id) {
+            state.engine.shut_down(id, "Server stopped").await;
+        }
+        mark(state, account, id, ServerStatus::Stopped, None).await?;
+        return Ok(());
+    }
+    if state.engine.is_running(id) {
+        let spec = node_spec(server)?;
+        mark(state, account, id, ServerStatus::Rebooting, None).await?;
+        // Without Expired the pushed configuration no longer refuses calls.
+        super::config::push(state, account, id).await?;
+        let target = SocketAddr::new(spec.ip, spec.udp_port);
+        if options_ping(target, ProbeTransport::Udp, FIRST_ANSWER)
+            .await
+            .is_ok()
+        {
+            mark(state, account, id, ServerStatus::Running, None).await?;
+            return Ok(());
+        }
+        state.engine.stop(id).await;
+    }
+    mark(state, account, id, ServerStatus::Rebooting, None).await?;
+    let record = state
+        .store
+        .server(account, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    bring_up(state, &record).await?;
+    Ok(())
 }
 
 /// Restarts a server's node on the current node release (status Updating meanwhile).

@@ -72,6 +72,8 @@ pub struct ServerRecord {
     /// A resize waiting for its activation time.
     pub pending_channels: Option<i64>,
     pub pending_channels_at: Option<i64>,
+    /// While Expired: the status it had when its period ended (what a renewal restores).
+    pub status_before_expiry: Option<String>,
 }
 
 impl ServerRecord {
@@ -81,6 +83,15 @@ impl ServerRecord {
 
     pub fn status(&self) -> ServerStatus {
         ServerStatus::from_str(&self.status).unwrap_or(ServerStatus::Stopped)
+    }
+
+    /// For an Expired server, the status a renewal gives back; a server stored as Expired
+    /// before this was recorded had a running node (expiry used to leave nodes running only).
+    pub fn status_before_expiry(&self) -> ServerStatus {
+        self.status_before_expiry
+            .as_deref()
+            .and_then(|s| ServerStatus::from_str(s).ok())
+            .unwrap_or(ServerStatus::Running)
     }
 }
 
@@ -205,7 +216,7 @@ pub struct ConfigRecord {
 const SERVER_COLUMNS: &str =
     "s.id, s.account_id, s.alias, s.zone, s.kind, c.name AS cluster, s.ip, \
      s.channels, s.cps, s.status, s.expires_at, s.udp_port, s.tcp_port, s.pending_channels, \
-     s.pending_channels_at";
+     s.pending_channels_at, s.status_before_expiry";
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
@@ -523,7 +534,9 @@ impl Store {
     pub async fn servers_to_restore(&self) -> Result<Vec<ServerRecord>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {SERVER_COLUMNS} FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id \
-             WHERE s.status IN ('running', 'installing', 'expired') ORDER BY s.id"
+             WHERE s.status IN ('running', 'installing') \
+             OR (s.status = 'expired' AND COALESCE(s.status_before_expiry, 'running') != 'stopped') \
+             ORDER BY s.id"
         ))
         .fetch_all(&self.pool)
         .await
@@ -572,7 +585,8 @@ impl Store {
         .await
     }
 
-    /// Records what the node now does; `engine_build` is what the node reported.
+    /// Records what the node now does; `engine_build` is what the node reported. Any status
+    /// but Expired forgets what the server was before it expired.
     pub async fn set_status(
         &self,
         id: i64,
@@ -580,28 +594,26 @@ impl Store {
         engine_build: Option<&str>,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "UPDATE servers SET status = ?, engine_build = COALESCE(?, engine_build) WHERE id = ?",
+            "UPDATE servers SET status = ?, engine_build = COALESCE(?, engine_build), \
+             status_before_expiry = CASE WHEN ? = 'expired' THEN status_before_expiry END \
+             WHERE id = ?",
         )
         .bind(status.as_str())
         .bind(engine_build)
+        .bind(status.as_str())
         .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Puts a server's configuration back to the standard one (Install Server).
-    pub async fn reset_config(&self, id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE servers SET interconnect = 0, uac_auth_username = NULL, uac_auth_password = NULL, \
-             uac_auth_registrar = NULL, \
-             fqdn = NULL, auto_upgrade = 0, disable_uac_ping = 0, uac_location_sharing = 0, \
-             tls_internals = 0, restrict_direct = 0, tcp_sip_trace = 0, udp_port = 5060, tcp_port = 5060, \
-             tls_port = 5061, config_version = config_version + 1 WHERE id = ?",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+    /// Marks a server Expired, remembering `before` (its status until now) for the renewal.
+    pub async fn set_expired(&self, id: i64, before: ServerStatus) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE servers SET status = 'expired', status_before_expiry = ? WHERE id = ?")
+            .bind(before.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
