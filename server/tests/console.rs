@@ -685,3 +685,173 @@ async fn certificates_are_checked_scoped_and_never_sent_back_with_their_key() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_is_refused_for_a_failover_target_and_a_clusters_only_dispatcher_and_otherwise_takes_everything_but_the_audit_trail(
+) {
+    let app = common::spawn_app("127.0.70.1-127.0.70.10").await;
+    let client = app.account_with_balance("delete@acme.test", 200).await;
+    let state = &app.server.state;
+    let cluster: i64 = client
+        .call("create_cluster", &[("name", "Core")])
+        .await
+        .unwrap();
+    let cluster = cluster.to_string();
+    let deploy = |kind: &'static str| {
+        let client = client.clone();
+        let cluster = cluster.clone();
+        async move {
+            client
+                .call::<ServerRow>(
+                    "deploy_server",
+                    &[("zone", "test-zone"), ("kind", kind), ("cluster", &cluster)],
+                )
+                .await
+                .expect("deploy")
+        }
+    };
+    let dispatcher = deploy("dispatcher").await;
+    let s1 = deploy("switch").await;
+    let s2 = deploy("switch").await;
+    client
+        .save_config(
+            s1.id,
+            &[
+                ("failover_enabled", "on"),
+                ("failover_target", &s2.id.to_string()),
+            ],
+        )
+        .await
+        .expect("failover saved");
+    let delete = |id: i64| {
+        let client = client.clone();
+        async move {
+            client
+                .call::<()>("delete_server", &[("id", &id.to_string())])
+                .await
+        }
+    };
+    let listed = || {
+        let client = client.clone();
+        async move {
+            client
+                .call::<Vec<ServerRow>>("list_servers", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // Refusals say why and leave everything as it was.
+    match delete(s2.id).await {
+        Err(AppError::Refused(why)) => {
+            assert!(
+                why.contains("Capacity Failover") && why.contains(&s1.alias),
+                "{why}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    match delete(dispatcher.id).await {
+        Err(AppError::Refused(why)) => {
+            assert!(
+                why.contains("only Dispatcher") && why.contains("Core"),
+                "{why}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let stranger = app.account_with_balance("stranger@bravo.test", 0).await;
+    assert_eq!(
+        stranger
+            .call::<()>("delete_server", &[("id", &s1.id.to_string())])
+            .await,
+        Err(AppError::NotFound)
+    );
+    assert_eq!(listed().await, vec![dispatcher.id, s1.id, s2.id]);
+    for server in [&dispatcher, &s1, &s2] {
+        let at: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
+        options_ping(at, ProbeTransport::Udp, Duration::from_secs(3))
+            .await
+            .expect("still answers");
+    }
+
+    // S1 carries a call and has bob registered: deleting it ends the call with a BYE to
+    // both ends and removes the registration, the node and the row.
+    let node: SocketAddr = format!("{}:5060", s1.ip).parse().unwrap();
+    client.sip_user("bob", "bob secret 12", "disabled").await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        register_from(&phone, node, "bob", "bob secret 12", "reg-delete").await,
+        "SIP/2.0 200 OK"
+    );
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    answered_call(&carrier, &phone, node, "call-delete").await;
+    let deleting = {
+        let delete = delete(s1.id);
+        tokio::spawn(delete)
+    };
+    bye_for(&phone, node, "call-delete", "Server deleted").await;
+    bye_for(&carrier, node, "call-delete", "Server deleted").await;
+    deleting.await.unwrap().expect("deleted");
+
+    assert_eq!(listed().await, vec![dispatcher.id, s2.id]);
+    assert_eq!(
+        client
+            .call::<ServerRow>("get_server", &[("id", &s1.id.to_string())])
+            .await,
+        Err(AppError::NotFound)
+    );
+    assert!(!state.engine.is_running(s1.id));
+    assert!(
+        options_ping(node, ProbeTransport::Udp, Duration::from_millis(600))
+            .await
+            .is_err(),
+        "the node is gone"
+    );
+    let saved: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM registrations WHERE aor LIKE ?")
+        .bind(format!("%@{}", s1.ip))
+        .fetch_one(state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(saved, 0, "no saved registration is left");
+    assert!(state
+        .locations
+        .in_domain(&s1.ip, std::time::SystemTime::now())
+        .is_empty());
+    // Nothing is billed for it any more; the cluster's other members no longer count it.
+    let due = state.store.servers_due(i64::MAX).await.unwrap();
+    assert!(due.iter().all(|s| s.id != s1.id));
+    let peers = state.engine.config(s2.id).unwrap().cluster_peers;
+    assert_eq!(
+        peers,
+        vec![dispatcher.ip.parse::<std::net::IpAddr>().unwrap()]
+    );
+    // The audit trail keeps its history and records the deletion.
+    let trail: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE subject = ? ORDER BY id")
+            .bind(format!("server {}", s1.id))
+            .fetch_all(state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        trail,
+        vec!["server.deploy", "server.config", "server.delete"],
+        "{trail:?}"
+    );
+    // Its address is free: the next deploy gets it.
+    let again = client.deploy_switch().await.0;
+    assert_eq!(again.ip, s1.ip);
+
+    // With no Switch left behind it, the Dispatcher can go too.
+    delete(s2.id)
+        .await
+        .expect("S2 is no failover target any more");
+    delete(again.id).await.expect("unclustered");
+    delete(dispatcher.id)
+        .await
+        .expect("no Switch is left in Core");
+    assert!(listed().await.is_empty());
+}

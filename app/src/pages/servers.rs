@@ -3,7 +3,7 @@
 //! The list is filtered, sorted and paged in the browser ([`PAGE`] rows at a time), so the
 //! page stays light with 1,000 servers. After hydration it subscribes to the server-sent
 //! events at `/live/servers`: a node's change (status, latency) patches its row in place
-//! without a reload.
+//! without a reload, and a deleted server's row goes.
 
 use std::collections::HashMap;
 
@@ -19,7 +19,8 @@ use crate::model::{ClusterRow, Health, ServerKind, ServerRow, ServerStatus, Zone
 pub const PAGE: usize = 50;
 
 /// Newest known version of each server, from live events; overrides what the page loaded.
-type Live = RwSignal<HashMap<i64, ServerRow>>;
+/// `None`: the server was deleted since.
+type Live = RwSignal<HashMap<i64, Option<ServerRow>>>;
 
 #[component]
 pub fn ServersPage() -> impl IntoView {
@@ -73,13 +74,23 @@ fn subscribe(live: Live) {
             if let Ok(rows) = serde_json::from_str::<Vec<ServerRow>>(&text) {
                 live.update(|known| {
                     for row in rows {
-                        known.insert(row.id, row);
+                        known.insert(row.id, Some(row));
                     }
                 });
             }
         });
     let _ = source.add_event_listener_with_callback("rows", on_rows.as_ref().unchecked_ref());
     on_rows.forget();
+    let on_gone =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+            if let Some(id) = event.data().as_string().and_then(|s| s.parse::<i64>().ok()) {
+                live.update(|known| {
+                    known.insert(id, None);
+                });
+            }
+        });
+    let _ = source.add_event_listener_with_callback("gone", on_gone.as_ref().unchecked_ref());
+    on_gone.forget();
     let source = send_wrapper::SendWrapper::new(source);
     on_cleanup(move || source.close());
 }
@@ -217,11 +228,15 @@ fn ServerTable(loaded: Vec<ServerRow>, live: Live) -> impl IntoView {
         let mut rows: Vec<ServerRow> = loaded.with_value(|loaded| {
             let mut seen: Vec<ServerRow> = loaded
                 .iter()
-                .map(|r| live.get(&r.id).cloned().unwrap_or_else(|| r.clone()))
+                .filter_map(|r| match live.get(&r.id) {
+                    Some(newer) => newer.clone(),
+                    None => Some(r.clone()),
+                })
                 .collect();
             // Servers that appeared after the page loaded (deployed elsewhere).
             seen.extend(
                 live.values()
+                    .flatten()
                     .filter(|r| !loaded.iter().any(|l| l.id == r.id))
                     .cloned(),
             );

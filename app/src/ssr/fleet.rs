@@ -345,6 +345,82 @@ pub async fn restore_after_renewal(
     Ok(())
 }
 
+/// Deletes one of the account's servers. Refused, with the reason, while another server's
+/// Capacity Failover hands calls to it, or while it is the only Dispatcher of a cluster that
+/// has Switches (they would be left without a way in). Otherwise its node ends its calls
+/// with a BYE to both ends (as Stop does) and stops; the server's row goes, and with it its
+/// configuration, its address (free for the next deploy) and its billing (nothing is due
+/// for a server that is gone); its registrations are removed; the audit log keeps its
+/// history and records the deletion. The account's other servers get their configuration
+/// again: their cluster peers and location-sharing peers may have changed.
+pub async fn delete(state: &AppState, user: &SessionUser, id: i64) -> Result<(), AppError> {
+    use sip_engine::LocationStore;
+
+    let store = &state.store;
+    let account = user.account_id;
+    let server = store.server(account, id).await?.ok_or(AppError::NotFound)?;
+    let config = store
+        .server_config(account, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let sources = store.failover_sources(account, id).await?;
+    if !sources.is_empty() {
+        return Err(AppError::Refused(format!(
+            "{} cannot be deleted: Capacity Failover of {} hands calls to it. Choose another \
+             failover member there first.",
+            server.alias,
+            sources.join(", ")
+        )));
+    }
+    if let (ServerKind::Dispatcher, Some(cluster)) = (server.kind(), config.cluster_id) {
+        let members = store.cluster_members(account, cluster).await?;
+        let is = |kind: ServerKind| {
+            move |m: &&(i64, String, String, String)| m.0 != id && m.3 == kind.as_str()
+        };
+        let dispatchers = members.iter().filter(is(ServerKind::Dispatcher)).count();
+        let switches = members.iter().filter(is(ServerKind::Switch)).count();
+        if dispatchers == 0 && switches > 0 {
+            return Err(AppError::Refused(format!(
+                "{} cannot be deleted: it is the only Dispatcher of cluster {}, which still has \
+                 {switches} Switch{es}. Deploy another Dispatcher into the cluster, or move the \
+                 Switches out, first.",
+                server.alias,
+                server.cluster.as_deref().unwrap_or_default(),
+                es = if switches == 1 { "" } else { "es" },
+            )));
+        }
+    }
+    state.engine.shut_down(id, "Server deleted").await;
+    let mut domains = vec![server.ip.as_str()];
+    domains.extend(config.fqdn.as_deref());
+    let detail = format!(
+        "{} {} at {}",
+        server.kind().label(),
+        server.alias,
+        server.ip
+    );
+    if !store
+        .delete_server(account, id, &domains, (user, &detail))
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
+    let now = std::time::SystemTime::now();
+    for domain in &domains {
+        for (aor, _) in state.locations.in_domain(domain, now) {
+            let _ = state.locations.remove_all(&aor);
+        }
+    }
+    state.directory.reload(store).await?;
+    state.monitor.forget(id);
+    // Live pages drop its row.
+    state.monitor.changed(account, Some(id));
+    for other in store.list_servers(account).await? {
+        super::config::push(state, account, other.id).await?;
+    }
+    Ok(())
+}
+
 /// Restarts a server's node on the current node release (status Updating meanwhile).
 pub async fn update(state: &AppState, server: &ServerRecord) -> Result<(), AppError> {
     mark(

@@ -617,6 +617,70 @@ impl Store {
         Ok(())
     }
 
+    /// The aliases of the account's other servers whose Capacity Failover hands calls to
+    /// server `id`.
+    pub async fn failover_sources(
+        &self,
+        account_id: AccountId,
+        id: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT alias FROM servers WHERE account_id = ? AND failover_enabled = 1 \
+             AND failover_target_id = ? AND id != ? ORDER BY alias",
+        )
+        .bind(account_id)
+        .bind(id)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Deletes one of the account's servers with what hangs on it (its configuration is
+    /// its row; attached certificates are detached, not deleted; the registrations in its
+    /// `domains`, its IP and FQDN, go), and records `audit` in the same transaction.
+    /// The audit log keeps every earlier entry about it. False when the account has no
+    /// such server.
+    pub async fn delete_server(
+        &self,
+        account_id: AccountId,
+        id: i64,
+        domains: &[&str],
+        audit: (&SessionUser, &str),
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM servers WHERE account_id = ? AND id = ?")
+            .bind(account_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for domain in domains {
+            sqlx::query(
+                "DELETE FROM registrations \
+                 WHERE lower(substr(aor, instr(aor, '@') + 1)) = lower(?)",
+            )
+            .bind(domain)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let (user, detail) = audit;
+        sqlx::query(
+            "INSERT INTO audit_log (account_id, user_id, action, subject, detail, at) \
+             VALUES (?, ?, 'server.delete', ?, ?, ?)",
+        )
+        .bind(user.account_id)
+        .bind(user.user_id)
+        .bind(format!("server {id}"))
+        .bind(detail)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn server_config(
         &self,
         account_id: AccountId,
