@@ -608,9 +608,9 @@ impl ServerCommand {
     pub fn consequence(self) -> &'static str {
         match self {
             ServerCommand::Install => {
-                "Reinstalls the node from the standard configuration: ports and flags go back to \
-                 their defaults and the node restarts. Live calls are dropped (both ends get a BYE); \
-                 registrations are kept."
+                "Reinstalls the node from the standard image and restores the server's \
+                 configuration onto it (ports, flags, UAC Auth, FQDN are kept). Live calls are \
+                 dropped (both ends get a BYE); registrations are kept."
             }
             ServerCommand::Start => "Starts the node. It answers SIP again once it is up.",
             ServerCommand::Stop => {

@@ -1,21 +1,6 @@
 import * as dgram from 'node:dgram';
 import { expect, test } from '@playwright/test';
-import { createSipUser, deployedServer, hydrated, next, register, watchConsole } from './support';
-
-/** The header lines of `message` named `name`. */
-const headers = (message: string, name: string) =>
-  message.split('\r\n').filter((l) => l.startsWith(`${name}:`)).map((l) => l.slice(name.length + 1).trim());
-
-/** The callee's answer to `request`: Vias, Record-Route, From, Call-ID and CSeq copied. */
-function answer(request: string, status: string, contact: string): string {
-  const copied = request
-    .split('\r\n')
-    .filter((l) => ['Via:', 'Record-Route:', 'From:', 'Call-ID:', 'CSeq:'].some((h) => l.startsWith(h)))
-    .join('\r\n');
-  const to = headers(request, 'To')[0];
-  const tagged = to.includes(';tag=') ? to : `${to};tag=callee`;
-  return `SIP/2.0 ${status}\r\n${copied}\r\nTo: ${tagged}\r\nContact: <sip:bob@${contact}>\r\nContent-Length: 0\r\n\r\n`;
-}
+import { answer, createSipUser, deployedServer, headers, hydrated, next, register, watchConsole } from './support';
 
 /** Waits for the next message on `socket` that starts with `start`, skipping others (NAT
  *  keep-alives, provisional answers). */

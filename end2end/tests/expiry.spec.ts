@@ -2,6 +2,7 @@ import { expect, test } from '@playwright/test';
 import {
   EXPIRY,
   completeChecklist,
+  createSipUser,
   hydrated,
   signInAsOperator,
   signUp,
@@ -34,6 +35,7 @@ test('a trial that the balance cannot renew expires: the row says Expired and th
   const account = operator.locator(`tr[data-email="${email}"]`);
   await expect(account.locator('.balance')).toHaveText('$20.00');
 
+  await createSipUser(page, 'bob', 'bob secret 42');
   await page.goto('/servers');
   await hydrated(page);
   await page.getByLabel('Zone').selectOption('eu-london');
@@ -42,7 +44,8 @@ test('a trial that the balance cannot renew expires: the row says Expired and th
   const row = page.locator('table.servers tbody tr').first();
   await expect(row.getByTestId('status')).toHaveText('Running');
   const ip = (await row.getAttribute('data-ip')) ?? '';
-  expect(await sipInvite(ip)).not.toMatch(/^SIP\/2\.0 503/);
+  // Admitted and routed: bob exists but has not registered, so 480 (not 503, 404 or 500).
+  expect(await sipInvite(ip)).toBe('SIP/2.0 480 Temporarily Unavailable');
 
   // A debit larger than the balance is refused next to the field, and nothing is taken.
   await account.getByLabel('Debit in USD').fill('25');
@@ -79,7 +82,7 @@ test('a trial that the balance cannot renew expires: the row says Expired and th
   await expect(row.getByTestId('status')).toHaveText('Running', { timeout: 30_000 });
   await operator.reload();
   await expect(account.locator('.balance')).toHaveText('$0.00');
-  expect(await sipInvite(ip)).not.toMatch(/^SIP\/2\.0 503/);
+  expect(await sipInvite(ip)).toBe('SIP/2.0 480 Temporarily Unavailable');
 
   // The expiry, the renewal and both balance changes are in the account's audit log.
   await page.goto('/account');

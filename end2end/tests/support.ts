@@ -39,7 +39,7 @@ export const E2E = {
 };
 
 /** A second console, for what takes time: a trial that ends within a minute (0.0005 days
- *  is 43 s) and scheduled work that runs every second. Its own port, store, zones and trace
+ *  is 43 s), scheduled work that runs every second and resizes active at once. Its own port, store, zones and trace
  *  collectors. */
 const expiryPort = 3117;
 export const EXPIRY = {
@@ -56,6 +56,8 @@ export const EXPIRY = {
     SIPFLEET_TRACE_EU: '127.0.0.1:19063',
     SIPFLEET_TRIAL_DAYS: '0.0005',
     SIPFLEET_SCHEDULE_SECONDS: '1',
+    // A resize is active at the next pass (within a second), not after 15 minutes.
+    SIPFLEET_RESIZE_ACTIVATION_MINUTES: '0',
   },
 };
 
@@ -254,4 +256,112 @@ export async function register(ip: string, user: string, password: string): Prom
   socket.send(request(2, auth), 5060, ip);
   const answer = await next(socket);
   return { status: answer.split('\r\n')[0], socket };
+}
+
+/** The header values of `message` named `name`. */
+export const headers = (message: string, name: string) =>
+  message.split('\r\n').filter((l) => l.startsWith(`${name}:`)).map((l) => l.slice(name.length + 1).trim());
+
+/** The callee's answer to `request`: Vias, Record-Route, From, Call-ID and CSeq copied. */
+export function answer(request: string, status: string, contact: string): string {
+  const copied = request
+    .split('\r\n')
+    .filter((l) => ['Via:', 'Record-Route:', 'From:', 'Call-ID:', 'CSeq:'].some((h) => l.startsWith(h)))
+    .join('\r\n');
+  const to = headers(request, 'To')[0];
+  const tagged = to.includes(';tag=') ? to : `${to};tag=callee`;
+  return `SIP/2.0 ${status}\r\n${copied}\r\nTo: ${tagged}\r\nContact: <sip:bob@${contact}>\r\nContent-Length: 0\r\n\r\n`;
+}
+
+/** Every message a socket receives, kept in order until read: unlike `next`, nothing that
+ *  arrives between two reads is lost. */
+export class Inbox {
+  private queue: string[] = [];
+  private waiting: ((message: string) => void) | null = null;
+
+  constructor(readonly socket: dgram.Socket) {
+    socket.on('message', (msg) => {
+      const waiting = this.waiting;
+      this.waiting = null;
+      if (waiting) waiting(msg.toString());
+      else this.queue.push(msg.toString());
+    });
+  }
+
+  /** The next message that starts with `start`, skipping others (keep-alives, provisional
+   *  answers, retransmissions). */
+  async expect(start: string, timeoutMs = 5000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${start}`);
+      const message =
+        this.queue.shift() ??
+        (await new Promise<string | null>((resolve) => {
+          const timer = setTimeout(() => {
+            this.waiting = null;
+            resolve(null);
+          }, left);
+          this.waiting = (m) => {
+            clearTimeout(timer);
+            resolve(m);
+          };
+        }));
+      if (message === null) throw new Error(`no ${start}`);
+      if (message.startsWith(start)) return message;
+    }
+  }
+}
+
+/** A carrier's side of calls to `user` at `ip:5060`, from a socket of its own. */
+export class Caller {
+  readonly inbox: Inbox;
+  private constructor(readonly socket: dgram.Socket, readonly ip: string) {
+    this.inbox = new Inbox(socket);
+  }
+
+  static async open(ip: string): Promise<Caller> {
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    return new Caller(socket, ip);
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.socket.address().port}`;
+  }
+
+  /** Sends a request of the call `callId` (an INVITE out of dialog, an ACK or BYE inside). */
+  send(method: string, cseq: number, callId: string, uri: string, to: string, route = ''): void {
+    const me = this.address;
+    this.socket.send(
+      `${method} ${uri} SIP/2.0\r\nVia: SIP/2.0/UDP ${me};branch=z9hG4bK${method}${cseq}${callId};rport\r\n` +
+        `${route ? `Route: ${route}\r\n` : ''}Max-Forwards: 70\r\nFrom: <sip:+15550100@carrier.test>;tag=caller\r\n` +
+        `To: ${to}\r\nCall-ID: ${callId}\r\nCSeq: ${cseq} ${method}\r\nContact: <sip:+15550100@${me}>\r\nContent-Length: 0\r\n\r\n`,
+      5060,
+      this.ip,
+    );
+  }
+
+  /** Calls `user` and resolves with the status line of the final answer. */
+  async invite(user: string, callId: string): Promise<string> {
+    this.send('INVITE', 1, callId, `sip:${user}@${this.ip}`, `<sip:${user}@${this.ip}>`);
+    for (;;) {
+      const answer = await this.inbox.expect('SIP/2.0 ');
+      if (!answer.includes(`Call-ID: ${callId}\r\n`) || /^SIP\/2\.0 1\d\d /.test(answer)) continue;
+      return answer.split('\r\n')[0];
+    }
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+/** A phone registered at `ip` answering its next call with 200 OK; resolves with the
+ *  INVITE it answered. */
+export async function pickUp(phone: Inbox, ip: string): Promise<string> {
+  const invite = await phone.expect('INVITE ');
+  const contact = `127.0.0.1:${phone.socket.address().port}`;
+  phone.socket.send(answer(invite, '200 OK', contact), 5060, ip);
+  return invite;
 }

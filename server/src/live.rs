@@ -1,8 +1,8 @@
 //! Live updates for the console: server-sent events at `/live/servers`.
 //!
 //! A page subscribes after hydration and gets `rows` events, each a JSON array of the
-//! account's servers that changed (one after an action, all after a measurement round).
-//! Only the signed-in account's servers are ever sent.
+//! account's servers that changed (one after an action, all after a measurement round),
+//! and a `gone` event with the id of a server that was deleted. Only the signed-in account's servers are ever sent.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -72,10 +72,14 @@ pub async fn servers(
                 Err(RecvError::Closed) => return None,
             };
             let rows = rows(&state, account, wanted).await;
-            let event = Event::default()
-                .event("rows")
-                .json_data(&rows)
-                .unwrap_or_default();
+            let event = match wanted {
+                // The server is no more (deleted): the page drops its row.
+                Some(id) if rows.is_empty() => Event::default().event("gone").data(id.to_string()),
+                _ => Event::default()
+                    .event("rows")
+                    .json_data(&rows)
+                    .unwrap_or_default(),
+            };
             return Some((Ok(event), (events, state)));
         }
     });

@@ -10,76 +10,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use app::model::{ServerRow, ServerStatus};
+use common::calls::{answer, answered_call, call_from, invite, next, status_line};
 use common::phone::register_from;
 use sip_engine::CallLimits;
 use tokio::net::UdpSocket;
-
-const WAIT: Duration = Duration::from_secs(5);
-
-/// The next message on `socket` other than keep-alives and ACKs, as text, and its sender.
-async fn next(socket: &UdpSocket) -> (String, SocketAddr) {
-    let mut buf = vec![0u8; 8192];
-    loop {
-        let (len, from) = tokio::time::timeout(WAIT, socket.recv_from(&mut buf))
-            .await
-            .expect("a message in time")
-            .unwrap();
-        let text = String::from_utf8_lossy(&buf[..len]).to_string();
-        let noise = text.trim().is_empty()
-            || text.starts_with("ACK ")
-            || (text.starts_with("OPTIONS ") && text.contains("Call-ID: ka-"))
-            || text.starts_with("SIP/2.0 100 ");
-        if !noise {
-            return (text, from);
-        }
-    }
-}
-
-/// A carrier's INVITE for `user` at `node`.
-fn invite(caller: SocketAddr, node: SocketAddr, user: &str, call: &str) -> String {
-    let host = node.ip();
-    format!(
-        "INVITE sip:{user}@{host} SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bK{call};rport\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:carrier@192.0.2.1>;tag=c\r\nTo: <sip:{user}@{host}>\r\n\
-         Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:carrier@{caller}>\r\nContent-Length: 0\r\n\r\n"
-    )
-}
-
-/// The phone's answer to a request it got: the headers a response copies, a To tag.
-fn answer(request: &str, status: &str) -> String {
-    let mut copied = String::new();
-    for line in request.split("\r\n") {
-        if line.starts_with("To:") && !line.contains(";tag=") {
-            copied.push_str(&format!("{line};tag=phone\r\n"));
-        } else if ["Via:", "Record-Route:", "From:", "To:", "Call-ID:", "CSeq:"]
-            .iter()
-            .any(|name| line.starts_with(name))
-        {
-            copied.push_str(&format!("{line}\r\n"));
-        }
-    }
-    format!("SIP/2.0 {status}\r\n{copied}Content-Length: 0\r\n\r\n")
-}
-
-fn status_line(message: &str) -> &str {
-    message.lines().next().unwrap_or_default()
-}
-
-/// Calls bob at `node` from `socket`; returns the status line of the first final answer.
-async fn call_from(socket: &UdpSocket, node: SocketAddr, call: &str) -> String {
-    let from = socket.local_addr().unwrap();
-    socket
-        .send_to(invite(from, node, "bob", call).as_bytes(), node)
-        .await
-        .unwrap();
-    // Earlier calls' answers are retransmitted until acknowledged: skip them.
-    loop {
-        let (answer, _) = next(socket).await;
-        if answer.contains(&format!("Call-ID: {call}\r\n")) {
-            return status_line(&answer).to_string();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_carries_the_channels_it_shows_and_refuses_the_next_call() {
@@ -151,7 +85,13 @@ async fn a_server_carries_the_channels_it_shows_and_refuses_the_next_call() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server_id = server.id;
+    common::eventually("the node drains", || async move {
+        engine
+            .config(server_id)
+            .is_some_and(|c| c.refusing.is_some())
+    })
+    .await;
     assert_eq!(
         client.server_row(server.id).await.status,
         ServerStatus::Rebooting
@@ -160,11 +100,13 @@ async fn a_server_carries_the_channels_it_shows_and_refuses_the_next_call() {
         .send_to(invite(carrier_addr, node, "bob", "call-3").as_bytes(), node)
         .await
         .unwrap();
+    // Not the capacity refusal above: the drain says why in its own reason phrase.
     let (draining, _) = next(&carrier).await;
-    assert!(
-        status_line(&draining).starts_with("SIP/2.0 503 "),
-        "{draining}"
+    assert_eq!(
+        status_line(&draining),
+        "SIP/2.0 503 draining before an OS Cycle"
     );
+    assert!(draining.contains("Retry-After: "), "{draining}");
     assert!(!cycle.is_finished(), "the drain waits for the active call");
     let started = std::time::Instant::now();
     phone
@@ -339,36 +281,6 @@ async fn unclustered_servers_reach_each_others_users_only_when_both_share_locati
     let (request, from) = next(&phone).await;
     assert!(request.contains("Call-ID: share-3"), "{request}");
     assert_eq!(from, node_b, "B rings bob, registered at A");
-}
-
-/// `answer`, with the phone's Contact (every 2xx to an INVITE has one).
-fn answer_with_contact(request: &str, status: &str, contact: SocketAddr) -> String {
-    answer(request, status).replacen(
-        "Content-Length: 0",
-        &format!("Contact: <sip:bob@{contact}>\r\nContent-Length: 0"),
-        1,
-    )
-}
-
-/// Rings bob from the carrier and has him answer: the call holds a channel.
-async fn answered_call(carrier: &UdpSocket, phone: &UdpSocket, node: SocketAddr, call: &str) {
-    let from = carrier.local_addr().unwrap();
-    carrier
-        .send_to(invite(from, node, "bob", call).as_bytes(), node)
-        .await
-        .unwrap();
-    let (ringing, _) = next(phone).await;
-    assert!(ringing.starts_with("INVITE "), "{ringing}");
-    let contact = phone.local_addr().unwrap();
-    phone
-        .send_to(
-            answer_with_contact(&ringing, "200 OK", contact).as_bytes(),
-            node,
-        )
-        .await
-        .unwrap();
-    let (ok, _) = next(carrier).await;
-    assert_eq!(status_line(&ok), "SIP/2.0 200 OK");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use app::error::AppError;
 use app::model::{AccountRow, ClusterRow, ServerRow, ServerStatus};
+use common::calls::{answer, answered_call, next_within};
+use common::phone::register_from;
 use sip_engine::{options_ping, ProbeTransport};
+use tokio::net::UdpSocket;
 
 async fn audit_actions(app: &common::TestApp) -> Vec<String> {
     sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id")
@@ -51,26 +54,211 @@ async fn stop_silences_the_node_and_start_brings_it_back() {
         .await
         .expect("answers again");
 
-    for action in ["restart", "os_cycle", "power_cycle", "install"] {
-        let after: ServerRow = client
-            .call("run_server_action", &[("id", &id), ("action", action)])
-            .await
-            .unwrap();
-        assert_eq!(after.status, ServerStatus::Running, "{action}");
-        options_ping(target, ProbeTransport::Tcp, Duration::from_secs(3))
-            .await
-            .expect(action);
-    }
     let log = audit_actions(&app).await;
-    for action in [
-        "server.deploy",
-        "server.stop",
-        "server.start",
-        "server.restart",
-        "server.install",
-    ] {
+    for action in ["server.deploy", "server.stop", "server.start"] {
         assert!(
             log.iter().any(|a| a == action),
+            "{action} missing from {log:?}"
+        );
+    }
+}
+
+/// The BYE the node sends `socket` for `call` (within 10 s: an OS Cycle drains for 5 s
+/// first), answered with 200 as a phone would.
+async fn bye_for(socket: &UdpSocket, node: SocketAddr, call: &str, reason: &str) {
+    let (bye, _) = next_within(socket, Duration::from_secs(10)).await;
+    assert!(bye.starts_with("BYE "), "{bye}");
+    assert!(bye.contains(&format!("Call-ID: {call}\r\n")), "{bye}");
+    assert!(
+        bye.contains(&format!("Reason: Q.850;cause=41;text=\"{reason}\"")),
+        "{bye}"
+    );
+    socket
+        .send_to(answer(&bye, "200 OK").as_bytes(), node)
+        .await
+        .unwrap();
+}
+
+/// Nothing but noise reaches `socket` for 700 ms: in particular no BYE.
+async fn no_bye(socket: &UdpSocket) {
+    let mut buf = vec![0u8; 8192];
+    while let Ok(Ok((len, _))) =
+        tokio::time::timeout(Duration::from_millis(700), socket.recv_from(&mut buf)).await
+    {
+        let text = String::from_utf8_lossy(&buf[..len]);
+        assert!(!text.starts_with("BYE "), "no goodbyes: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_action_treats_live_calls_its_own_way_keeps_the_configuration_and_is_audited() {
+    let app = common::spawn_app("127.0.73.1-127.0.73.10").await;
+    let client = app.account_with_balance("each-action@acme.test", 100).await;
+    let (row, _) = client.deploy_switch().await;
+    let id = row.id.to_string();
+    let state = &app.server.state;
+    let account = state
+        .store
+        .account_of_email("each-action@acme.test")
+        .await
+        .unwrap()
+        .unwrap();
+    // The carrier's registrar for UAC Auth: a socket that takes the REGISTERs.
+    let registrar = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let registrar_at = registrar.local_addr().unwrap().to_string();
+    client
+        .save_config(
+            row.id,
+            &[
+                ("udp_port", "5070"),
+                ("tcp_port", "5071"),
+                ("fqdn", "sip.acme.test"),
+                ("interconnect", "on"),
+                ("disable_uac_ping", "on"),
+                ("tcp_sip_trace", "on"),
+                ("uac_auth_username", "trunk-7"),
+                ("uac_auth_password", "trunk secret"),
+                ("uac_auth_registrar", &registrar_at),
+            ],
+        )
+        .await
+        .expect("configuration saved");
+    let stored = state
+        .store
+        .server_config(account, row.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let running = state.engine.config(row.id).expect("the node runs");
+    assert!(running.uac_registration.is_some() && running.interconnect);
+    let node: SocketAddr = format!("{}:5070", row.ip).parse().unwrap();
+
+    client.sip_user("bob", "bob secret 12", "disabled").await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        register_from(&phone, node, "bob", "bob secret 12", "reg-each").await,
+        "SIP/2.0 200 OK"
+    );
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let action = |name: &'static str| {
+        let client = client.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            client
+                .call::<ServerRow>("run_server_action", &[("id", &id), ("action", name)])
+                .await
+        })
+    };
+
+    // Restart and Install end the call with a BYE to both ends, each with its own reason.
+    for (name, reason) in [
+        ("restart", "Server restart"),
+        ("install", "Server reinstall"),
+    ] {
+        let call = format!("call-{name}");
+        answered_call(&carrier, &phone, node, &call).await;
+        let acting = action(name);
+        bye_for(&phone, node, &call, reason).await;
+        bye_for(&carrier, node, &call, reason).await;
+        let after = acting.await.unwrap().expect(name);
+        assert_eq!(
+            (after.status, after.channels_in_use),
+            (ServerStatus::Running, 0),
+            "{name}"
+        );
+    }
+
+    // OS Cycle lets the call go on while the node refuses new ones; the call still up when
+    // the drain time (5 s here) is over gets its BYE then.
+    answered_call(&carrier, &phone, node, "call-os-cycle").await;
+    let started = std::time::Instant::now();
+    let cycling = action("os_cycle");
+    let server_id = row.id;
+    common::eventually("the node drains", || async move {
+        state.engine.config(server_id).and_then(|c| c.refusing)
+            == Some("draining before an OS Cycle".to_string())
+    })
+    .await;
+    assert_eq!(
+        client.server_row(row.id).await.status,
+        ServerStatus::Rebooting
+    );
+    assert_eq!(
+        state.engine.call_figures(row.id).unwrap().channels_in_use,
+        1,
+        "the call goes on while the node drains"
+    );
+    bye_for(&phone, node, "call-os-cycle", "Server restart").await;
+    bye_for(&carrier, node, "call-os-cycle", "Server restart").await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(4900),
+        "the BYE waited for the drain time: {:?}",
+        started.elapsed()
+    );
+    let after = cycling.await.unwrap().expect("OS Cycle");
+    assert_eq!(
+        (after.status, after.channels_in_use),
+        (ServerStatus::Running, 0)
+    );
+
+    // Power Cycle: the call drops without a word to either end.
+    answered_call(&carrier, &phone, node, "call-power").await;
+    let after = action("power_cycle").await.unwrap().expect("Power Cycle");
+    assert_eq!(
+        (after.status, after.channels_in_use),
+        (ServerStatus::Running, 0)
+    );
+    no_bye(&phone).await;
+    no_bye(&carrier).await;
+
+    // After all four (Install included) the server has the configuration it was given,
+    // and its node runs it: the moved ports answer, UAC Auth and the flags are in force.
+    assert_eq!(
+        state
+            .store
+            .server_config(account, row.id)
+            .await
+            .unwrap()
+            .unwrap(),
+        stored
+    );
+    let now_running = state.engine.config(row.id).expect("the node runs");
+    assert_eq!(now_running, running);
+    let spec = state.engine.spec(row.id).unwrap();
+    assert_eq!((spec.udp_port, spec.tcp_port), (5070, 5071));
+    options_ping(node, ProbeTransport::Udp, Duration::from_secs(3))
+        .await
+        .expect("UDP on the configured port");
+    options_ping(
+        format!("{}:5071", row.ip).parse().unwrap(),
+        ProbeTransport::Tcp,
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("TCP on the configured port");
+    // The registration survives too: it lives in the store.
+    let bound = state
+        .locations
+        .in_domain(&row.ip, std::time::SystemTime::now());
+    assert!(
+        bound.iter().any(|(aor, _)| aor.starts_with("sip:bob@")),
+        "{bound:?}"
+    );
+
+    let log: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, subject FROM audit_log ORDER BY id")
+            .fetch_all(state.store.pool())
+            .await
+            .unwrap();
+    for action in [
+        "server.restart",
+        "server.install",
+        "server.os_cycle",
+        "server.power_cycle",
+    ] {
+        assert!(
+            log.iter()
+                .any(|(a, subject)| a == action && *subject == format!("server {id}")),
             "{action} missing from {log:?}"
         );
     }
@@ -496,4 +684,174 @@ async fn certificates_are_checked_scoped_and_never_sent_back_with_their_key() {
         .await
         .unwrap()
         .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_is_refused_for_a_failover_target_and_a_clusters_only_dispatcher_and_otherwise_takes_everything_but_the_audit_trail(
+) {
+    let app = common::spawn_app("127.0.70.1-127.0.70.10").await;
+    let client = app.account_with_balance("delete@acme.test", 200).await;
+    let state = &app.server.state;
+    let cluster: i64 = client
+        .call("create_cluster", &[("name", "Core")])
+        .await
+        .unwrap();
+    let cluster = cluster.to_string();
+    let deploy = |kind: &'static str| {
+        let client = client.clone();
+        let cluster = cluster.clone();
+        async move {
+            client
+                .call::<ServerRow>(
+                    "deploy_server",
+                    &[("zone", "test-zone"), ("kind", kind), ("cluster", &cluster)],
+                )
+                .await
+                .expect("deploy")
+        }
+    };
+    let dispatcher = deploy("dispatcher").await;
+    let s1 = deploy("switch").await;
+    let s2 = deploy("switch").await;
+    client
+        .save_config(
+            s1.id,
+            &[
+                ("failover_enabled", "on"),
+                ("failover_target", &s2.id.to_string()),
+            ],
+        )
+        .await
+        .expect("failover saved");
+    let delete = |id: i64| {
+        let client = client.clone();
+        async move {
+            client
+                .call::<()>("delete_server", &[("id", &id.to_string())])
+                .await
+        }
+    };
+    let listed = || {
+        let client = client.clone();
+        async move {
+            client
+                .call::<Vec<ServerRow>>("list_servers", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // Refusals say why and leave everything as it was.
+    match delete(s2.id).await {
+        Err(AppError::Refused(why)) => {
+            assert!(
+                why.contains("Capacity Failover") && why.contains(&s1.alias),
+                "{why}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    match delete(dispatcher.id).await {
+        Err(AppError::Refused(why)) => {
+            assert!(
+                why.contains("only Dispatcher") && why.contains("Core"),
+                "{why}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let stranger = app.account_with_balance("stranger@bravo.test", 0).await;
+    assert_eq!(
+        stranger
+            .call::<()>("delete_server", &[("id", &s1.id.to_string())])
+            .await,
+        Err(AppError::NotFound)
+    );
+    assert_eq!(listed().await, vec![dispatcher.id, s1.id, s2.id]);
+    for server in [&dispatcher, &s1, &s2] {
+        let at: SocketAddr = format!("{}:5060", server.ip).parse().unwrap();
+        options_ping(at, ProbeTransport::Udp, Duration::from_secs(3))
+            .await
+            .expect("still answers");
+    }
+
+    // S1 carries a call and has bob registered: deleting it ends the call with a BYE to
+    // both ends and removes the registration, the node and the row.
+    let node: SocketAddr = format!("{}:5060", s1.ip).parse().unwrap();
+    client.sip_user("bob", "bob secret 12", "disabled").await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        register_from(&phone, node, "bob", "bob secret 12", "reg-delete").await,
+        "SIP/2.0 200 OK"
+    );
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    answered_call(&carrier, &phone, node, "call-delete").await;
+    let deleting = {
+        let delete = delete(s1.id);
+        tokio::spawn(delete)
+    };
+    bye_for(&phone, node, "call-delete", "Server deleted").await;
+    bye_for(&carrier, node, "call-delete", "Server deleted").await;
+    deleting.await.unwrap().expect("deleted");
+
+    assert_eq!(listed().await, vec![dispatcher.id, s2.id]);
+    assert_eq!(
+        client
+            .call::<ServerRow>("get_server", &[("id", &s1.id.to_string())])
+            .await,
+        Err(AppError::NotFound)
+    );
+    assert!(!state.engine.is_running(s1.id));
+    assert!(
+        options_ping(node, ProbeTransport::Udp, Duration::from_millis(600))
+            .await
+            .is_err(),
+        "the node is gone"
+    );
+    let saved: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM registrations WHERE aor LIKE ?")
+        .bind(format!("%@{}", s1.ip))
+        .fetch_one(state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(saved, 0, "no saved registration is left");
+    assert!(state
+        .locations
+        .in_domain(&s1.ip, std::time::SystemTime::now())
+        .is_empty());
+    // Nothing is billed for it any more; the cluster's other members no longer count it.
+    let due = state.store.servers_due(i64::MAX).await.unwrap();
+    assert!(due.iter().all(|s| s.id != s1.id));
+    let peers = state.engine.config(s2.id).unwrap().cluster_peers;
+    assert_eq!(
+        peers,
+        vec![dispatcher.ip.parse::<std::net::IpAddr>().unwrap()]
+    );
+    // The audit trail keeps its history and records the deletion.
+    let trail: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE subject = ? ORDER BY id")
+            .bind(format!("server {}", s1.id))
+            .fetch_all(state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        trail,
+        vec!["server.deploy", "server.config", "server.delete"],
+        "{trail:?}"
+    );
+    // Its address is free: the next deploy gets it.
+    let again = client.deploy_switch().await.0;
+    assert_eq!(again.ip, s1.ip);
+
+    // With no Switch left behind it, the Dispatcher can go too.
+    delete(s2.id)
+        .await
+        .expect("S2 is no failover target any more");
+    delete(again.id).await.expect("unclustered");
+    delete(dispatcher.id)
+        .await
+        .expect("no Switch is left in Core");
+    assert!(listed().await.is_empty());
 }

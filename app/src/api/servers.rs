@@ -156,3 +156,16 @@ pub async fn resize_capacity(
     let state = AppState::current()?;
     fleet::resize(&state, &user, id, channels, confirm_reboot.is_some()).await
 }
+
+/// Deletes the caller's server (another account's is "not found"). Refused, with the
+/// reason, while another server fails over to it or it is the only Dispatcher of a cluster
+/// with Switches. Once deleted, the browser goes to the Servers list.
+#[server(prefix = "/api", endpoint = "delete_server")]
+pub async fn delete_server(id: i64) -> Result<(), AppError> {
+    use crate::ssr::{auth::require_user, fleet, state::AppState};
+    let user = require_user().await?;
+    let state = AppState::current()?;
+    fleet::delete(&state, &user, id).await?;
+    leptos_axum::redirect("/servers");
+    Ok(())
+}

@@ -5,7 +5,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::config::{get_server_config, SaveServerConfig};
-use crate::api::servers::{get_server, ResizeCapacity, RunServerAction};
+use crate::api::servers::{get_server, DeleteServer, ResizeCapacity, RunServerAction};
 use crate::components::forms::load_error;
 use crate::components::forms::{FieldError, FormError};
 use crate::error::AppError;
@@ -43,7 +43,7 @@ pub fn ServerPage() -> impl IntoView {
                         <section class="card">
                             <h2>"Summary"</h2>
                             <dl class="summary">
-                                <dt>"IP"</dt><dd>{s.ip}</dd>
+                                <dt>"IP"</dt><dd>{s.ip.clone()}</dd>
                                 <dt>"Zone"</dt><dd>{s.zone}</dd>
                                 <dt>"Type"</dt><dd>{s.kind.label()}</dd>
                                 <dt>"Cluster"</dt><dd>{s.cluster.unwrap_or_else(|| "—".into())}</dd>
@@ -71,6 +71,7 @@ pub fn ServerPage() -> impl IntoView {
                             <A href=format!("/servers/{}/tools", s.id)>"Network tools"</A>
                         </nav>
                         <ConfigSections id=s.id/>
+                        <Delete id=s.id alias=s.alias.clone() ip=s.ip.clone()/>
                     }
                     .into_any(),
                 }
@@ -149,6 +150,43 @@ fn Actions(id: i64, action: ServerAction<RunServerAction>) -> impl IntoView {
                     </div>
                 })
             }}
+            <FormError error/>
+        </section>
+    }
+}
+
+/// Delete Server: asks first, naming what goes with the server; once it is deleted, the
+/// server function sends the browser to the Servers list. A refusal (a failover source, a cluster's only Dispatcher) is shown here.
+#[component]
+fn Delete(id: i64, alias: String, ip: String) -> impl IntoView {
+    let delete = ServerAction::<DeleteServer>::new();
+    let confirming = RwSignal::new(false);
+    let error = Signal::derive(move || delete.value().get().and_then(Result::err));
+    let consequence = format!(
+        "Deletes {alias} for good: live calls are ended (both ends get a BYE), its address {ip} \
+         is freed, its registrations and configuration are removed and it is no longer billed. \
+         The audit log keeps its history. This cannot be undone."
+    );
+    view! {
+        <section class="card delete">
+            <h2>"Delete server"</h2>
+            <Show
+                when=move || confirming.get()
+                fallback=move || view! {
+                    <button type="button" class="danger" data-action="delete" on:click=move |_| confirming.set(true)>"Delete Server"</button>
+                }
+            >
+                <div class="confirm" role="dialog" aria-label="Confirm delete">
+                    <p>{consequence.clone()}</p>
+                    <ActionForm action=delete attr:class="inline">
+                        <input type="hidden" name="id" value=id.to_string()/>
+                        <button type="submit" class="danger" disabled=move || delete.pending().get()>
+                            {move || if delete.pending().get() { "Deleting…" } else { "Delete" }}
+                        </button>
+                        <button type="button" class="secondary" on:click=move |_| confirming.set(false)>"Cancel"</button>
+                    </ActionForm>
+                </div>
+            </Show>
             <FormError error/>
         </section>
     }

@@ -3,7 +3,7 @@
 //! The list is filtered, sorted and paged in the browser ([`PAGE`] rows at a time), so the
 //! page stays light with 1,000 servers. After hydration it subscribes to the server-sent
 //! events at `/live/servers`: a node's change (status, latency) patches its row in place
-//! without a reload.
+//! without a reload, and a deleted server's row goes.
 
 use std::collections::HashMap;
 
@@ -19,7 +19,8 @@ use crate::model::{ClusterRow, Health, ServerKind, ServerRow, ServerStatus, Zone
 pub const PAGE: usize = 50;
 
 /// Newest known version of each server, from live events; overrides what the page loaded.
-type Live = RwSignal<HashMap<i64, ServerRow>>;
+/// `None`: the server was deleted since.
+type Live = RwSignal<HashMap<i64, Option<ServerRow>>>;
 
 #[component]
 pub fn ServersPage() -> impl IntoView {
@@ -73,13 +74,23 @@ fn subscribe(live: Live) {
             if let Ok(rows) = serde_json::from_str::<Vec<ServerRow>>(&text) {
                 live.update(|known| {
                     for row in rows {
-                        known.insert(row.id, row);
+                        known.insert(row.id, Some(row));
                     }
                 });
             }
         });
     let _ = source.add_event_listener_with_callback("rows", on_rows.as_ref().unchecked_ref());
     on_rows.forget();
+    let on_gone =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+            if let Some(id) = event.data().as_string().and_then(|s| s.parse::<i64>().ok()) {
+                live.update(|known| {
+                    known.insert(id, None);
+                });
+            }
+        });
+    let _ = source.add_event_listener_with_callback("gone", on_gone.as_ref().unchecked_ref());
+    on_gone.forget();
     let source = send_wrapper::SendWrapper::new(source);
     on_cleanup(move || source.close());
 }
@@ -217,11 +228,15 @@ fn ServerTable(loaded: Vec<ServerRow>, live: Live) -> impl IntoView {
         let mut rows: Vec<ServerRow> = loaded.with_value(|loaded| {
             let mut seen: Vec<ServerRow> = loaded
                 .iter()
-                .map(|r| live.get(&r.id).cloned().unwrap_or_else(|| r.clone()))
+                .filter_map(|r| match live.get(&r.id) {
+                    Some(newer) => newer.clone(),
+                    None => Some(r.clone()),
+                })
                 .collect();
             // Servers that appeared after the page loaded (deployed elsewhere).
             seen.extend(
                 live.values()
+                    .flatten()
                     .filter(|r| !loaded.iter().any(|l| l.id == r.id))
                     .cloned(),
             );
@@ -262,6 +277,10 @@ fn ServerTable(loaded: Vec<ServerRow>, live: Live) -> impl IntoView {
                 .collect::<Vec<_>>()
         })
     };
+    // Named, not written inside `disabled=`: in `view!` a `>` or `>=` in an attribute's
+    // closure ends the tag, and the rest of it is printed as text.
+    let on_first = move || page.get() == 0;
+    let on_last = move || page.get() + 1 >= pages();
     let filter = move |signal: RwSignal<String>| {
         move |ev: leptos::ev::Event| {
             signal.set(event_target_value(&ev));
@@ -328,9 +347,9 @@ fn ServerTable(loaded: Vec<ServerRow>, live: Live) -> impl IntoView {
             </tbody>
         </table>
         <nav class="pager" aria-label="Pages">
-            <button type="button" class="secondary" disabled=move || page.get() == 0 on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"Previous"</button>
+            <button type="button" class="secondary" disabled=on_first on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"Previous"</button>
             <span data-testid="page">{move || format!("Page {} of {}", page.get().min(pages() - 1) + 1, pages())}</span>
-            <button type="button" class="secondary" disabled=move || page.get() + 1 >= pages() on:click=move |_| page.update(|p| *p += 1)>"Next"</button>
+            <button type="button" class="secondary" disabled=on_last on:click=move |_| page.update(|p| *p += 1)>"Next"</button>
         </nav>
     }
 }

@@ -289,15 +289,12 @@ pub async fn run_action(
             ));
         }
         ServerCommand::Update => update(state, &server).await?,
+        // A fresh node from the standard image; the server's configuration belongs to the
+        // console and `bring_up` pushes it onto the new node.
         ServerCommand::Install => {
             mark(state, user.account_id, id, ServerStatus::Installing, None).await?;
             state.engine.shut_down(id, "Server reinstall").await;
-            store.reset_config(id).await?;
-            let fresh = store
-                .server(user.account_id, id)
-                .await?
-                .ok_or(AppError::NotFound)?;
-            bring_up(state, &fresh).await?;
+            bring_up(state, &server).await?;
         }
     }
     let server = store
@@ -305,6 +302,123 @@ pub async fn run_action(
         .await?
         .ok_or(AppError::NotFound)?;
     Ok(server_row(state, &server))
+}
+
+/// Gives a renewed server back the state it had before it expired: a server that was
+/// Stopped stays Stopped (its node, if one somehow runs, is stopped); any other ends
+/// Running only once its node answers an OPTIONS ping, started again when it does not run
+/// or does not answer (and Stopped, with the reason, when it still does not).
+pub async fn restore_after_renewal(
+    state: &AppState,
+    server: &ServerRecord,
+) -> Result<(), AppError> {
+    let (account, id) = (server.account_id, server.id);
+    if server.status_before_expiry() == ServerStatus::Stopped {
+        if state.engine.is_running(id) {
+            state.engine.shut_down(id, "Server stopped").await;
+        }
+        mark(state, account, id, ServerStatus::Stopped, None).await?;
+        return Ok(());
+    }
+    if state.engine.is_running(id) {
+        let spec = node_spec(server)?;
+        mark(state, account, id, ServerStatus::Rebooting, None).await?;
+        // Without Expired the pushed configuration no longer refuses calls.
+        super::config::push(state, account, id).await?;
+        let target = SocketAddr::new(spec.ip, spec.udp_port);
+        if options_ping(target, ProbeTransport::Udp, FIRST_ANSWER)
+            .await
+            .is_ok()
+        {
+            mark(state, account, id, ServerStatus::Running, None).await?;
+            return Ok(());
+        }
+        state.engine.stop(id).await;
+    }
+    mark(state, account, id, ServerStatus::Rebooting, None).await?;
+    let record = state
+        .store
+        .server(account, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    bring_up(state, &record).await?;
+    Ok(())
+}
+
+/// Deletes one of the account's servers. Refused, with the reason, while another server's
+/// Capacity Failover hands calls to it, or while it is the only Dispatcher of a cluster that
+/// has Switches (they would be left without a way in). Otherwise its node ends its calls
+/// with a BYE to both ends (as Stop does) and stops; the server's row goes, and with it its
+/// configuration, its address (free for the next deploy) and its billing (nothing is due
+/// for a server that is gone); its registrations are removed; the audit log keeps its
+/// history and records the deletion. The account's other servers get their configuration
+/// again: their cluster peers and location-sharing peers may have changed.
+pub async fn delete(state: &AppState, user: &SessionUser, id: i64) -> Result<(), AppError> {
+    use sip_engine::LocationStore;
+
+    let store = &state.store;
+    let account = user.account_id;
+    let server = store.server(account, id).await?.ok_or(AppError::NotFound)?;
+    let config = store
+        .server_config(account, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let sources = store.failover_sources(account, id).await?;
+    if !sources.is_empty() {
+        return Err(AppError::Refused(format!(
+            "{} cannot be deleted: Capacity Failover of {} hands calls to it. Choose another \
+             failover member there first.",
+            server.alias,
+            sources.join(", ")
+        )));
+    }
+    if let (ServerKind::Dispatcher, Some(cluster)) = (server.kind(), config.cluster_id) {
+        let members = store.cluster_members(account, cluster).await?;
+        let is = |kind: ServerKind| {
+            move |m: &&(i64, String, String, String)| m.0 != id && m.3 == kind.as_str()
+        };
+        let dispatchers = members.iter().filter(is(ServerKind::Dispatcher)).count();
+        let switches = members.iter().filter(is(ServerKind::Switch)).count();
+        if dispatchers == 0 && switches > 0 {
+            return Err(AppError::Refused(format!(
+                "{} cannot be deleted: it is the only Dispatcher of cluster {}, which still has \
+                 {switches} Switch{es}. Deploy another Dispatcher into the cluster, or move the \
+                 Switches out, first.",
+                server.alias,
+                server.cluster.as_deref().unwrap_or_default(),
+                es = if switches == 1 { "" } else { "es" },
+            )));
+        }
+    }
+    state.engine.shut_down(id, "Server deleted").await;
+    let mut domains = vec![server.ip.as_str()];
+    domains.extend(config.fqdn.as_deref());
+    let detail = format!(
+        "{} {} at {}",
+        server.kind().label(),
+        server.alias,
+        server.ip
+    );
+    if !store
+        .delete_server(account, id, &domains, (user, &detail))
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
+    let now = std::time::SystemTime::now();
+    for domain in &domains {
+        for (aor, _) in state.locations.in_domain(domain, now) {
+            let _ = state.locations.remove_all(&aor);
+        }
+    }
+    state.directory.reload(store).await?;
+    state.monitor.forget(id);
+    // Live pages drop its row.
+    state.monitor.changed(account, Some(id));
+    for other in store.list_servers(account).await? {
+        super::config::push(state, account, other.id).await?;
+    }
+    Ok(())
 }
 
 /// Restarts a server's node on the current node release (status Updating meanwhile).

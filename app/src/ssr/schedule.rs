@@ -6,12 +6,14 @@
 //! after it, each period of [`PERIOD_DAYS`] days costs [`period_price`], taken from the
 //! account's balance when the period ends. A server the balance cannot renew becomes
 //! Expired: its node keeps answering (so monitoring and a quick return work) but refuses new
-//! calls with 503. A top-up renews it at the next run.
+//! calls with 503. A top-up renews it at the next run, back to what it was before it
+//! expired: a server that was Stopped stays Stopped, one whose node ran is Running again
+//! once its node answers.
 
 use std::time::Duration;
 
 use super::config;
-use super::fleet::{self, mark};
+use super::fleet;
 use super::state::AppState;
 use crate::error::AppError;
 use crate::model::{ServerStatus, Usd};
@@ -44,26 +46,17 @@ pub async fn run_once(state: &AppState, now: i64) -> Result<(), AppError> {
                 )
                 .await?;
             if status == ServerStatus::Expired {
-                mark(
-                    state,
-                    server.account_id,
-                    server.id,
-                    ServerStatus::Running,
-                    None,
-                )
-                .await?;
-                config::push(state, server.account_id, server.id).await?;
+                // A node that does not come back leaves its server Stopped (with the reason
+                // logged); the pass goes on with the other servers.
+                if let Err(error) = fleet::restore_after_renewal(state, &server).await {
+                    tracing::warn!(server = server.id, %error, "renewed server not restored");
+                }
             }
             state.monitor.changed(server.account_id, Some(server.id));
         } else if status != ServerStatus::Expired {
-            mark(
-                state,
-                server.account_id,
-                server.id,
-                ServerStatus::Expired,
-                None,
-            )
-            .await?;
+            state.store.set_expired(server.id, status).await?;
+            state.monitor.forget(server.id);
+            state.monitor.changed(server.account_id, Some(server.id));
             config::push(state, server.account_id, server.id).await?;
             state
                 .store

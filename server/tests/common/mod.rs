@@ -2,6 +2,7 @@
 //! functions over HTTP as the browser does.
 #![allow(dead_code)]
 
+pub mod calls;
 pub mod phone;
 
 use app::error::AppError;
@@ -302,5 +303,22 @@ impl Client {
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect();
         self.call("save_server_config", &pairs).await
+    }
+}
+
+/// Waits until `check` holds, polling every 20 ms, and fails the test naming `what` when it
+/// does not within 5 seconds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -1,0 +1,99 @@
+//! SIP users, the accounts' phones.
+
+use super::*;
+
+impl Store {
+    pub async fn all_sip_users(
+        &self,
+    ) -> Result<Vec<(AccountId, String, String, String)>, sqlx::Error> {
+        sqlx::query_as("SELECT account_id, username, password, keepalive FROM sip_users")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn set_sip_keepalive(
+        &self,
+        account_id: AccountId,
+        id: i64,
+        mode: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let done =
+            sqlx::query("UPDATE sip_users SET keepalive = ? WHERE account_id = ? AND id = ?")
+                .bind(mode)
+                .bind(account_id)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The account's SIP users: (id, username, keep-alive mode, created_at). Passwords stay
+    /// in the store.
+    pub async fn sip_users(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<(i64, String, String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, username, keepalive, created_at FROM sip_users WHERE account_id = ? ORDER BY username",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Creates a SIP user; `None` when the account has one with this username already.
+    pub async fn create_sip_user(
+        &self,
+        account_id: AccountId,
+        username: &str,
+        password: &str,
+        keepalive: &str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let created = sqlx::query_scalar(
+            "INSERT INTO sip_users (account_id, username, password, keepalive, created_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(account_id)
+        .bind(username)
+        .bind(password)
+        .bind(keepalive)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await;
+        match created {
+            Ok(id) => Ok(Some(id)),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn reset_sip_password(
+        &self,
+        account_id: AccountId,
+        id: i64,
+        password: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("UPDATE sip_users SET password = ? WHERE account_id = ? AND id = ?")
+            .bind(password)
+            .bind(account_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes a SIP user; returns its username when it existed in the account.
+    pub async fn delete_sip_user(
+        &self,
+        account_id: AccountId,
+        id: i64,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "DELETE FROM sip_users WHERE account_id = ? AND id = ? RETURNING username",
+        )
+        .bind(account_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+}
