@@ -11,7 +11,7 @@ use app::model::ServerRow;
 use app::ssr::auth::{token_hash, SESSION_COOKIE};
 use app::ssr::fleet::server_row;
 use app::ssr::state::AppState;
-use app::ssr::store::SessionUser;
+use app::ssr::store::{AccountId, SessionUser};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -19,7 +19,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
 /// The session's account, from the request's cookie.
-async fn account_of(state: &AppState, headers: &HeaderMap) -> Option<i64> {
+async fn account_of(state: &AppState, headers: &HeaderMap) -> Option<AccountId> {
     user_of(state, headers).await.map(|user| user.account_id)
 }
 
@@ -36,7 +36,7 @@ pub async fn user_of(state: &AppState, headers: &HeaderMap) -> Option<SessionUse
     state.store.session_user(&token_hash(&token)).await.ok()?
 }
 
-async fn rows(state: &AppState, account: i64, server: Option<i64>) -> Vec<ServerRow> {
+async fn rows(state: &AppState, account: AccountId, server: Option<i64>) -> Vec<ServerRow> {
     let records = match server {
         Some(id) => state
             .store

@@ -150,7 +150,7 @@ pub async fn attach_certificate(
 #[cfg(feature = "ssr")]
 async fn tls_follows(
     state: &crate::ssr::state::AppState,
-    account_id: i64,
+    account_id: crate::ssr::store::AccountId,
     server_id: i64,
 ) -> Result<(), AppError> {
     let Some(record) = state.store.server_config(account_id, server_id).await? else {

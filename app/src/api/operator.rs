@@ -20,7 +20,7 @@ async fn require_operator() -> Result<crate::ssr::store::SessionUser, AppError> 
 /// that exists.
 #[cfg(feature = "ssr")]
 async fn balance_change(
-    account_id: i64,
+    account_id: crate::ssr::store::AccountId,
     amount: &str,
 ) -> Result<
     (
@@ -51,7 +51,7 @@ pub async fn list_accounts() -> Result<Vec<AccountRow>, AppError> {
     Ok(accounts
         .into_iter()
         .map(|a| AccountRow {
-            id: a.id,
+            id: a.id.get(),
             company: a.company,
             email: a.email,
             balance: Usd(a.balance_cents),
@@ -64,6 +64,7 @@ pub async fn list_accounts() -> Result<Vec<AccountRow>, AppError> {
 /// operator's user.
 #[server(prefix = "/api", endpoint = "credit_account")]
 pub async fn credit_account(account_id: i64, amount: String) -> Result<(), AppError> {
+    let account_id = crate::ssr::store::AccountId::new(account_id);
     let (operator, state, amount) = balance_change(account_id, &amount).await?;
     let balance = state.store.credit(account_id, amount).await?;
     state
@@ -86,6 +87,7 @@ pub async fn credit_account(account_id: i64, amount: String) -> Result<(), AppEr
 /// renewed or expired on what is left, as after any other change of balance.
 #[server(prefix = "/api", endpoint = "debit_account")]
 pub async fn debit_account(account_id: i64, amount: String) -> Result<(), AppError> {
+    let account_id = crate::ssr::store::AccountId::new(account_id);
     let (operator, state, amount) = balance_change(account_id, &amount).await?;
     let Some(balance) = state.store.debit(account_id, amount).await? else {
         let balance = state.store.balance(account_id).await?;

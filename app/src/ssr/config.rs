@@ -8,7 +8,7 @@ use sip_engine::{CallLimits, DigestAlgorithms, NodeConfig, StartError, TlsSpec};
 
 use super::fleet::node_spec;
 use super::state::AppState;
-use super::store::{ConfigRecord, ServerRecord, SessionUser};
+use super::store::{AccountId, ConfigRecord, ServerRecord, SessionUser};
 use crate::error::AppError;
 use crate::model::{
     DataZone, DigestChoice, ServerConfig, ServerConfigView, ServerKind, ServerStatus, TraceLine,
@@ -99,7 +99,11 @@ pub async fn node_config(
 
 /// The server's SIP trace from its data zone's collector ("not found" for another
 /// account's server).
-pub async fn trace(state: &AppState, account_id: i64, id: i64) -> Result<TraceView, AppError> {
+pub async fn trace(
+    state: &AppState,
+    account_id: AccountId,
+    id: i64,
+) -> Result<TraceView, AppError> {
     let server = state
         .store
         .server(account_id, id)
@@ -204,7 +208,7 @@ fn uac_registration(record: &ConfigRecord) -> Option<sip_engine::UacRegistration
 }
 
 /// Pushes a server's stored configuration to its node, when the node runs.
-pub async fn push(state: &AppState, account_id: i64, server_id: i64) -> Result<(), AppError> {
+pub async fn push(state: &AppState, account_id: AccountId, server_id: i64) -> Result<(), AppError> {
     if !state.engine.is_running(server_id) {
         return Ok(());
     }
@@ -281,7 +285,7 @@ pub async fn apply_tls(
 /// The detail page's configuration sections.
 pub async fn view(
     state: &AppState,
-    account_id: i64,
+    account_id: AccountId,
     id: i64,
 ) -> Result<ServerConfigView, AppError> {
     let record = state

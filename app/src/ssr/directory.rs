@@ -14,7 +14,7 @@ use sip_engine::{KeepAliveMode, Secret, UserDirectory};
 
 use crate::model::KeepAlive;
 
-use super::store::Store;
+use super::store::{AccountId, Store};
 
 #[derive(Debug, Default)]
 pub struct Directory {
@@ -24,9 +24,9 @@ pub struct Directory {
 #[derive(Debug, Default)]
 struct Snapshot {
     /// Server IP or FQDN → account.
-    accounts: HashMap<String, i64>,
+    accounts: HashMap<String, AccountId>,
     /// (account, username) → password and keep-alive mode.
-    users: HashMap<(i64, String), (String, KeepAliveMode)>,
+    users: HashMap<(AccountId, String), (String, KeepAliveMode)>,
 }
 
 impl Directory {
@@ -67,7 +67,10 @@ impl UserDirectory for Directory {
 
     fn tenant(&self, domain: &str) -> Option<i64> {
         let snapshot = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        snapshot.accounts.get(&domain.to_ascii_lowercase()).copied()
+        snapshot
+            .accounts
+            .get(&domain.to_ascii_lowercase())
+            .map(|account| account.get())
     }
 
     fn keepalive_mode(&self, username: &str, domain: &str) -> KeepAliveMode {

@@ -8,7 +8,7 @@ use sip_engine::{options_ping, NodeRole, NodeSpec, ProbeTransport};
 
 use super::now;
 use super::state::AppState;
-use super::store::{NewServer, ServerRecord, SessionUser, ZoneRecord};
+use super::store::{AccountId, NewServer, ServerRecord, SessionUser, ZoneRecord};
 use crate::error::AppError;
 use crate::model::{
     deploy_requirement, Alias, Channels, Checklist, Cps, ServerCommand, ServerKind, ServerRow,
@@ -37,7 +37,7 @@ pub struct DeployRequest {
 }
 
 /// The Getting Started checklist of an account.
-pub async fn checklist(state: &AppState, account_id: i64) -> Result<Checklist, sqlx::Error> {
+pub async fn checklist(state: &AppState, account_id: AccountId) -> Result<Checklist, sqlx::Error> {
     let record = state.store.checklist(account_id).await?;
     Ok(Checklist {
         company: record.company,
@@ -216,7 +216,7 @@ pub async fn bring_up(state: &AppState, server: &ServerRecord) -> Result<Duratio
 /// Running drops the last health measurement: it described a node that no longer runs.
 pub(crate) async fn mark(
     state: &AppState,
-    account_id: i64,
+    account_id: AccountId,
     id: i64,
     status: ServerStatus,
     engine_build: Option<&str>,
@@ -552,7 +552,7 @@ async fn next_free_address(state: &AppState, zone: &ZoneRecord) -> Result<Ipv4Ad
 /// `switch-1`, `switch-2`… the first free one in the account.
 async fn next_alias(
     state: &AppState,
-    account_id: i64,
+    account_id: AccountId,
     kind: ServerKind,
 ) -> Result<String, AppError> {
     let base = state.store.count_servers(account_id).await? + 1;

@@ -14,13 +14,14 @@ use tokio::sync::broadcast;
 use tokio_rustls::rustls::ClientConfig;
 
 use super::state::AppState;
+use super::store::AccountId;
 use crate::model::Health;
 
 /// Something about an account's servers changed: one server (`Some(id)`) or possibly all
 /// of them (`None`, after a measurement round).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FleetEvent {
-    pub account_id: i64,
+    pub account_id: AccountId,
     pub server_id: Option<i64>,
 }
 
@@ -75,7 +76,7 @@ impl Monitor {
     }
 
     /// Tells live pages that a server changed. Nobody listening is fine.
-    pub fn changed(&self, account_id: i64, server_id: Option<i64>) {
+    pub fn changed(&self, account_id: AccountId, server_id: Option<i64>) {
         let _ = self.events.send(FleetEvent {
             account_id,
             server_id,
@@ -159,7 +160,7 @@ pub async fn measure_round(state: &AppState) {
         }
     };
     let monitor = state.monitor.clone();
-    let mut accounts: Vec<i64> = futures::stream::iter(servers)
+    let mut accounts: Vec<AccountId> = futures::stream::iter(servers)
         .map(|server| {
             let monitor = monitor.clone();
             let control = control_probe(state, server.id);

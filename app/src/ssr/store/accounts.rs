@@ -47,7 +47,7 @@ impl Store {
     ) -> Result<(AccountId, i64), CreateUserError> {
         let mut tx = self.pool.begin().await?;
         let t = now();
-        let account_id: i64 = sqlx::query_scalar(
+        let account_id: AccountId = sqlx::query_scalar(
             "INSERT INTO accounts (company, is_operator, created_at) VALUES (?, ?, ?) RETURNING id",
         )
         .bind(company)

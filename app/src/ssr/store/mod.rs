@@ -51,8 +51,29 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-/// An id that belongs to an account (the caller's), as established by its session.
-pub type AccountId = i64;
+/// An account's id, as stored. A type of its own, so a query cannot be handed a server's
+/// (or any other) id where an account's is meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct AccountId(i64);
+
+impl AccountId {
+    /// An id read from elsewhere than the store (an operator's form, the command line);
+    /// the query it is used in finds no account when it names none.
+    pub fn new(id: i64) -> Self {
+        AccountId(id)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for AccountId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
