@@ -51,10 +51,7 @@ impl Store {
             .bind(&b.contact)
             .bind(unix(b.expires_at))
             .bind(b.received.to_string())
-            .bind(match b.transport {
-                sip_engine::transport::Transport::Tcp => "tcp",
-                sip_engine::transport::Transport::Udp => "udp",
-            })
+            .bind(b.transport.name())
             .bind(&b.call_id)
             .bind(b.cseq)
             .bind(&b.user_agent)

@@ -60,7 +60,8 @@ pub struct NewServer<'a> {
 
 const CONFIG_COLUMNS: &str = "cluster_id, interconnect, uac_auth_username, uac_auth_password, uac_auth_registrar, fqdn, \
      auto_upgrade, disable_uac_ping, uac_location_sharing, tls_internals, restrict_direct, tcp_sip_trace, \
-     data_zone, udp_port, tcp_port, tls_port, failover_enabled, failover_target_id, config_version";
+     data_zone, digest_algorithms, udp_port, tcp_port, tls_port, failover_enabled, failover_target_id, \
+     config_version";
 
 /// A server's stored configuration.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -79,6 +80,8 @@ pub struct ConfigRecord {
     pub restrict_direct: bool,
     pub tcp_sip_trace: bool,
     pub data_zone: String,
+    /// `md5-sha256`, `sha256-md5` or `sha256` (see [`crate::model::DigestChoice`]).
+    pub digest_algorithms: String,
     pub udp_port: i64,
     pub tcp_port: i64,
     pub tls_port: i64,
@@ -316,8 +319,8 @@ impl Store {
              uac_auth_password = COALESCE(?, uac_auth_password), uac_auth_registrar = ?, fqdn = ?, \
              auto_upgrade = ?, \
              disable_uac_ping = ?, uac_location_sharing = ?, tls_internals = ?, restrict_direct = ?, \
-             tcp_sip_trace = ?, data_zone = ?, udp_port = ?, tcp_port = ?, tls_port = ?, \
-             failover_enabled = ?, failover_target_id = ?, config_version = config_version + 1 \
+             tcp_sip_trace = ?, data_zone = ?, digest_algorithms = ?, udp_port = ?, tcp_port = ?, \
+             tls_port = ?, failover_enabled = ?, failover_target_id = ?, config_version = config_version + 1 \
              WHERE account_id = ? AND id = ? RETURNING config_version",
         )
         .bind(c.cluster_id)
@@ -333,6 +336,7 @@ impl Store {
         .bind(c.restrict_direct)
         .bind(c.tcp_sip_trace)
         .bind(&c.data_zone)
+        .bind(&c.digest_algorithms)
         .bind(c.udp_port)
         .bind(c.tcp_port)
         .bind(c.tls_port)
