@@ -882,6 +882,14 @@ impl Node {
         let caller = branches
             .first()
             .and_then(|(forwarded, _)| caller_of(request, forwarded));
+        // Told before the INVITE leaves: a callee may answer at once.
+        if let (Some(call), Some(caller)) = (call, caller) {
+            self.emit(DialogEvent::Invited {
+                call_id: call,
+                caller,
+                offer: &request.body,
+            });
+        }
         let sent = forwarder.forward(
             &self.transactions,
             self.caller(request, key, source, transport),
@@ -900,13 +908,6 @@ impl Node {
                 ));
             }
         }
-        if let (Some(call), Some(caller)) = (call, caller) {
-            self.emit(DialogEvent::Invited {
-                call_id: call,
-                caller,
-                offer: &request.body,
-            });
-        }
         Served::Done(Some(self.trying(request, key, source, transport, now)))
     }
 
@@ -924,6 +925,21 @@ impl Node {
         now: Instant,
     ) -> Served {
         let is_ack = request.method == Method::Ack;
+        // Told before it leaves: once the far end has it, the call may be ended at once,
+        // and the BYE must count on from this request's CSeq.
+        if let Some(call) = call_id(&request.headers) {
+            if request.method == Method::Bye {
+                self.emit(DialogEvent::Ended { call_id: call });
+            } else if to_tag(&request.headers).is_some() {
+                if let Some((from_tag, cseq)) = sender_of(request) {
+                    self.emit(DialogEvent::InDialog {
+                        call_id: call,
+                        from_tag,
+                        cseq,
+                    });
+                }
+            }
+        }
         let sent = forwarder.forward(
             &self.transactions,
             self.caller(request, key, source, transport),
@@ -943,19 +959,6 @@ impl Node {
                         "Forwarding Failed",
                     ))
                 };
-            }
-        }
-        if let Some(call) = call_id(&request.headers) {
-            if request.method == Method::Bye {
-                self.emit(DialogEvent::Ended { call_id: call });
-            } else if to_tag(&request.headers).is_some() {
-                if let Some((from_tag, cseq)) = sender_of(request) {
-                    self.emit(DialogEvent::InDialog {
-                        call_id: call,
-                        from_tag,
-                        cseq,
-                    });
-                }
             }
         }
         if request.method != Method::Invite {
