@@ -302,8 +302,23 @@ async fn a_node_at_its_cps_limit_refuses_for_the_rest_of_the_second() {
         })
     );
 
-    // A second later there is room again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Once the second of those calls has passed, there is room again (the node's own
+    // counter says when; it must within about a second).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while engine
+        .call_figures(2)
+        .is_some_and(|figures| figures.cps_now > 0)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the CPS window never passed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the window lasts a second"
+    );
     caller.send(&caller.invite("cps-4", node), node).await;
     let (invite, _) = ringing(&phone_b).await;
     assert!(invite.contains("Call-ID: cps-4"), "{invite}");

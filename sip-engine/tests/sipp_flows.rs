@@ -164,8 +164,7 @@ async fn two_registered_users_call_through_the_node_and_the_callee_behind_nat_ge
         .port(callee.port())
         .service("bob")
         .spawn();
-    // SIPp binds within milliseconds; an INVITE that came earlier would be retransmitted.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sipp::listening(callee).await;
     let (caller_ok, caller_output) = Sipp::new("call_uac.xml", "127.0.72.3", 1)
         .port(caller.port())
         .to(node)
@@ -278,7 +277,8 @@ async fn a_user_on_two_phones_rings_on_both_and_the_one_that_does_not_answer_is_
         .port(softphone.port())
         .service("bob")
         .spawn();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sipp::listening(desk).await;
+    sipp::listening(softphone).await;
     let (caller_ok, caller_output) = Sipp::new("call_uac.xml", "127.0.74.4", 1)
         .port(caller.port())
         .to(node)

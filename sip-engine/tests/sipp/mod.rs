@@ -112,6 +112,35 @@ impl Sipp {
     }
 }
 
+/// Waits until something listens on UDP `addr` (a SIPp just spawned binds within
+/// milliseconds; a request sent before would only be retransmitted). Reads the kernel's
+/// socket table rather than trying to bind, which could take the port from SIPp.
+pub async fn listening(addr: std::net::SocketAddr) {
+    let std::net::IpAddr::V4(ip) = addr.ip() else {
+        panic!("IPv4 only: {addr}");
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(ip.octets()),
+        addr.port()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/udp").expect("the UDP socket table");
+        if table
+            .lines()
+            .any(|line| line.split_whitespace().nth(1) == Some(local.as_str()))
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A SIPp process under way (killed if dropped).
 pub struct Running {
     child: Child,
