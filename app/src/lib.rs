@@ -13,6 +13,7 @@
 pub mod api;
 pub mod components;
 pub mod error;
+pub mod listing;
 pub mod model;
 pub mod pages;
 #[cfg(feature = "ssr")]

@@ -1,8 +1,9 @@
 //! sipfleet's benchmarks (run with `bash bench/run.sh`, which also measures the wasm bundle).
 //!
-//! - Server-side render of the Servers page for an account with 1,000 servers: the whole
-//!   request through the real router (session lookup, store query, render), body read to
-//!   the end.
+//! - Server-side render of the Servers page for an account with 1,000 and with 10,000
+//!   servers: the whole request through the real router (session lookup, the store's
+//!   filtered and paged query, render), body read to the end; the first page, and a
+//!   filtered page further in.
 //! - SIP OPTIONS round trip to a node on loopback, as the control plane's probe measures it.
 //! - Live update of one row: from an action on the node to the browser's event stream
 //!   carrying the row's new status.
@@ -20,18 +21,20 @@ use leptos::prelude::LeptosOptions;
 use sip_engine::{options_ping, Engine, NodeRole, NodeSpec, ProbeTransport};
 use tower::ServiceExt;
 
-const SERVERS: usize = 1_000;
+const FLEETS: [usize; 2] = [1_000, 10_000];
 const RENDERS: usize = 200;
 const PINGS: usize = 2_000;
 
 #[tokio::main]
 async fn main() {
-    render_servers_page().await;
+    for servers in FLEETS {
+        render_servers_page(servers).await;
+    }
     options_round_trip().await;
     live_row_update().await;
 }
 
-async fn render_servers_page() {
+async fn render_servers_page(servers: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = Settings {
         data_dir: dir.path().into(),
@@ -71,7 +74,7 @@ async fn render_servers_page() {
         .create_session(&token_hash, user, app::ssr::now() + 3600)
         .await
         .expect("session");
-    for i in 0..SERVERS {
+    for i in 0..servers {
         let ip = format!("10.0.{}.{}", i / 250, i % 250 + 1);
         let alias = format!("switch-{i}");
         state
@@ -95,37 +98,55 @@ async fn render_servers_page() {
             .expect("insert");
     }
     let router = server::router(state);
-    let request = || {
-        Request::get("/servers")
-            .header("cookie", format!("sipfleet_session={token}"))
-            .body(Body::empty())
-            .expect("request")
-    };
-    let mut bytes = 0;
-    let mut times = Vec::with_capacity(RENDERS);
-    for i in 0..RENDERS + 20 {
-        let started = Instant::now();
-        let response = router.clone().oneshot(request()).await.expect("response");
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        let elapsed = started.elapsed();
-        if i >= 20 {
-            times.push(elapsed);
+    let total = app::listing::thousands(servers as u64);
+    // The first page of the whole list, and the third page of the Dispatchers (a fifth of
+    // the fleet) sorted by alias.
+    let views = [
+        ("/servers", "switch-0<", format!("{total} servers")),
+        (
+            "/servers?type=dispatcher&sort=alias&page=3",
+            "switch-",
+            format!(
+                "{} of {total} servers",
+                app::listing::thousands(servers as u64 / 5)
+            ),
+        ),
+    ];
+    for (path, row, count) in views {
+        let request = || {
+            Request::get(path)
+                .header("cookie", format!("sipfleet_session={token}"))
+                .body(Body::empty())
+                .expect("request")
+        };
+        let mut bytes = 0;
+        let mut times = Vec::with_capacity(RENDERS);
+        for i in 0..RENDERS + 20 {
+            let started = Instant::now();
+            let response = router.clone().oneshot(request()).await.expect("response");
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            let elapsed = started.elapsed();
+            if i >= 20 {
+                times.push(elapsed);
+            }
+            bytes = body.len();
+            let html = String::from_utf8_lossy(&body);
+            assert!(html.contains(row), "{path}: the page shows its rows");
+            assert!(
+                html.contains(&count),
+                "{path}: the page shows its count ({count})"
+            );
         }
-        bytes = body.len();
-        assert!(
-            String::from_utf8_lossy(&body).contains("switch-999"),
-            "the page lists every server"
+        report(
+            &format!(
+                "Servers page SSR, {total} servers, {path} ({:.1} KB of HTML)",
+                bytes as f64 / 1024.0
+            ),
+            &mut times,
         );
     }
-    report(
-        &format!(
-            "Servers page SSR, {SERVERS} servers ({} KB of HTML)",
-            bytes / 1024
-        ),
-        &mut times,
-    );
 }
 
 async fn options_round_trip() {

@@ -583,7 +583,7 @@ async fn a_stopped_node_reaches_a_live_page_within_a_second() {
             .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(seen.contains("event: rows"), "{seen}");
+    assert!(seen.contains("event: page"), "{seen}");
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
@@ -854,4 +854,133 @@ async fn delete_is_refused_for_a_failover_target_and_a_clusters_only_dispatcher_
         .await
         .expect("no Switch is left in Core");
     assert!(listed().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_list_is_filtered_sorted_and_paged_by_the_store_and_lives_per_view() {
+    use app::listing::Paged;
+    use futures::StreamExt;
+    let app = common::spawn_app("127.0.105.1-127.0.105.60").await;
+    let other = app.account_with_balance("other-fleet@acme.test", 100).await;
+    let theirs: ServerRow = other
+        .call(
+            "deploy_server",
+            &[("zone", "test-zone"), ("kind", "switch")],
+        )
+        .await
+        .unwrap();
+    // 52 servers: two Dispatchers, then Switches.
+    let client = app.account_with_balance("fleet@acme.test", 1100).await;
+    for i in 0..52 {
+        let kind = if i < 2 { "dispatcher" } else { "switch" };
+        let _: ServerRow = client
+            .call("deploy_server", &[("zone", "test-zone"), ("kind", kind)])
+            .await
+            .unwrap();
+    }
+    let page = |form: &'static [(&'static str, &'static str)]| {
+        let client = &client;
+        async move {
+            client
+                .call::<Paged<ServerRow>>("server_page", form)
+                .await
+                .unwrap()
+        }
+    };
+    let ip = |row: &ServerRow| row.ip.parse::<std::net::Ipv4Addr>().unwrap();
+
+    let first = page(&[]).await;
+    assert_eq!(
+        (first.rows.len(), first.matched, first.total, first.page),
+        (50, 52, 52, 1)
+    );
+    assert!(
+        first.rows.windows(2).all(|w| ip(&w[0]) < ip(&w[1])),
+        "by address"
+    );
+    assert!(
+        first.rows.iter().all(|r| r.id != theirs.id),
+        "only the caller's servers"
+    );
+    let second = page(&[("query[page]", "2")]).await;
+    assert_eq!((second.rows.len(), second.page), (2, 2));
+    assert!(ip(&first.rows[49]) < ip(&second.rows[0]));
+    assert_eq!(
+        page(&[("query[page]", "9")]).await.page,
+        2,
+        "past the last: the last"
+    );
+
+    let dispatchers = page(&[("query[kind]", "dispatcher")]).await;
+    assert_eq!(
+        (
+            dispatchers.rows.len(),
+            dispatchers.matched,
+            dispatchers.total
+        ),
+        (2, 2, 52)
+    );
+    assert_eq!(dispatchers.count_text("servers"), "2 of 52 servers");
+    let by_alias = page(&[("query[sort]", "Alias")]).await;
+    assert!(by_alias.rows.windows(2).all(|w| w[0].alias <= w[1].alias));
+    let stopped = page(&[("query[status]", "stopped")]).await;
+    assert_eq!(stopped.matched, 0);
+    let unknown = page(&[("query[zone]", "<script>")]).await;
+    assert_eq!(
+        (unknown.rows.len(), unknown.matched, unknown.page),
+        (0, 0, 1)
+    );
+    let searched = page(&[("query[search]", "127.0.105.1")]).await;
+    assert!(searched.matched >= 1);
+    assert!(searched.rows.iter().all(|r| r.ip.contains("127.0.105.1")));
+
+    // The live view of the first page: its rows at once, then only what it shows.
+    let events = client.get("/live/servers").await;
+    assert_eq!(events.status(), reqwest::StatusCode::OK);
+    let mut body = events.bytes_stream();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    macro_rules! read_more {
+        () => {
+            seen.push_str(&String::from_utf8_lossy(
+                &tokio::time::timeout_at(deadline, body.next())
+                    .await
+                    .expect("an event within the time")
+                    .expect("stream open")
+                    .unwrap(),
+            ))
+        };
+    }
+    while !seen.contains("\n\n") {
+        read_more!();
+    }
+    assert!(seen.starts_with("event: page"), "{seen}");
+    assert!(seen.contains(&format!("\"ip\":\"{}\"", first.rows[0].ip)));
+    assert!(!seen.contains(&format!("\"ip\":\"{}\"", second.rows[0].ip)));
+
+    // A server on the second page stops: the first page's stream carries nothing of it;
+    // one on the first page stops: it arrives.
+    for row in [&second.rows[0], &first.rows[3]] {
+        let done: ServerRow = client
+            .call(
+                "run_server_action",
+                &[("id", &row.id.to_string()), ("action", "stop")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, ServerStatus::Stopped);
+    }
+    let shown_stopped = format!("\"ip\":\"{}\"", first.rows[3].ip);
+    while !seen
+        .split("event: page")
+        .any(|event| event.contains(&shown_stopped) && event.contains("\"status\":\"Stopped\""))
+    {
+        read_more!();
+    }
+    assert!(
+        !seen.contains(&format!("\"ip\":\"{}\"", second.rows[0].ip)),
+        "another page's server is never sent: {seen}"
+    );
+    let stopped = page(&[("query[status]", "stopped")]).await;
+    assert_eq!(stopped.matched, 2);
 }

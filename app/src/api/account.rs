@@ -73,23 +73,22 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// The account's last 200 changes, newest first.
+/// One page of the account's changes, newest first, those that mention `query.search`.
 #[server(prefix = "/api", endpoint = "audit_log")]
-pub async fn audit_log() -> Result<Vec<AuditEntry>, AppError> {
+pub async fn audit_log(
+    #[server(default)] query: crate::listing::ListQuery,
+) -> Result<crate::listing::Paged<AuditEntry>, AppError> {
     use crate::ssr::{auth::require_user, date_time, state::AppState};
     let user = require_user().await?;
-    let entries = AppState::current()?
+    let page = AppState::current()?
         .store
-        .audit_entries(user.account_id, 200)
+        .audit_page(user.account_id, &query)
         .await?;
-    Ok(entries
-        .into_iter()
-        .map(|(at, who, action, subject, detail)| AuditEntry {
-            at: date_time(at),
-            who: who.unwrap_or_else(|| "sipfleet".into()),
-            action,
-            subject,
-            detail,
-        })
-        .collect())
+    Ok(page.map(|(at, who, action, subject, detail)| AuditEntry {
+        at: date_time(at),
+        who: who.unwrap_or_else(|| "sipfleet".into()),
+        action,
+        subject,
+        detail,
+    }))
 }

@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
+use crate::listing::{Paged, ServerQuery};
 use crate::model::{ServerRow, ZoneInfo};
 
 /// The caller's servers, oldest first.
@@ -18,6 +19,16 @@ pub async fn list_servers() -> Result<Vec<ServerRow>, AppError> {
         .iter()
         .map(|s| server_row(&state, s))
         .collect())
+}
+
+/// One page of the caller's servers, filtered and ordered by `query`, with the counts.
+#[server(prefix = "/api", endpoint = "server_page")]
+pub async fn server_page(query: ServerQuery) -> Result<Paged<ServerRow>, AppError> {
+    use crate::ssr::{auth::require_user, fleet::server_row, state::AppState};
+    let user = require_user().await?;
+    let state = AppState::current()?;
+    let page = state.store.server_page(user.account_id, &query).await?;
+    Ok(page.map(|s| server_row(&state, &s)))
 }
 
 /// One of the caller's servers. Another account's id is "not found", exactly like an id

@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+use crate::listing::{ListQuery, Paged};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SipUserRow {
@@ -57,23 +58,23 @@ fn check_password(password: &str) -> Result<&str, AppError> {
     Ok(password)
 }
 
+/// One page of the account's SIP users by username, those whose name holds `query.search`.
 #[server(prefix = "/api", endpoint = "list_sip_users")]
-pub async fn list_sip_users() -> Result<Vec<SipUserRow>, AppError> {
+pub async fn list_sip_users(
+    #[server(default)] query: ListQuery,
+) -> Result<Paged<SipUserRow>, AppError> {
     use crate::ssr::{auth::require_user, date, state::AppState};
     let user = require_user().await?;
-    let users = AppState::current()?
+    let page = AppState::current()?
         .store
-        .sip_users(user.account_id)
+        .sip_user_page(user.account_id, &query)
         .await?;
-    Ok(users
-        .into_iter()
-        .map(|(id, username, keepalive, created)| SipUserRow {
-            id,
-            username,
-            keepalive: crate::model::KeepAlive::parse(&keepalive).unwrap_or_default(),
-            created: date(created),
-        })
-        .collect())
+    Ok(page.map(|(id, username, keepalive, created)| SipUserRow {
+        id,
+        username,
+        keepalive: crate::model::KeepAlive::parse(&keepalive).unwrap_or_default(),
+        created: date(created),
+    }))
 }
 
 #[server(prefix = "/api", endpoint = "create_sip_user")]
@@ -153,9 +154,15 @@ pub async fn delete_sip_user(id: i64) -> Result<(), AppError> {
     Ok(())
 }
 
-/// The registrations one of the caller's servers holds.
+/// One page of the registrations one of the caller's servers holds, by address of record,
+/// those whose AOR or contact holds `query.search`. They live in the location store, not
+/// in the database, so the page is cut here: only its rows travel.
 #[server(prefix = "/api", endpoint = "list_registrations")]
-pub async fn list_registrations(server_id: i64) -> Result<Vec<RegistrationRow>, AppError> {
+pub async fn list_registrations(
+    server_id: i64,
+    #[server(default)] query: ListQuery,
+) -> Result<Paged<RegistrationRow>, AppError> {
+    use crate::listing::{clamp_page, PAGE_SIZE};
     use crate::ssr::{auth::require_user, state::AppState};
     let user = require_user().await?;
     let state = AppState::current()?;
@@ -165,10 +172,21 @@ pub async fn list_registrations(server_id: i64) -> Result<Vec<RegistrationRow>, 
         .await?
         .ok_or(AppError::NotFound)?;
     let now = std::time::SystemTime::now();
-    Ok(state
-        .locations
-        .in_domain(&server.ip, now)
+    let mut bindings = state.locations.in_domain(&server.ip, now);
+    let total = bindings.len() as u64;
+    let needle = query.search.to_lowercase();
+    bindings.retain(|(aor, b)| {
+        needle.is_empty()
+            || aor.to_lowercase().contains(&needle)
+            || b.contact.to_lowercase().contains(&needle)
+    });
+    bindings.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.contact.cmp(&y.contact)));
+    let matched = bindings.len() as u64;
+    let page = clamp_page(query.page, matched);
+    let rows = bindings
         .into_iter()
+        .skip((page as usize - 1) * PAGE_SIZE as usize)
+        .take(PAGE_SIZE as usize)
         .map(|(aor, b)| RegistrationRow {
             aor,
             contact: b.contact.clone(),
@@ -181,7 +199,13 @@ pub async fn list_registrations(server_id: i64) -> Result<Vec<RegistrationRow>, 
                 .map(|d| format!("{:.2} ms", d.as_secs_f64() * 1000.0)),
             online: b.online,
         })
-        .collect())
+        .collect();
+    Ok(Paged {
+        rows,
+        matched,
+        total,
+        page,
+    })
 }
 
 /// Changes how a SIP user's contacts are kept alive.

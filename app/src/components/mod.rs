@@ -2,3 +2,4 @@
 
 pub mod forms;
 pub mod nav;
+pub mod pager;

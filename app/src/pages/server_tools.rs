@@ -12,6 +12,8 @@ use crate::api::certificates::{
 use crate::api::config::server_trace;
 use crate::api::sip_users::list_registrations;
 use crate::components::forms::FormError;
+use crate::components::pager::{ListSearch, Pager};
+use crate::listing::ListQuery;
 
 /// The `:id` of the route.
 fn server_id() -> Option<i64> {
@@ -117,7 +119,8 @@ fn CertificatesSection(id: i64) -> impl IntoView {
 
 /// Resize Capacity: a new channel count, active after the platform's delay; 1001 or more
 /// reboots the server at once, so it asks for confirmation.
-/// The registrations this server holds, refreshed every few seconds while the page is open.
+/// The registrations this server holds, refreshed every few seconds while the page is open;
+/// searched and paged on the server (`?q=alice&page=2`), so only one page travels.
 #[component]
 fn Registrations(id: i64) -> impl IntoView {
     let tick = RwSignal::new(0u32);
@@ -134,15 +137,32 @@ fn Registrations(id: i64) -> impl IntoView {
             }
         });
     }
-    let rows = Resource::new(move || tick.get(), move |_| list_registrations(id));
+    let params = leptos_router::hooks::use_query_map();
+    let query = Memo::new(move |_| params.with(|p| ListQuery::from_params(|key| p.get_str(key))));
+    let rows = Resource::new(
+        move || (tick.get(), query.get()),
+        move |(_, query)| list_registrations(id, query),
+    );
+    let base = format!("/servers/{id}/registrations");
     view! {
         <section class="card registrations">
             <h2>"Registrations"</h2>
             <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
+                {move || {
+                    let base = base.clone();
+                    Suspend::new(async move {
                     match rows.await {
-                        Ok(rows) if rows.is_empty() => view! { <p class="empty">"No phone is registered to this server."</p> }.into_any(),
-                        Ok(rows) => view! {
+                        Ok(page) if page.total == 0 => view! { <p class="empty">"No phone is registered to this server."</p> }.into_any(),
+                        Ok(page) => {
+                            let count = page.count_text("registrations");
+                            let (at, pages, rows) = (page.page, page.pages(), page.rows);
+                            let href = {
+                                let base = base.clone();
+                                Callback::new(move |to: u32| format!("{base}{}", query.get_untracked().on_page(to).to_query()))
+                            };
+                            view! {
+                            <ListSearch action=base current=query.get_untracked().search label="Search by AOR or contact" placeholder="AOR or contact"/>
+                            <p class="count" data-testid="registration-count">{count}</p>
                             <table>
                                 <thead><tr><th>"AOR"</th><th>"Contact"</th><th>"Received from"</th><th>"Transport"</th><th>"Expires in"</th><th>"Latency"</th><th>"State"</th></tr></thead>
                                 <tbody>
@@ -162,11 +182,13 @@ fn Registrations(id: i64) -> impl IntoView {
                                         .collect_view()}
                                 </tbody>
                             </table>
+                            <Pager page=at pages href/>
+                            }
+                            .into_any()
                         }
-                        .into_any(),
                         Err(error) => view! { <p class="form-error">{error.to_string()}</p> }.into_any(),
                     }
-                })}
+                })}}
             </Transition>
         </section>
     }

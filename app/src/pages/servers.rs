@@ -1,50 +1,67 @@
 //! The Servers page: the account's servers, live, and the deploy form.
 //!
-//! The list is filtered, sorted and paged in the browser ([`PAGE`] rows at a time), so the
-//! page stays light with 1,000 servers. After hydration it subscribes to the server-sent
-//! events at `/live/servers`: a node's change (status, latency) patches its row in place
-//! without a reload, and a deleted server's row goes.
-
-use std::collections::HashMap;
+//! The list is filtered, sorted and paged by the store (see [`crate::listing`]); the view
+//! lives in the URL's query (`/servers?zone=eu-london&page=3`), so it can be bookmarked and
+//! reloaded, and Back and Forward move between views. The page carries only the rows it
+//! shows. After hydration it subscribes to the server-sent events at `/live/servers` with
+//! the same query: whenever what this view shows changes (a row's status or latency, a
+//! server deployed or deleted, the counts), the new page arrives and the rows that changed
+//! are redrawn in place. A change on another page sends nothing.
 
 use leptos::prelude::*;
-use leptos_router::components::A;
+use leptos_router::components::{Form, A};
+use leptos_router::hooks::{use_navigate, use_query_map};
+use leptos_router::NavigateOptions;
 
 use crate::api::clusters::list_clusters;
-use crate::api::servers::{list_servers, list_zones, DeployServer};
+use crate::api::servers::{list_zones, server_page, DeployServer};
 use crate::components::forms::{load_error, FieldError, FormError};
+use crate::components::pager::Pager;
+use crate::listing::{Paged, ServerQuery, ServerSort};
 use crate::model::{ClusterRow, Health, ServerKind, ServerRow, ServerStatus, ZoneInfo};
 
-/// Rows shown per page.
-pub const PAGE: usize = 50;
-
-/// Newest known version of each server, from live events; overrides what the page loaded.
-/// `None`: the server was deleted since.
-type Live = RwSignal<HashMap<i64, Option<ServerRow>>>;
+/// The newest page the live events brought for the view on screen; `None` until one came.
+type Live = RwSignal<Option<Paged<ServerRow>>>;
 
 #[component]
 pub fn ServersPage() -> impl IntoView {
     let deploy = ServerAction::<DeployServer>::new();
-    let servers = Resource::new(move || deploy.version().get(), |_| list_servers());
+    let params = use_query_map();
+    let query = Memo::new(move |_| params.with(|p| ServerQuery::from_params(|key| p.get_str(key))));
+    let servers = Resource::new(
+        move || (query.get(), deploy.version().get()),
+        |(query, _)| server_page(query),
+    );
     let zones = Resource::new(move || deploy.version().get(), |_| list_zones());
     let clusters = Resource::new(|| (), |_| list_clusters());
-    let live: Live = RwSignal::new(HashMap::new());
+    let live: Live = RwSignal::new(None);
+    // A new view, or a new load after a deploy: what the events brought before is stale.
+    Effect::new(move |_| {
+        query.track();
+        deploy.version().track();
+        live.set(None);
+    });
     #[cfg(feature = "hydrate")]
-    Effect::new(move |_| subscribe(live));
+    Effect::new(move |_| subscribe(query.get(), live));
     view! {
         <h1>"Servers"</h1>
         <Transition fallback=|| view! { <p class="loading">"Loading servers…"</p> }>
             {move || Suspend::new(async move {
-                let rows = match servers.await {
-                    Ok(rows) => rows,
+                let loaded = match servers.await {
+                    Ok(page) => page,
                     Err(error) => return load_error(error),
                 };
                 let zones = zones.await.unwrap_or_default();
                 let clusters = clusters.await.unwrap_or_default();
-                let table = if rows.is_empty() {
+                let table = if loaded.total == 0 {
                     empty_state()
                 } else {
-                    view! { <ServerTable loaded=rows live/> }.into_any()
+                    let filters = Filters {
+                        zones: zones.iter().map(|z| (z.name.clone(), z.label.clone())).collect(),
+                        clusters: clusters.iter().map(|c| c.name.clone()).collect(),
+                    };
+                    let shown = Signal::derive(move || live.get().unwrap_or_else(|| loaded.clone()));
+                    view! { <ServerTable query shown filters/> }.into_any()
                 };
                 view! {
                     <DeployForm deploy zones clusters/>
@@ -56,41 +73,28 @@ pub fn ServersPage() -> impl IntoView {
     }
 }
 
-/// Listens to the account's live events and keeps `live` up to date. Closed when the page
-/// goes away.
+/// Listens to the live events of the view `query` shows and keeps `live` up to date.
+/// Closed when the view changes or the page goes away.
 #[cfg(feature = "hydrate")]
-fn subscribe(live: Live) {
+fn subscribe(query: ServerQuery, live: Live) {
     use wasm_bindgen::closure::Closure;
     use wasm_bindgen::JsCast;
 
-    let Ok(source) = web_sys::EventSource::new("/live/servers") else {
+    let Ok(source) = web_sys::EventSource::new(&format!("/live/servers{}", query.to_query()))
+    else {
         return;
     };
-    let on_rows =
+    let on_page =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
             let Some(text) = event.data().as_string() else {
                 return;
             };
-            if let Ok(rows) = serde_json::from_str::<Vec<ServerRow>>(&text) {
-                live.update(|known| {
-                    for row in rows {
-                        known.insert(row.id, Some(row));
-                    }
-                });
+            if let Ok(page) = serde_json::from_str::<Paged<ServerRow>>(&text) {
+                live.set(Some(page));
             }
         });
-    let _ = source.add_event_listener_with_callback("rows", on_rows.as_ref().unchecked_ref());
-    on_rows.forget();
-    let on_gone =
-        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
-            if let Some(id) = event.data().as_string().and_then(|s| s.parse::<i64>().ok()) {
-                live.update(|known| {
-                    known.insert(id, None);
-                });
-            }
-        });
-    let _ = source.add_event_listener_with_callback("gone", on_gone.as_ref().unchecked_ref());
-    on_gone.forget();
+    let _ = source.add_event_listener_with_callback("page", on_page.as_ref().unchecked_ref());
+    on_page.forget();
     let source = send_wrapper::SendWrapper::new(source);
     on_cleanup(move || source.close());
 }
@@ -176,157 +180,117 @@ fn empty_state() -> AnyView {
     .into_any()
 }
 
-/// The order rows can be shown in.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SortBy {
-    Ip,
-    Alias,
-    Status,
-    Expires,
+/// What the filters offer: every zone (name, label) and cluster of the account.
+struct Filters {
+    zones: Vec<(String, String)>,
+    clusters: Vec<String>,
 }
 
-impl SortBy {
-    fn parse(s: &str) -> Self {
-        match s {
-            "alias" => SortBy::Alias,
-            "status" => SortBy::Status,
-            "expires" => SortBy::Expires,
-            _ => SortBy::Ip,
-        }
+/// `(value, label)` options of a filter, "All" first; a value the URL asked for that is not
+/// one of them is offered too, so the filter in use is always shown.
+fn options(current: &str, known: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut all = vec![(String::new(), "All".to_string())];
+    if !current.is_empty() && !known.iter().any(|(value, _)| value == current) {
+        all.push((current.to_string(), format!("{current} (unknown)")));
     }
-}
-
-fn ip_key(ip: &str) -> u32 {
-    ip.parse::<std::net::Ipv4Addr>()
-        .map(u32::from)
-        .unwrap_or(u32::MAX)
+    all.extend(known);
+    all
 }
 
 #[component]
-fn ServerTable(loaded: Vec<ServerRow>, live: Live) -> impl IntoView {
-    let zone = RwSignal::new(String::new());
-    let kind = RwSignal::new(String::new());
-    let cluster = RwSignal::new(String::new());
-    let status = RwSignal::new(String::new());
-    let sort = RwSignal::new(SortBy::Ip);
-    let page = RwSignal::new(0usize);
-
-    let option_set = |values: Vec<String>| {
-        let mut values = values;
-        values.sort();
-        values.dedup();
-        values
-    };
-    let zones = option_set(loaded.iter().map(|r| r.zone.clone()).collect());
-    let cluster_names = option_set(loaded.iter().filter_map(|r| r.cluster.clone()).collect());
-    let loaded = StoredValue::new(loaded);
-
-    // Every row as newest known, filtered and sorted.
-    let visible = Memo::new(move |_| {
-        let live = live.get();
-        let (zone, kind, cluster, status) = (zone.get(), kind.get(), cluster.get(), status.get());
-        let mut rows: Vec<ServerRow> = loaded.with_value(|loaded| {
-            let mut seen: Vec<ServerRow> = loaded
-                .iter()
-                .filter_map(|r| match live.get(&r.id) {
-                    Some(newer) => newer.clone(),
-                    None => Some(r.clone()),
-                })
-                .collect();
-            // Servers that appeared after the page loaded (deployed elsewhere).
-            seen.extend(
-                live.values()
-                    .flatten()
-                    .filter(|r| !loaded.iter().any(|l| l.id == r.id))
-                    .cloned(),
-            );
-            seen
-        });
-        rows.retain(|r| {
-            (zone.is_empty() || r.zone == zone)
-                && (kind.is_empty() || r.kind.as_str() == kind)
-                && (cluster.is_empty() || r.cluster.as_deref() == Some(cluster.as_str()))
-                && (status.is_empty() || r.status.as_str() == status)
-        });
-        match sort.get() {
-            SortBy::Ip => rows.sort_by_key(|r| ip_key(&r.ip)),
-            SortBy::Alias => rows.sort_by(|a, b| a.alias.cmp(&b.alias)),
-            SortBy::Status => rows.sort_by(|a, b| {
-                a.status
-                    .label()
-                    .cmp(b.status.label())
-                    .then(ip_key(&a.ip).cmp(&ip_key(&b.ip)))
-            }),
-            SortBy::Expires => rows.sort_by(|a, b| {
-                a.expires
-                    .cmp(&b.expires)
-                    .then(ip_key(&a.ip).cmp(&ip_key(&b.ip)))
-            }),
-        }
-        rows
-    });
-    let pages = move || visible.with(|rows| rows.len().div_ceil(PAGE).max(1));
-    let shown = move || {
-        let last = pages() - 1;
-        let page = page.get().min(last);
-        visible.with(|rows| {
-            rows.iter()
-                .skip(page * PAGE)
-                .take(PAGE)
-                .cloned()
-                .collect::<Vec<_>>()
-        })
-    };
-    // Named, not written inside `disabled=`: in `view!` a `>` or `>=` in an attribute's
-    // closure ends the tag, and the rest of it is printed as text.
-    let on_first = move || page.get() == 0;
-    let on_last = move || page.get() + 1 >= pages();
-    let filter = move |signal: RwSignal<String>| {
+fn ServerTable(
+    query: Memo<ServerQuery>,
+    shown: Signal<Paged<ServerRow>>,
+    filters: Filters,
+) -> impl IntoView {
+    let navigate = use_navigate();
+    // A filter or the order changed: the first page of the new view.
+    let change = move |set: fn(&mut ServerQuery, String)| {
+        let navigate = navigate.clone();
         move |ev: leptos::ev::Event| {
-            signal.set(event_target_value(&ev));
-            page.set(0);
+            let mut next = query.get_untracked();
+            set(&mut next, event_target_value(&ev));
+            next.page = 1;
+            let options = NavigateOptions {
+                scroll: false,
+                ..Default::default()
+            };
+            navigate(&format!("/servers{}", next.to_query()), options);
         }
     };
-
-    view! {
-        <div class="filters">
-            <label>"Zone"
-                <select aria-label="Filter by zone" on:change=filter(zone)>
-                    <option value="">"All"</option>
-                    {zones.into_iter().map(|z| { let label = z.clone(); view! { <option value=z>{label}</option> } }).collect_view()}
-                </select>
-            </label>
-            <label>"Type"
-                <select aria-label="Filter by type" on:change=filter(kind)>
-                    <option value="">"All"</option>
-                    {ServerKind::ALL.iter().map(|k| view! { <option value=k.as_str()>{k.label()}</option> }).collect_view()}
-                </select>
-            </label>
-            <label>"Cluster"
-                <select aria-label="Filter by cluster" on:change=filter(cluster)>
-                    <option value="">"All"</option>
-                    {cluster_names.into_iter().map(|c| { let label = c.clone(); view! { <option value=c>{label}</option> } }).collect_view()}
-                </select>
-            </label>
-            <label>"Status"
-                <select aria-label="Filter by status" on:change=filter(status)>
-                    <option value="">"All"</option>
-                    {[ServerStatus::Installing, ServerStatus::Running, ServerStatus::Stopped, ServerStatus::Rebooting, ServerStatus::Updating, ServerStatus::Expired]
-                        .iter()
-                        .map(|s| view! { <option value=s.as_str()>{s.label()}</option> })
+    let current = query.get_untracked();
+    // Named form fields, so that without JavaScript the Search button sends them all.
+    let on_change = change.clone();
+    let select = move |label: &'static str,
+                       name: &'static str,
+                       current: String,
+                       choices: Vec<(String, String)>,
+                       set: fn(&mut ServerQuery, String)| {
+        let aria = format!("Filter by {}", label.to_lowercase());
+        view! {
+            <label>{label}
+                <select name=name aria-label=aria on:change=on_change(set)>
+                    {options(&current, choices)
+                        .into_iter()
+                        .map(|(value, text)| {
+                            let selected = value == current;
+                            view! { <option value=value selected=selected>{text}</option> }
+                        })
                         .collect_view()}
                 </select>
             </label>
+        }
+    };
+    let kinds = ServerKind::ALL
+        .iter()
+        .map(|k| (k.as_str().to_string(), k.label().to_string()))
+        .collect();
+    let statuses = [
+        ServerStatus::Installing,
+        ServerStatus::Running,
+        ServerStatus::Stopped,
+        ServerStatus::Rebooting,
+        ServerStatus::Updating,
+        ServerStatus::Expired,
+    ]
+    .iter()
+    .map(|s| (s.as_str().to_string(), s.label().to_string()))
+    .collect();
+    let clusters = filters
+        .clusters
+        .into_iter()
+        .map(|c| (c.clone(), c))
+        .collect();
+    let sorts: Vec<(String, String)> = ServerSort::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), s.label().to_string()))
+        .collect();
+    let sort_now = current.sort.as_str().to_string();
+    let page = Signal::derive(move || shown.with(|p| p.page));
+    let pages = Signal::derive(move || shown.with(Paged::pages));
+    let href = Callback::new(move |to: u32| {
+        format!("/servers{}", query.get_untracked().on_page(to).to_query())
+    });
+    let ids = move || shown.with(|p| p.rows.iter().map(|r| r.id).collect::<Vec<_>>());
+
+    view! {
+        <Form method="get" action="/servers" attr:class="filters" noscroll=true>
+            {select("Zone", "zone", current.zone.clone(), filters.zones, |q, v| q.zone = v)}
+            {select("Type", "type", current.kind.clone(), kinds, |q, v| q.kind = v)}
+            {select("Cluster", "cluster", current.cluster.clone(), clusters, |q, v| q.cluster = v)}
+            {select("Status", "status", current.status.clone(), statuses, |q, v| q.status = v)}
             <label>"Sort"
-                <select aria-label="Sort by" on:change=move |ev| sort.set(SortBy::parse(&event_target_value(&ev)))>
-                    <option value="ip">"IP"</option>
-                    <option value="alias">"Alias"</option>
-                    <option value="status">"Status"</option>
-                    <option value="expires">"Expires"</option>
+                <select name="sort" aria-label="Sort by" on:change=change(|q, v| q.sort = ServerSort::parse(&v))>
+                    {sorts.into_iter().map(|(value, text)| { let selected = value == sort_now; view! { <option value=value selected=selected>{text}</option> } }).collect_view()}
                 </select>
             </label>
-            <span class="count" data-testid="server-count">{move || format!("{} servers", visible.with(Vec::len))}</span>
-        </div>
+            <label>"Search"
+                <input type="search" name="q" aria-label="Search by IP or alias" placeholder="IP or alias" value=current.search.clone()/>
+            </label>
+            <button type="submit" class="secondary">"Search"</button>
+            {current.is_filtered().then(|| view! { <A href="/servers" attr:class="clear">"Clear filters"</A> })}
+            <span class="count" data-testid="server-count">{move || shown.with(|p| p.count_text("servers"))}</span>
+        </Form>
         <table class="servers">
             <thead>
                 <tr>
@@ -341,45 +305,48 @@ fn ServerTable(loaded: Vec<ServerRow>, live: Live) -> impl IntoView {
                 </tr>
             </thead>
             <tbody>
-                <For each=shown key=|row| row.clone() let:row>
-                    {server_row(row)}
+                // Keyed by id, each row's cells follow its own memo: a live page redraws the
+                // cells that changed, never a row or the table.
+                <For each=ids key=|id| *id let:id>
+                    {server_row(id, Memo::new(move |_| shown.with(|p| p.rows.iter().find(|r| r.id == id).cloned())))}
                 </For>
+                {move || shown.with(|p| {
+                    let text = if p.total == 0 { "No servers left." } else { "No servers match these filters." };
+                    p.rows.is_empty().then(|| view! { <tr class="none"><td colspan="8">{text}</td></tr> })
+                })}
             </tbody>
         </table>
-        <nav class="pager" aria-label="Pages">
-            <button type="button" class="secondary" disabled=on_first on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"Previous"</button>
-            <span data-testid="page">{move || format!("Page {} of {}", page.get().min(pages() - 1) + 1, pages())}</span>
-            <button type="button" class="secondary" disabled=on_last on:click=move |_| page.update(|p| *p += 1)>"Next"</button>
-        </nav>
+        <Pager page pages href/>
     }
 }
 
-fn server_row(row: ServerRow) -> impl IntoView {
-    let href = format!("/servers/{}", row.id);
-    let status_class = format!("status {}", row.status.as_str());
-    let ip = row.ip.clone();
-    let card = match row.health {
+/// One row; `row` is `None` only while a row that left the page is being removed.
+fn server_row(id: i64, row: Memo<Option<ServerRow>>) -> impl IntoView {
+    let text = move |f: fn(&ServerRow) -> String| {
+        move || row.with(|r| r.as_ref().map(f).unwrap_or_default())
+    };
+    let card = move |r: &ServerRow| match r.health {
         Some(health) => format!(
             "SIP latency: {} · ICMP latency: {}",
             Health::describe(health.sip_us),
             Health::describe(health.icmp_us)
         ),
-        None if row.status == ServerStatus::Running => "Measuring latency…".to_string(),
+        None if r.status == ServerStatus::Running => "Measuring latency…".to_string(),
         None => "Not measured: the node is not running.".to_string(),
     };
     view! {
-        <tr data-server-id=row.id data-ip=ip>
-            <td class="ip"><A href=href>{row.ip}</A></td>
-            <td>{row.alias}</td>
-            <td>{row.kind.label()}</td>
-            <td>{row.cluster.unwrap_or_else(|| "—".into())}</td>
-            <td class="channels">{format!("{} / {}", row.channels_in_use, row.channels)}</td>
-            <td class="cps">{format!("{} / {}", row.cps_now, row.cps)}</td>
-            <td>{row.expires}</td>
-            <td class=status_class>
+        <tr data-server-id=id data-ip=text(|r| r.ip.clone())>
+            <td class="ip"><A href=format!("/servers/{id}")>{text(|r| r.ip.clone())}</A></td>
+            <td>{text(|r| r.alias.clone())}</td>
+            <td>{text(|r| r.kind.label().to_string())}</td>
+            <td>{text(|r| r.cluster.clone().unwrap_or_else(|| "—".into()))}</td>
+            <td class="channels">{text(|r| format!("{} / {}", r.channels_in_use, r.channels))}</td>
+            <td class="cps">{text(|r| format!("{} / {}", r.cps_now, r.cps))}</td>
+            <td>{text(|r| r.expires.clone())}</td>
+            <td class=text(|r| format!("status {}", r.status.as_str()))>
                 <span class="dot" tabindex="0" aria-label="Latency"></span>
-                <span class="hovercard" role="tooltip" data-testid="latency">{card}</span>
-                <span data-testid="status">{row.status.label()}</span>
+                <span class="hovercard" role="tooltip" data-testid="latency">{text(card)}</span>
+                <span data-testid="status">{text(|r| r.status.label().to_string())}</span>
             </td>
         </tr>
     }

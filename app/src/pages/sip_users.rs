@@ -1,29 +1,35 @@
 use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
 
 use crate::api::sip_users::{
     list_sip_users, CreateSipUser, DeleteSipUser, ResetSipPassword, SetSipKeepalive,
 };
 use crate::components::forms::{load_error, FieldError, FormError};
+use crate::components::pager::{ListSearch, Pager};
+use crate::listing::ListQuery;
 use crate::model::KeepAlive;
 
 /// SIP users: the usernames and passwords phones register with, on any of the account's
-/// servers.
+/// servers. Searched and paged by the store, the view in the URL (`?q=alice&page=2`).
 #[component]
 pub fn SipUsersPage() -> impl IntoView {
     let create = ServerAction::<CreateSipUser>::new();
     let reset = ServerAction::<ResetSipPassword>::new();
     let delete = ServerAction::<DeleteSipUser>::new();
     let keepalive = ServerAction::<SetSipKeepalive>::new();
+    let params = use_query_map();
+    let query = Memo::new(move |_| params.with(|p| ListQuery::from_params(|key| p.get_str(key))));
     let users = Resource::new(
         move || {
             (
+                query.get(),
                 create.version().get(),
                 reset.version().get(),
                 delete.version().get(),
                 keepalive.version().get(),
             )
         },
-        |_| list_sip_users(),
+        |(query, ..)| list_sip_users(query),
     );
     let create_error = Signal::derive(move || create.value().get().and_then(Result::err));
     let reset_error = Signal::derive(move || reset.value().get().and_then(Result::err));
@@ -46,10 +52,19 @@ pub fn SipUsersPage() -> impl IntoView {
         <p class="saved" role="status">{reset_done}</p>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match users.await {
-                    Err(error) => load_error(error),
-                    Ok(rows) if rows.is_empty() => view! { <p class="empty">"No SIP users yet."</p> }.into_any(),
-                    Ok(rows) => view! {
+                let page = match users.await {
+                    Ok(page) => page,
+                    Err(error) => return load_error(error),
+                };
+                if page.total == 0 {
+                    return view! { <p class="empty">"No SIP users yet."</p> }.into_any();
+                }
+                let count = page.count_text("SIP users");
+                let (at, pages, rows) = (page.page, page.pages(), page.rows);
+                let href = Callback::new(move |to: u32| format!("/sip-users{}", query.get_untracked().on_page(to).to_query()));
+                view! {
+                        <ListSearch action="/sip-users" current=query.get_untracked().search label="Search by username" placeholder="Username"/>
+                        <p class="count" data-testid="sip-user-count">{count}</p>
                         <table class="sip-users">
                             <thead><tr><th>"Username"</th><th>"NAT keep-alive"</th><th>"Created"</th><th>"Reset password"</th><th></th></tr></thead>
                             <tbody>
@@ -89,9 +104,9 @@ pub fn SipUsersPage() -> impl IntoView {
                                     .collect_view()}
                             </tbody>
                         </table>
-                    }
-                    .into_any(),
+                        <Pager page=at pages href/>
                 }
+                .into_any()
             })}
         </Transition>
     }

@@ -1,6 +1,7 @@
 //! SIP users, the accounts' phones.
 
 use super::*;
+use crate::listing::{clamp_page, ListQuery, Paged, PAGE_SIZE};
 
 impl Store {
     pub async fn all_sip_users(
@@ -29,16 +30,41 @@ impl Store {
 
     /// The account's SIP users: (id, username, keep-alive mode, created_at). Passwords stay
     /// in the store.
-    pub async fn sip_users(
+    /// One page of the account's SIP users by username, those whose username holds
+    /// `query.search`; rows are (id, username, keep-alive mode, created at).
+    pub async fn sip_user_page(
         &self,
         account_id: AccountId,
-    ) -> Result<Vec<(i64, String, String, i64)>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, username, keepalive, created_at FROM sip_users WHERE account_id = ? ORDER BY username",
+        query: &ListQuery,
+    ) -> Result<Paged<(i64, String, String, i64)>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let (total, matched): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(?2 = '' OR instr(lower(username), lower(?2)) > 0), 0) \
+             FROM sip_users WHERE account_id = ?1",
         )
         .bind(account_id)
-        .fetch_all(&self.pool)
-        .await
+        .bind(&query.search)
+        .fetch_one(&mut *tx)
+        .await?;
+        let page = clamp_page(query.page, matched as u64);
+        let rows = sqlx::query_as(
+            "SELECT id, username, keepalive, created_at FROM sip_users \
+             WHERE account_id = ?1 AND (?2 = '' OR instr(lower(username), lower(?2)) > 0) \
+             ORDER BY username LIMIT ?3 OFFSET ?4",
+        )
+        .bind(account_id)
+        .bind(&query.search)
+        .bind(i64::from(PAGE_SIZE))
+        .bind(i64::from(page - 1) * i64::from(PAGE_SIZE))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Paged {
+            rows,
+            matched: matched as u64,
+            total: total as u64,
+            page,
+        })
     }
 
     /// Creates a SIP user; `None` when the account has one with this username already.
