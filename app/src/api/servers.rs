@@ -23,7 +23,9 @@ pub async fn list_servers() -> Result<Vec<ServerRow>, AppError> {
 
 /// One page of the caller's servers, filtered and ordered by `query`, with the counts.
 #[server(prefix = "/api", endpoint = "server_page")]
-pub async fn server_page(query: ServerQuery) -> Result<Paged<ServerRow>, AppError> {
+pub async fn server_page(
+    #[server(default)] query: ServerQuery,
+) -> Result<Paged<ServerRow>, AppError> {
     use crate::ssr::{auth::require_user, fleet::server_row, state::AppState};
     let user = require_user().await?;
     let state = AppState::current()?;
