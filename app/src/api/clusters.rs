@@ -45,65 +45,54 @@ pub async fn list_clusters() -> Result<Vec<ClusterRow>, AppError> {
 #[server(prefix = "/api", endpoint = "create_cluster")]
 pub async fn create_cluster(name: String) -> Result<i64, AppError> {
     use crate::model::ClusterName;
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, state::AppState, store::Audit};
     let user = require_user().await?;
     let name = ClusterName::parse(&name)?;
     let state = AppState::current()?;
-    let id = state
-        .store
-        .create_cluster(user.account_id, name.as_str())
-        .await
-        .map_err(cluster_error)?;
     state
         .store
-        .audit_by(
-            &user,
-            "cluster.create",
-            &format!("cluster {id}"),
-            name.as_str(),
-        )
-        .await?;
-    Ok(id)
+        .create_cluster(user.account_id, name.as_str(), |id| {
+            Audit::by(
+                &user,
+                "cluster.create",
+                format!("cluster {id}"),
+                name.as_str(),
+            )
+        })
+        .await
+        .map_err(cluster_error)
 }
 
 #[server(prefix = "/api", endpoint = "rename_cluster")]
 pub async fn rename_cluster(id: i64, name: String) -> Result<(), AppError> {
     use crate::model::ClusterName;
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, state::AppState, store::Audit};
     let user = require_user().await?;
     let name = ClusterName::parse(&name)?;
     let state = AppState::current()?;
+    let audit = Audit::by(
+        &user,
+        "cluster.rename",
+        format!("cluster {id}"),
+        name.as_str(),
+    );
     state
         .store
-        .rename_cluster(user.account_id, id, name.as_str())
+        .rename_cluster(user.account_id, id, name.as_str(), audit)
         .await
-        .map_err(cluster_error)?;
-    state
-        .store
-        .audit_by(
-            &user,
-            "cluster.rename",
-            &format!("cluster {id}"),
-            name.as_str(),
-        )
-        .await?;
-    Ok(())
+        .map_err(cluster_error)
 }
 
 /// Deletes a cluster that has no servers left.
 #[server(prefix = "/api", endpoint = "delete_cluster")]
 pub async fn delete_cluster(id: i64) -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, state::AppState, store::Audit};
     let user = require_user().await?;
     let state = AppState::current()?;
+    let audit = Audit::by(&user, "cluster.delete", format!("cluster {id}"), "");
     state
         .store
-        .delete_cluster(user.account_id, id)
+        .delete_cluster(user.account_id, id, audit)
         .await
-        .map_err(cluster_error)?;
-    state
-        .store
-        .audit_by(&user, "cluster.delete", &format!("cluster {id}"), "")
-        .await?;
-    Ok(())
+        .map_err(cluster_error)
 }
