@@ -114,3 +114,151 @@ impl Audit {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh store in its own file, removed when dropped.
+    struct TempStore {
+        store: Store,
+        path: std::path::PathBuf,
+    }
+
+    impl Drop for TempStore {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = self.path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+
+    async fn temp_store(name: &str) -> TempStore {
+        let path = std::env::temp_dir().join(format!(
+            "sipfleet-{name}-{}-{}.db",
+            std::process::id(),
+            now()
+        ));
+        let store = Store::open(&path).await.unwrap();
+        TempStore { store, path }
+    }
+
+    async fn count(store: &Store, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Makes every audit write fail from now on, as a full disk or a broken table would.
+    async fn refuse_audit_rows(store: &Store) {
+        sqlx::query(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_change_whose_audit_row_cannot_be_written_is_not_stored() {
+        let temp = temp_store("audit-refused").await;
+        let store = &temp.store;
+        let (account, user) = store
+            .create_account("Acme", "a@acme.test", "hash", false, |_, _| None)
+            .await
+            .unwrap();
+        let audit = |action: &str| Audit::new(Some(account), Some(user), action, "s", "d");
+        refuse_audit_rows(store).await;
+
+        assert!(store
+            .create_cluster(account, "Core", |_| audit("cluster.create"))
+            .await
+            .is_err());
+        assert!(store
+            .create_sip_user(
+                account,
+                "bob",
+                "secret 123",
+                "disabled",
+                audit("sip_user.create")
+            )
+            .await
+            .is_err());
+        assert!(store
+            .credit(account, Usd::dollars(20), |_| audit("account.credit"))
+            .await
+            .is_err());
+        assert!(store
+            .accept_terms(account, audit("account.accept_terms"))
+            .await
+            .is_err());
+
+        assert_eq!(count(store, "SELECT COUNT(*) FROM clusters").await, 0);
+        assert_eq!(count(store, "SELECT COUNT(*) FROM sip_users").await, 0);
+        assert_eq!(store.balance(account).await.unwrap(), Usd(0));
+        assert!(store
+            .checklist(account)
+            .await
+            .unwrap()
+            .terms_accepted_at
+            .is_none());
+        assert_eq!(count(store, "SELECT COUNT(*) FROM audit_log").await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_change_and_its_audit_row_are_written_together() {
+        let temp = temp_store("audit-written").await;
+        let store = &temp.store;
+        let (account, user) = store
+            .create_account("Acme", "a@acme.test", "hash", false, |account, user| {
+                Some(Audit::new(
+                    Some(account),
+                    Some(user),
+                    "account.sign_up",
+                    "a@acme.test",
+                    "Acme",
+                ))
+            })
+            .await
+            .unwrap();
+        let id = store
+            .create_cluster(account, "Core", |id| {
+                Audit::new(
+                    Some(account),
+                    Some(user),
+                    "cluster.create",
+                    format!("cluster {id}"),
+                    "Core",
+                )
+            })
+            .await
+            .unwrap();
+        // A refused change leaves no row either.
+        assert!(matches!(
+            store
+                .create_cluster(account, "Core", |_| unreachable!("no row for a refusal"))
+                .await,
+            Err(ClusterError::NameTaken)
+        ));
+
+        let entries = store.audit_entries(account, 10).await.unwrap();
+        let rows: Vec<(&str, &str, &str)> = entries
+            .iter()
+            .map(|(_, _, action, subject, detail)| {
+                (action.as_str(), subject.as_str(), detail.as_str())
+            })
+            .collect();
+        let subject = format!("cluster {id}");
+        assert_eq!(
+            rows,
+            [
+                ("cluster.create", subject.as_str(), "Core"),
+                ("account.sign_up", "a@acme.test", "Acme"),
+            ]
+        );
+    }
+}
