@@ -82,7 +82,7 @@ pub async fn create_sip_user(
     password: String,
     #[server(default)] keepalive: Option<String>,
 ) -> Result<i64, AppError> {
-    use crate::ssr::{auth::require_user, state::AppState, store::Audit};
+    use crate::ssr::{auth::require_user, sip_users, state::AppState};
     let user = require_user().await?;
     let username = check_username(&username)?;
     let password = check_password(&password)?;
@@ -90,65 +90,22 @@ pub async fn create_sip_user(
         Some(text) => crate::model::KeepAlive::parse(text)?,
         None => crate::model::KeepAlive::default(),
     };
-    let state = AppState::current()?;
-    let audit = Audit::by(&user, "sip_user.create", &username, "");
-    let id = state
-        .store
-        .create_sip_user(
-            user.account_id,
-            &username,
-            password,
-            keepalive.as_str(),
-            audit,
-        )
-        .await?
-        .ok_or_else(|| {
-            AppError::field(
-                "username",
-                "You have a SIP user with this username already.",
-            )
-        })?;
-    state.directory.reload(&state.store).await?;
-    Ok(id)
+    sip_users::create(&AppState::current()?, &user, &username, password, keepalive).await
 }
 
 #[server(prefix = "/api", endpoint = "reset_sip_password")]
 pub async fn reset_sip_password(id: i64, password: String) -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState, store::Audit};
+    use crate::ssr::{auth::require_user, sip_users, state::AppState};
     let user = require_user().await?;
     let password = check_password(&password)?;
-    let state = AppState::current()?;
-    let audit = Audit::by(
-        &user,
-        "sip_user.reset_password",
-        format!("sip user {id}"),
-        "",
-    );
-    if !state
-        .store
-        .reset_sip_password(user.account_id, id, password, audit)
-        .await?
-    {
-        return Err(AppError::NotFound);
-    }
-    state.directory.reload(&state.store).await?;
-    Ok(())
+    sip_users::reset_password(&AppState::current()?, &user, id, password).await
 }
 
 #[server(prefix = "/api", endpoint = "delete_sip_user")]
 pub async fn delete_sip_user(id: i64) -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState, store::Audit};
+    use crate::ssr::{auth::require_user, sip_users, state::AppState};
     let user = require_user().await?;
-    let state = AppState::current()?;
-    state
-        .store
-        .delete_sip_user(user.account_id, id, |username| {
-            Audit::by(&user, "sip_user.delete", username, "")
-        })
-        .await?
-        .ok_or(AppError::NotFound)?;
-    state.directory.reload(&state.store).await?;
-    Ok(())
+    sip_users::delete(&AppState::current()?, &user, id).await
 }
 
 /// The registrations one of the caller's servers holds.
@@ -185,23 +142,8 @@ pub async fn list_registrations(server_id: i64) -> Result<Vec<RegistrationRow>, 
 /// Changes how a SIP user's contacts are kept alive.
 #[server(prefix = "/api", endpoint = "set_sip_keepalive")]
 pub async fn set_sip_keepalive(id: i64, keepalive: String) -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState, store::Audit};
+    use crate::ssr::{auth::require_user, sip_users, state::AppState};
     let user = require_user().await?;
     let mode = crate::model::KeepAlive::parse(&keepalive)?;
-    let state = AppState::current()?;
-    let audit = Audit::by(
-        &user,
-        "sip_user.keepalive",
-        format!("sip user {id}"),
-        mode.as_str(),
-    );
-    if !state
-        .store
-        .set_sip_keepalive(user.account_id, id, mode.as_str(), audit)
-        .await?
-    {
-        return Err(AppError::NotFound);
-    }
-    state.directory.reload(&state.store).await?;
-    Ok(())
+    sip_users::set_keepalive(&AppState::current()?, &user, id, mode).await
 }

@@ -32,7 +32,7 @@ impl Store {
         account_id: AccountId,
         chain_pem: &str,
         key_pem: &str,
-        facts: &crate::ssr::certs::CertificateFacts,
+        facts: &crate::ssr::certificates::CertificateFacts,
         audit: impl FnOnce(i64) -> Audit,
     ) -> Result<i64, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
