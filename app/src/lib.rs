@@ -5,7 +5,8 @@
 //! - [`error`]: [`error::AppError`], the one error a server function returns.
 //! - [`api`]: the server functions, by area.
 //! - [`pages`]: one module a page; [`components`]: pieces several pages use.
-//! - `ssr` (server only): state, store, authentication and services.
+//! - `ssr` (server only): state, store, authentication and the services the server
+//!   functions call (servers, configuration, clusters, SIP users, certificates).
 //!
 //! Rendered on the server and hydrated in the browser: every page works before the wasm
 //! arrives (forms post to their server functions) and becomes interactive after.

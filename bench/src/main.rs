@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use app::model::ServerKind;
 use app::ssr::auth::{hash_password, new_session_token};
 use app::ssr::settings::{Settings, ZoneSettings};
-use app::ssr::store::NewServer;
+use app::ssr::store::{Audit, NewServer};
 use axum::body::Body;
 use axum::http::Request;
 use leptos::prelude::LeptosOptions;
@@ -65,7 +65,7 @@ async fn render_servers_page(servers: usize) {
         .expect("hash");
     let (account, user) = state
         .store
-        .create_account("Bench Co", "bench@bench.test", &hash, false)
+        .create_account("Bench Co", "bench@bench.test", &hash, false, |_, _| None)
         .await
         .expect("account");
     let (token, token_hash) = new_session_token();
@@ -79,21 +79,24 @@ async fn render_servers_page(servers: usize) {
         let alias = format!("switch-{i}");
         state
             .store
-            .insert_server(&NewServer {
-                account_id: account,
-                alias: &alias,
-                zone: "bench",
-                kind: if i % 5 == 0 {
-                    ServerKind::Dispatcher
-                } else {
-                    ServerKind::Switch
+            .insert_server(
+                &NewServer {
+                    account_id: account,
+                    alias: &alias,
+                    zone: "bench",
+                    kind: if i % 5 == 0 {
+                        ServerKind::Dispatcher
+                    } else {
+                        ServerKind::Switch
+                    },
+                    cluster_id: None,
+                    ip: &ip,
+                    channels: 100,
+                    cps: 10,
+                    expires_at: app::ssr::now() + 86_400,
                 },
-                cluster_id: None,
-                ip: &ip,
-                channels: 100,
-                cps: 10,
-                expires_at: app::ssr::now() + 86_400,
-            })
+                |id| Audit::by_platform(account, "server.deploy", format!("server {id}"), "bench"),
+            )
             .await
             .expect("insert");
     }
@@ -257,7 +260,14 @@ async fn live_row_update() {
         .expect("account");
     state
         .store
-        .credit(account, app::model::Usd::dollars(100))
+        .credit(account, app::model::Usd::dollars(100), |balance| {
+            Audit::by_platform(
+                account,
+                "account.credit",
+                "bench",
+                format!("balance {balance}"),
+            )
+        })
         .await
         .expect("credit");
     let deployed: serde_json::Value = call(

@@ -118,7 +118,10 @@ pub async fn ensure_operator(
         .await
         .map_err(|_| StartError::Store(sqlx::Error::Protocol("password hashing failed".into())))?;
     match store
-        .create_account("sipfleet operator", OPERATOR_EMAIL, &hash, true)
+        // The platform's own account, made by no one: nothing to audit.
+        .create_account("sipfleet operator", OPERATOR_EMAIL, &hash, true, |_, _| {
+            None
+        })
         .await
     {
         Ok(_) if given => Ok(None),

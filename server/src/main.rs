@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use app::ssr::store::Audit;
 use clap::{Parser, Subcommand};
 use server::{config, ensure_operator, prepare, Server, OPERATOR_EMAIL};
 
@@ -96,18 +97,14 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .ok_or_else(|| format!("no user with email {email}"))?;
             let balance = state
                 .store
-                .credit(account, amount)
-                .await
-                .map_err(|e| e.to_string())?;
-            state
-                .store
-                .audit(
-                    Some(account),
-                    None,
-                    "account.credit",
-                    &email,
-                    &format!("{amount} by operator (command line)"),
-                )
+                .credit(account, amount, |_| {
+                    Audit::by_platform(
+                        account,
+                        "account.credit",
+                        &email,
+                        format!("{amount} by operator (command line)"),
+                    )
+                })
                 .await
                 .map_err(|e| e.to_string())?;
             println!("credited {amount} to {email}; balance now {balance}");

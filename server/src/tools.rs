@@ -12,6 +12,7 @@ use std::convert::Infallible;
 use app::error::AppError;
 use app::ssr::nettools::Run;
 use app::ssr::state::AppState;
+use app::ssr::store::Audit;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
@@ -78,12 +79,12 @@ pub async fn network_tool(
     };
     if let Err(error) = state
         .store
-        .audit_by(
+        .record(Audit::by(
             &user,
-            &format!("server.tool.{}", run.tool.as_str()),
-            &format!("server {id}"),
-            &format!("to {} ({})", run.target, run.count),
-        )
+            format!("server.tool.{}", run.tool.as_str()),
+            format!("server {id}"),
+            format!("to {} ({})", run.target, run.count),
+        ))
         .await
     {
         tracing::error!(%error, "audit of a network tool run");

@@ -82,7 +82,11 @@ async fn an_unpaid_server_expires_refuses_calls_with_503_and_a_top_up_renews_it(
 
     state
         .store
-        .credit(account, app::model::Usd::dollars(20))
+        .credit(
+            account,
+            app::model::Usd::dollars(20),
+            common::top_up(account),
+        )
         .await
         .unwrap();
     run_once(state, later + 32 * 86_400).await.unwrap();
@@ -124,7 +128,14 @@ async fn a_stopped_server_that_expires_is_renewed_as_stopped_with_no_node_behind
         .unwrap();
     state
         .store
-        .debit(account, app::model::Usd::dollars(20))
+        .debit(account, app::model::Usd::dollars(20), |balance| {
+            app::ssr::store::Audit::by_platform(
+                account,
+                "account.debit",
+                "test",
+                format!("balance {balance}"),
+            )
+        })
         .await
         .unwrap()
         .expect("the balance covered the debit");
@@ -146,7 +157,11 @@ async fn a_stopped_server_that_expires_is_renewed_as_stopped_with_no_node_behind
 
     state
         .store
-        .credit(account, app::model::Usd::dollars(20))
+        .credit(
+            account,
+            app::model::Usd::dollars(20),
+            common::top_up(account),
+        )
         .await
         .unwrap();
     run_once(state, later + 86_400).await.unwrap();

@@ -438,7 +438,11 @@ async fn deploy_waits_for_the_checklist_and_names_what_is_open() {
     app.server
         .state
         .store
-        .credit(account, app::model::Usd::dollars(500))
+        .credit(
+            account,
+            app::model::Usd::dollars(500),
+            common::top_up(account),
+        )
         .await
         .unwrap();
     match client

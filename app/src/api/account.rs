@@ -21,12 +21,18 @@ pub async fn save_company_details(
     country: String,
 ) -> Result<(), AppError> {
     use crate::model::{Address, CompanyName, Country};
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, state::AppState, store::Audit};
     let user = require_user().await?;
     let company = CompanyName::parse(&company)?;
     let address = Address::parse(&address)?;
     let country = Country::parse(&country)?;
     let state = AppState::current()?;
+    let audit = Audit::by(
+        &user,
+        "account.company_details",
+        company.as_str(),
+        format!("{}, {}", address.as_str(), country.as_str()),
+    );
     state
         .store
         .set_company_details(
@@ -34,15 +40,7 @@ pub async fn save_company_details(
             company.as_str(),
             address.as_str(),
             country.as_str(),
-        )
-        .await?;
-    state
-        .store
-        .audit_by(
-            &user,
-            "account.company_details",
-            company.as_str(),
-            &format!("{}, {}", address.as_str(), country.as_str()),
+            audit,
         )
         .await?;
     Ok(())
@@ -50,14 +48,11 @@ pub async fn save_company_details(
 
 #[server(prefix = "/api", endpoint = "accept_terms")]
 pub async fn accept_terms() -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, state::AppState, store::Audit};
     let user = require_user().await?;
     let state = AppState::current()?;
-    state.store.accept_terms(user.account_id).await?;
-    state
-        .store
-        .audit_by(&user, "account.accept_terms", &user.email, "")
-        .await?;
+    let audit = Audit::by(&user, "account.accept_terms", &user.email, "");
+    state.store.accept_terms(user.account_id, audit).await?;
     Ok(())
 }
 

@@ -11,16 +11,30 @@ pub async fn sign_up(company: String, email: String, password: String) -> Result
     use crate::model::{CompanyName, Email, NewPassword};
     use crate::ssr::auth::{hash_password, new_session_token, set_session_cookie, SESSION_DAYS};
     use crate::ssr::state::AppState;
-    use crate::ssr::store::CreateUserError;
+    use crate::ssr::store::{Audit, CreateUserError};
 
     let company = CompanyName::parse(&company)?;
     let email = Email::parse(&email)?;
     let password = NewPassword::parse(&password)?;
     let state = AppState::current()?;
     let hash = hash_password(password.expose().to_string()).await?;
-    let (account_id, user_id) = match state
+    let (_, user_id) = match state
         .store
-        .create_account(company.as_str(), email.as_str(), &hash, false)
+        .create_account(
+            company.as_str(),
+            email.as_str(),
+            &hash,
+            false,
+            |account, user| {
+                Some(Audit::new(
+                    Some(account),
+                    Some(user),
+                    "account.sign_up",
+                    email.as_str(),
+                    company.as_str(),
+                ))
+            },
+        )
         .await
     {
         Ok(ids) => ids,
@@ -39,16 +53,6 @@ pub async fn sign_up(company: String, email: String, password: String) -> Result
             &token_hash,
             user_id,
             crate::ssr::now() + SESSION_DAYS * 86_400,
-        )
-        .await?;
-    state
-        .store
-        .audit(
-            Some(account_id),
-            Some(user_id),
-            "account.sign_up",
-            email.as_str(),
-            company.as_str(),
         )
         .await?;
     set_session_cookie(Some(&token));

@@ -46,7 +46,7 @@ pub async fn list_certificates() -> Result<Vec<CertificateRow>, AppError> {
 
 #[server(prefix = "/api", endpoint = "upload_certificate")]
 pub async fn upload_certificate(chain: String, key: String) -> Result<i64, AppError> {
-    use crate::ssr::{auth::require_user, certs, now, state::AppState};
+    use crate::ssr::{auth::require_user, certificates, state::AppState};
     let user = require_user().await?;
     if chain.len() > 64 * 1024 || key.len() > 16 * 1024 {
         return Err(AppError::field(
@@ -54,49 +54,14 @@ pub async fn upload_certificate(chain: String, key: String) -> Result<i64, AppEr
             "That is larger than any certificate chain we accept.",
         ));
     }
-    let facts = certs::inspect(&chain, &key, now())?;
-    let state = AppState::current()?;
-    let id = state
-        .store
-        .insert_certificate(user.account_id, &chain, &key, &facts)
-        .await?;
-    state
-        .store
-        .audit_by(
-            &user,
-            "certificate.upload",
-            &format!("certificate {id}"),
-            &facts.subject,
-        )
-        .await?;
-    Ok(id)
+    certificates::upload(&AppState::current()?, &user, &chain, &key).await
 }
 
 #[server(prefix = "/api", endpoint = "delete_certificate")]
 pub async fn delete_certificate(id: i64) -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, certificates, state::AppState};
     let user = require_user().await?;
-    let state = AppState::current()?;
-    let servers = state
-        .store
-        .servers_with_certificate(user.account_id, id)
-        .await?;
-    if !state.store.delete_certificate(user.account_id, id).await? {
-        return Err(AppError::NotFound);
-    }
-    state
-        .store
-        .audit_by(
-            &user,
-            "certificate.delete",
-            &format!("certificate {id}"),
-            "",
-        )
-        .await?;
-    for server_id in servers {
-        tls_follows(&state, user.account_id, server_id).await?;
-    }
-    Ok(())
+    certificates::delete(&AppState::current()?, &user, id).await
 }
 
 #[server(prefix = "/api", endpoint = "server_certificates")]
@@ -119,66 +84,25 @@ pub async fn attach_certificate(
     certificate_id: i64,
     usage: String,
 ) -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, certificates, state::AppState};
     let user = require_user().await?;
     let usage = match usage.as_str() {
         "server" | "client" => usage,
         _ => return Err(AppError::field("usage", "Choose Server or Client.")),
     };
-    let state = AppState::current()?;
-    if !state
-        .store
-        .attach_certificate(user.account_id, server_id, certificate_id, &usage)
-        .await?
-    {
-        return Err(AppError::NotFound);
-    }
-    state
-        .store
-        .audit_by(
-            &user,
-            "certificate.attach",
-            &format!("server {server_id}"),
-            &format!("certificate {certificate_id} as {usage}"),
-        )
-        .await?;
-    // A Server certificate may be what WebRTC/TLS was waiting for.
-    tls_follows(&state, user.account_id, server_id).await
-}
-
-/// Serves (or stops serving) SIP over TLS on a server after its certificates changed.
-#[cfg(feature = "ssr")]
-async fn tls_follows(
-    state: &crate::ssr::state::AppState,
-    account_id: crate::ssr::store::AccountId,
-    server_id: i64,
-) -> Result<(), AppError> {
-    let Some(record) = state.store.server_config(account_id, server_id).await? else {
-        return Ok(());
-    };
-    crate::ssr::config::apply_tls(state, server_id, &record).await
+    certificates::attach(
+        &AppState::current()?,
+        &user,
+        server_id,
+        certificate_id,
+        &usage,
+    )
+    .await
 }
 
 #[server(prefix = "/api", endpoint = "detach_certificate")]
 pub async fn detach_certificate(server_id: i64, certificate_id: i64) -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, certificates, state::AppState};
     let user = require_user().await?;
-    let state = AppState::current()?;
-    if !state
-        .store
-        .detach_certificate(user.account_id, server_id, certificate_id)
-        .await?
-    {
-        return Err(AppError::NotFound);
-    }
-    state
-        .store
-        .audit_by(
-            &user,
-            "certificate.detach",
-            &format!("server {server_id}"),
-            &format!("certificate {certificate_id}"),
-        )
-        .await?;
-    tls_follows(&state, user.account_id, server_id).await
+    certificates::detach(&AppState::current()?, &user, server_id, certificate_id).await
 }

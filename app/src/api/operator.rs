@@ -64,18 +64,20 @@ pub async fn list_accounts() -> Result<Vec<AccountRow>, AppError> {
 /// operator's user.
 #[server(prefix = "/api", endpoint = "credit_account")]
 pub async fn credit_account(account_id: i64, amount: String) -> Result<(), AppError> {
-    let account_id = crate::ssr::store::AccountId::new(account_id);
+    use crate::ssr::store::{AccountId, Audit};
+    let account_id = AccountId::new(account_id);
     let (operator, state, amount) = balance_change(account_id, &amount).await?;
-    let balance = state.store.credit(account_id, amount).await?;
     state
         .store
-        .audit(
-            Some(account_id),
-            Some(operator.user_id),
-            "account.credit",
-            &format!("account {account_id}"),
-            &format!("{amount} credited by {}; balance {balance}", operator.email),
-        )
+        .credit(account_id, amount, |balance| {
+            Audit::by_operator(
+                &operator,
+                Some(account_id),
+                "account.credit",
+                format!("account {account_id}"),
+                format!("{amount} credited by {}; balance {balance}", operator.email),
+            )
+        })
         .await?;
     Ok(())
 }
@@ -87,25 +89,28 @@ pub async fn credit_account(account_id: i64, amount: String) -> Result<(), AppEr
 /// renewed or expired on what is left, as after any other change of balance.
 #[server(prefix = "/api", endpoint = "debit_account")]
 pub async fn debit_account(account_id: i64, amount: String) -> Result<(), AppError> {
-    let account_id = crate::ssr::store::AccountId::new(account_id);
+    use crate::ssr::store::{AccountId, Audit};
+    let account_id = AccountId::new(account_id);
     let (operator, state, amount) = balance_change(account_id, &amount).await?;
-    let Some(balance) = state.store.debit(account_id, amount).await? else {
+    let debited = state
+        .store
+        .debit(account_id, amount, |balance| {
+            Audit::by_operator(
+                &operator,
+                Some(account_id),
+                "account.debit",
+                format!("account {account_id}"),
+                format!("{amount} debited by {}; balance {balance}", operator.email),
+            )
+        })
+        .await?;
+    if debited.is_none() {
         let balance = state.store.balance(account_id).await?;
         return Err(AppError::field(
             "amount",
             format!("The balance is {balance}: a debit cannot take it below zero."),
         ));
-    };
-    state
-        .store
-        .audit(
-            Some(account_id),
-            Some(operator.user_id),
-            "account.debit",
-            &format!("account {account_id}"),
-            &format!("{amount} debited by {}; balance {balance}", operator.email),
-        )
-        .await?;
+    }
     Ok(())
 }
 
@@ -113,7 +118,7 @@ pub async fn debit_account(account_id: i64, amount: String) -> Result<(), AppErr
 #[server(prefix = "/api", endpoint = "add_rtp_server")]
 pub async fn add_rtp_server(ip: String, aliases: String, zone: String) -> Result<(), AppError> {
     use crate::model::ServerIp;
-    use crate::ssr::state::AppState;
+    use crate::ssr::{state::AppState, store::Audit};
     let operator = require_operator().await?;
     let ip = ServerIp::parse(&ip)?;
     let aliases: Vec<&str> = aliases
@@ -135,38 +140,26 @@ pub async fn add_rtp_server(ip: String, aliases: String, zone: String) -> Result
     if state.store.zone(zone.trim()).await?.is_none() {
         return Err(AppError::field("zone", "Choose one of the zones."));
     }
+    let audit = Audit::by_operator(&operator, None, "rtp.add", ip.to_string(), zone.trim());
     if !state
         .store
-        .add_rtp_server(&ip.to_string(), &aliases.join(", "), zone.trim())
+        .add_rtp_server(&ip.to_string(), &aliases.join(", "), zone.trim(), audit)
         .await?
     {
         return Err(AppError::field("ip", "This address is listed already."));
     }
-    state
-        .store
-        .audit(
-            None,
-            Some(operator.user_id),
-            "rtp.add",
-            &ip.to_string(),
-            zone.trim(),
-        )
-        .await?;
     Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "remove_rtp_server")]
 pub async fn remove_rtp_server(ip: String) -> Result<(), AppError> {
-    use crate::ssr::state::AppState;
+    use crate::ssr::{state::AppState, store::Audit};
     let operator = require_operator().await?;
     let state = AppState::current()?;
-    if !state.store.remove_rtp_server(ip.trim()).await? {
+    let audit = Audit::by_operator(&operator, None, "rtp.remove", ip.trim(), "");
+    if !state.store.remove_rtp_server(ip.trim(), audit).await? {
         return Err(AppError::NotFound);
     }
-    state
-        .store
-        .audit(None, Some(operator.user_id), "rtp.remove", ip.trim(), "")
-        .await?;
     Ok(())
 }
 
@@ -187,7 +180,7 @@ pub async fn node_release() -> Result<NodeReleaseView, AppError> {
 /// update until updated (by hand, or by Auto Upgrade once they carry no calls).
 #[server(prefix = "/api", endpoint = "publish_node_release")]
 pub async fn publish_node_release(keepalive_seconds: String) -> Result<NodeReleaseView, AppError> {
-    use crate::ssr::state::AppState;
+    use crate::ssr::{state::AppState, store::Audit};
     use sip_engine::KeepAliveSettings;
     let operator = require_operator().await?;
     let seconds = keepalive_seconds
@@ -209,24 +202,21 @@ pub async fn publish_node_release(keepalive_seconds: String) -> Result<NodeRelea
     };
     // Stored first: a release the store refused is not published.
     let revision = current.revision + 1;
+    let audit = Audit::by_operator(
+        &operator,
+        None,
+        "node.release",
+        format!("release {revision}"),
+        format!(
+            "keep-alive every {seconds} s, published by {}",
+            operator.email
+        ),
+    );
     state
         .store
-        .publish_release(revision as i64, seconds as i64, operator.user_id)
+        .publish_release(revision as i64, seconds as i64, operator.user_id, audit)
         .await?;
     let release = state.engine.publish(keepalive);
-    state
-        .store
-        .audit(
-            None,
-            Some(operator.user_id),
-            "node.release",
-            &format!("release {}", release.revision),
-            &format!(
-                "keep-alive every {seconds} s, published by {}",
-                operator.email
-            ),
-        )
-        .await?;
     // Every account's pages learn that their servers have an update pending.
     for account in state.store.accounts().await? {
         state.monitor.changed(account.id, None);

@@ -83,7 +83,7 @@ pub async fn create_sip_user(
     password: String,
     #[server(default)] keepalive: Option<String>,
 ) -> Result<i64, AppError> {
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, sip_users, state::AppState};
     let user = require_user().await?;
     let username = check_username(&username)?;
     let password = check_password(&password)?;
@@ -91,67 +91,22 @@ pub async fn create_sip_user(
         Some(text) => crate::model::KeepAlive::parse(text)?,
         None => crate::model::KeepAlive::default(),
     };
-    let state = AppState::current()?;
-    let id = state
-        .store
-        .create_sip_user(user.account_id, &username, password, keepalive.as_str())
-        .await?
-        .ok_or_else(|| {
-            AppError::field(
-                "username",
-                "You have a SIP user with this username already.",
-            )
-        })?;
-    state.directory.reload(&state.store).await?;
-    state
-        .store
-        .audit_by(&user, "sip_user.create", &username, "")
-        .await?;
-    Ok(id)
+    sip_users::create(&AppState::current()?, &user, &username, password, keepalive).await
 }
 
 #[server(prefix = "/api", endpoint = "reset_sip_password")]
 pub async fn reset_sip_password(id: i64, password: String) -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, sip_users, state::AppState};
     let user = require_user().await?;
     let password = check_password(&password)?;
-    let state = AppState::current()?;
-    if !state
-        .store
-        .reset_sip_password(user.account_id, id, password)
-        .await?
-    {
-        return Err(AppError::NotFound);
-    }
-    state.directory.reload(&state.store).await?;
-    state
-        .store
-        .audit_by(
-            &user,
-            "sip_user.reset_password",
-            &format!("sip user {id}"),
-            "",
-        )
-        .await?;
-    Ok(())
+    sip_users::reset_password(&AppState::current()?, &user, id, password).await
 }
 
 #[server(prefix = "/api", endpoint = "delete_sip_user")]
 pub async fn delete_sip_user(id: i64) -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, sip_users, state::AppState};
     let user = require_user().await?;
-    let state = AppState::current()?;
-    let username = state
-        .store
-        .delete_sip_user(user.account_id, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    state.directory.reload(&state.store).await?;
-    state
-        .store
-        .audit_by(&user, "sip_user.delete", &username, "")
-        .await?;
-    Ok(())
+    sip_users::delete(&AppState::current()?, &user, id).await
 }
 
 /// One page of the registrations one of the caller's servers holds, by address of record,
@@ -211,26 +166,8 @@ pub async fn list_registrations(
 /// Changes how a SIP user's contacts are kept alive.
 #[server(prefix = "/api", endpoint = "set_sip_keepalive")]
 pub async fn set_sip_keepalive(id: i64, keepalive: String) -> Result<(), AppError> {
-    use crate::ssr::{auth::require_user, state::AppState};
+    use crate::ssr::{auth::require_user, sip_users, state::AppState};
     let user = require_user().await?;
     let mode = crate::model::KeepAlive::parse(&keepalive)?;
-    let state = AppState::current()?;
-    if !state
-        .store
-        .set_sip_keepalive(user.account_id, id, mode.as_str())
-        .await?
-    {
-        return Err(AppError::NotFound);
-    }
-    state.directory.reload(&state.store).await?;
-    state
-        .store
-        .audit_by(
-            &user,
-            "sip_user.keepalive",
-            &format!("sip user {id}"),
-            mode.as_str(),
-        )
-        .await?;
-    Ok(())
+    sip_users::set_keepalive(&AppState::current()?, &user, id, mode).await
 }

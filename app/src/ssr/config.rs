@@ -8,7 +8,7 @@ use sip_engine::{CallLimits, DigestAlgorithms, NodeConfig, StartError, TlsSpec};
 
 use super::fleet::node_spec;
 use super::state::AppState;
-use super::store::{AccountId, ConfigRecord, ServerRecord, SessionUser};
+use super::store::{AccountId, Audit, ConfigRecord, ServerRecord, SessionUser};
 use crate::error::AppError;
 use crate::model::{
     DataZone, DigestChoice, ServerConfig, ServerConfigView, ServerKind, ServerStatus, TraceLine,
@@ -425,17 +425,18 @@ pub async fn save(
             ));
         }
     }
-    let version = store.save_config(user.account_id, id, &new).await?;
+    store
+        .save_config(user.account_id, id, &new, |version| {
+            Audit::by(
+                user,
+                "server.config",
+                format!("server {id}"),
+                format!("configuration version {version}"),
+            )
+        })
+        .await?;
     // A new FQDN is a new domain phones may register in.
     state.directory.reload(store).await?;
-    store
-        .audit_by(
-            user,
-            "server.config",
-            &format!("server {id}"),
-            &format!("configuration version {version}"),
-        )
-        .await?;
     // Restrict Direct lists of the clusters it left and joined change too, and so do the
     // sharing lists of the servers that share registrations with it.
     let mut affected = vec![id];

@@ -8,7 +8,7 @@ use sip_engine::{options_ping, NodeRole, NodeSpec, ProbeTransport};
 
 use super::now;
 use super::state::AppState;
-use super::store::{AccountId, NewServer, ServerRecord, SessionUser, ZoneRecord};
+use super::store::{AccountId, Audit, NewServer, ServerRecord, SessionUser, ZoneRecord};
 use crate::error::AppError;
 use crate::model::{
     deploy_requirement, Alias, Channels, Checklist, Cps, ServerCommand, ServerKind, ServerRow,
@@ -103,31 +103,27 @@ pub async fn deploy(
         };
         let ip = next_free_address(state, &zone).await?;
         let expires_at = now() + state.settings.trial_seconds();
+        let new = NewServer {
+            account_id: user.account_id,
+            alias: &alias,
+            zone: &zone.name,
+            kind: request.kind,
+            cluster_id: request.cluster_id,
+            ip: &ip.to_string(),
+            channels: request.channels.get(),
+            cps: request.cps.get(),
+            expires_at,
+        };
+        let detail = format!(
+            "{} {} in {} at {ip}",
+            request.kind.label(),
+            alias,
+            zone.name
+        );
         let id = store
-            .insert_server(&NewServer {
-                account_id: user.account_id,
-                alias: &alias,
-                zone: &zone.name,
-                kind: request.kind,
-                cluster_id: request.cluster_id,
-                ip: &ip.to_string(),
-                channels: request.channels.get(),
-                cps: request.cps.get(),
-                expires_at,
+            .insert_server(&new, |id| {
+                Audit::by(user, "server.deploy", format!("server {id}"), detail)
             })
-            .await?;
-        store
-            .audit_by(
-                user,
-                "server.deploy",
-                &format!("server {id}"),
-                &format!(
-                    "{} {} in {} at {ip}",
-                    request.kind.label(),
-                    alias,
-                    zone.name
-                ),
-            )
             .await?;
         store
             .server(user.account_id, id)
@@ -255,13 +251,15 @@ pub async fn run_action(
                 .into(),
         ));
     }
+    // The action is on the node, not a stored row: recorded before it runs, so a node that
+    // fails midway still leaves the attempt in the log.
     store
-        .audit_by(
+        .record(Audit::by(
             user,
-            &format!("server.{}", action.as_str()),
-            &format!("server {id}"),
+            format!("server.{}", action.as_str()),
+            format!("server {id}"),
             &server.ip,
-        )
+        ))
         .await?;
     match action {
         ServerCommand::Stop => {
@@ -399,10 +397,8 @@ pub async fn delete(state: &AppState, user: &SessionUser, id: i64) -> Result<(),
         server.alias,
         server.ip
     );
-    if !store
-        .delete_server(account, id, &domains, (user, &detail))
-        .await?
-    {
+    let audit = Audit::by(user, "server.delete", format!("server {id}"), detail);
+    if !store.delete_server(account, id, &domains, audit).await? {
         return Err(AppError::NotFound);
     }
     let now = std::time::SystemTime::now();
@@ -590,33 +586,31 @@ pub async fn resize(
                 "1001 channels or more reboot the server at once and drop all its calls: confirm to go ahead.",
             ));
         }
-        store.set_channels(id, i64::from(channels.get())).await?;
+        let audit = Audit::by(
+            user,
+            "server.resize.reboot",
+            format!("server {id}"),
+            format!("{channels} channels"),
+        );
         store
-            .audit_by(
-                user,
-                "server.resize.reboot",
-                &format!("server {id}"),
-                &format!("{channels} channels"),
-            )
+            .set_channels(id, i64::from(channels.get()), audit)
             .await?;
         mark(state, user.account_id, id, ServerStatus::Rebooting, None).await?;
         state.engine.shut_down(id, "Server resize").await;
         bring_up(state, &server).await?;
     } else {
         let active_at = super::now() + i64::from(state.settings.resize_activation_minutes) * 60;
+        let audit = Audit::by(
+            user,
+            "server.resize",
+            format!("server {id}"),
+            format!(
+                "{channels} channels, active at {}",
+                super::date_time(active_at)
+            ),
+        );
         store
-            .schedule_resize(user.account_id, id, channels.get(), active_at)
-            .await?;
-        store
-            .audit_by(
-                user,
-                "server.resize",
-                &format!("server {id}"),
-                &format!(
-                    "{channels} channels, active at {}",
-                    super::date_time(active_at)
-                ),
-            )
+            .schedule_resize(user.account_id, id, channels.get(), active_at, audit)
             .await?;
         state.monitor.changed(user.account_id, Some(id));
     }

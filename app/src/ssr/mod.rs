@@ -1,8 +1,22 @@
 //! Server-only code: state, the store, authentication and the services behind the server
 //! functions. Compiled with the `ssr` feature only; the browser bundle never sees it.
+//!
+//! # Layout
+//! - `state`: what every handler and server function reaches; `settings`: sipfleet's own
+//!   settings; `auth`: passwords, sessions, who is asking.
+//! - `store`: every query, by aggregate; a change is written with its audit row.
+//! - Services, one per area, each the only path from server functions to the store for
+//!   its changes: `fleet` (deploying and running servers), `config` (a server's
+//!   configuration, pushed to its node), `clusters`, `sip_users`, `certificates`.
+//! - Behind the nodes: `directory` (the SIP users they authenticate), `locations`
+//!   (registrations written behind to the store), `internal_tls` (the control plane's CA),
+//!   `monitor` (health and live pages), `traces` (HEP collectors), `nettools` (ping and
+//!   trace route from a node).
+//! - `schedule`: renewals, expiries, resizes and Auto Upgrade, on time.
 
 pub mod auth;
-pub mod certs;
+pub mod certificates;
+pub mod clusters;
 pub mod config;
 pub mod directory;
 pub mod fleet;
@@ -12,6 +26,7 @@ pub mod monitor;
 pub mod nettools;
 pub mod schedule;
 pub mod settings;
+pub mod sip_users;
 pub mod state;
 pub mod store;
 pub mod traces;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::config;
 use super::fleet;
 use super::state::AppState;
+use super::store::Audit;
 use crate::error::AppError;
 use crate::model::{ServerStatus, Usd};
 
@@ -29,22 +30,19 @@ pub fn period_price() -> Usd {
 /// One pass over everything that is due at `now`.
 pub async fn run_once(state: &AppState, now: i64) -> Result<(), AppError> {
     for server in state.store.servers_due(now).await? {
+        let subject = format!("server {}", server.id);
+        let audit = Audit::by_platform(
+            server.account_id,
+            "server.renew",
+            &subject,
+            period_price().to_string(),
+        );
         let renewed = state
             .store
-            .renew(server.id, period_price(), PERIOD_DAYS)
+            .renew(server.id, period_price(), PERIOD_DAYS, audit)
             .await?;
         let status = server.status();
         if renewed {
-            state
-                .store
-                .audit(
-                    Some(server.account_id),
-                    None,
-                    "server.renew",
-                    &format!("server {}", server.id),
-                    &period_price().to_string(),
-                )
-                .await?;
             if status == ServerStatus::Expired {
                 // A node that does not come back leaves its server Stopped (with the reason
                 // logged); the pass goes on with the other servers.
@@ -54,37 +52,29 @@ pub async fn run_once(state: &AppState, now: i64) -> Result<(), AppError> {
             }
             state.monitor.changed(server.account_id, Some(server.id));
         } else if status != ServerStatus::Expired {
-            state.store.set_expired(server.id, status).await?;
+            let audit = Audit::by_platform(
+                server.account_id,
+                "server.expire",
+                subject,
+                "balance could not renew it",
+            );
+            state.store.set_expired(server.id, status, audit).await?;
             state.monitor.forget(server.id);
             state.monitor.changed(server.account_id, Some(server.id));
             config::push(state, server.account_id, server.id).await?;
-            state
-                .store
-                .audit(
-                    Some(server.account_id),
-                    None,
-                    "server.expire",
-                    &format!("server {}", server.id),
-                    "balance could not renew it",
-                )
-                .await?;
         }
     }
     for server in state.store.resizes_due(now).await? {
         let Some(channels) = server.pending_channels else {
             continue;
         };
-        state.store.set_channels(server.id, channels).await?;
-        state
-            .store
-            .audit(
-                Some(server.account_id),
-                None,
-                "server.resize.active",
-                &format!("server {}", server.id),
-                &format!("{channels} channels"),
-            )
-            .await?;
+        let audit = Audit::by_platform(
+            server.account_id,
+            "server.resize.active",
+            format!("server {}", server.id),
+            format!("{channels} channels"),
+        );
+        state.store.set_channels(server.id, channels, audit).await?;
         // The node enforces the new channel count from now on.
         config::push(state, server.account_id, server.id).await?;
         state.monitor.changed(server.account_id, Some(server.id));
@@ -102,15 +92,15 @@ pub async fn run_once(state: &AppState, now: i64) -> Result<(), AppError> {
             .call_figures(server.id)
             .is_some_and(|calls| calls.channels_in_use == 0);
         if auto && idle {
+            // The update is on the node, not a stored row: recorded before it runs.
             state
                 .store
-                .audit(
-                    Some(server.account_id),
-                    None,
+                .record(Audit::by_platform(
+                    server.account_id,
                     "server.update",
-                    &format!("server {}", server.id),
+                    format!("server {}", server.id),
                     "Auto Upgrade: the node carried no calls",
-                )
+                ))
                 .await?;
             fleet::update(state, &server).await?;
         }

@@ -115,7 +115,7 @@ impl TestApp {
             self.server
                 .state
                 .store
-                .credit(account, app::model::Usd::dollars(dollars))
+                .credit(account, app::model::Usd::dollars(dollars), top_up(account))
                 .await
                 .unwrap();
         }
@@ -182,6 +182,20 @@ impl Client {
             Err(serde_json::from_slice(&body)
                 .unwrap_or_else(|e| panic!("{endpoint}: {e}: {}", String::from_utf8_lossy(&body))))
         }
+    }
+}
+
+/// The audit row of a test's top-up, as the operator's credit would write one.
+pub fn top_up(
+    account: app::ssr::store::AccountId,
+) -> impl FnOnce(app::model::Usd) -> app::ssr::store::Audit {
+    move |balance| {
+        app::ssr::store::Audit::by_platform(
+            account,
+            "account.credit",
+            format!("account {account}"),
+            format!("test top-up; balance {balance}"),
+        )
     }
 }
 

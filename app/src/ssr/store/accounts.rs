@@ -37,13 +37,16 @@ pub enum CreateUserError {
 }
 
 impl Store {
-    /// Creates an account with its first user. The email is unique across the platform.
+    /// Creates an account with its first user, and the audit row `audit` gives for the new
+    /// account and user (none for the platform's own operator account). The email is
+    /// unique across the platform.
     pub async fn create_account(
         &self,
         company: &str,
         email: &str,
         password_hash: &str,
         is_operator: bool,
+        audit: impl FnOnce(AccountId, i64) -> Option<Audit>,
     ) -> Result<(AccountId, i64), CreateUserError> {
         let mut tx = self.pool.begin().await?;
         let t = now();
@@ -71,6 +74,9 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
+        if let Some(audit) = audit(account_id, user_id) {
+            audit.write(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok((account_id, user_id))
     }
@@ -96,7 +102,14 @@ impl Store {
     }
 
     /// Adds to an account's balance; the first credit completes the checklist's top-up item.
-    pub async fn credit(&self, account_id: AccountId, amount: Usd) -> Result<Usd, sqlx::Error> {
+    /// `audit` gives the row for the new balance.
+    pub async fn credit(
+        &self,
+        account_id: AccountId,
+        amount: Usd,
+        audit: impl FnOnce(Usd) -> Audit,
+    ) -> Result<Usd, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let balance: i64 = sqlx::query_scalar(
             "UPDATE accounts SET balance_cents = balance_cents + ?, \
              first_top_up_at = COALESCE(first_top_up_at, ?) WHERE id = ? RETURNING balance_cents",
@@ -104,18 +117,23 @@ impl Store {
         .bind(amount.0)
         .bind(now())
         .bind(account_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        audit(Usd(balance)).write(&mut tx).await?;
+        tx.commit().await?;
         Ok(Usd(balance))
     }
 
     /// Takes from an account's balance (an operator's correction), never below zero: `None`,
-    /// with nothing changed, when the balance is smaller than `amount`.
+    /// with nothing changed, when the balance is smaller than `amount`. `audit` gives the row
+    /// for the new balance.
     pub async fn debit(
         &self,
         account_id: AccountId,
         amount: Usd,
+        audit: impl FnOnce(Usd) -> Audit,
     ) -> Result<Option<Usd>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let balance: Option<i64> = sqlx::query_scalar(
             "UPDATE accounts SET balance_cents = balance_cents - ? \
              WHERE id = ? AND balance_cents >= ? RETURNING balance_cents",
@@ -123,9 +141,14 @@ impl Store {
         .bind(amount.0)
         .bind(account_id)
         .bind(amount.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(balance.map(Usd))
+        let Some(balance) = balance.map(Usd) else {
+            return Ok(None);
+        };
+        audit(balance).write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(balance))
     }
 
     /// An account's available balance.
@@ -153,7 +176,9 @@ impl Store {
         company: &str,
         address: &str,
         country: &str,
+        audit: Audit,
     ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE accounts SET company = ?, address = ?, country = ?, company_details_at = ? WHERE id = ?",
         )
@@ -162,8 +187,10 @@ impl Store {
         .bind(country)
         .bind(now())
         .bind(account_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -188,14 +215,21 @@ impl Store {
         .await
     }
 
-    pub async fn accept_terms(&self, account_id: AccountId) -> Result<(), sqlx::Error> {
+    pub async fn accept_terms(
+        &self,
+        account_id: AccountId,
+        audit: Audit,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE accounts SET terms_accepted_at = COALESCE(terms_accepted_at, ?) WHERE id = ?",
         )
         .bind(now())
         .bind(account_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -68,7 +68,9 @@ impl Store {
         revision: i64,
         keepalive_seconds: i64,
         user_id: i64,
+        audit: Audit,
     ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO node_releases (revision, keepalive_seconds, published_at, published_by) \
              VALUES (?, ?, ?, ?)",
@@ -77,8 +79,10 @@ impl Store {
         .bind(keepalive_seconds)
         .bind(now())
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -88,22 +92,36 @@ impl Store {
         ip: &str,
         aliases: &str,
         zone: &str,
+        audit: Audit,
     ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let added = sqlx::query("INSERT INTO rtp_servers (ip, aliases, zone) VALUES (?, ?, ?) ON CONFLICT (ip) DO NOTHING")
             .bind(ip)
             .bind(aliases)
             .bind(zone)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(added.rows_affected() == 1)
+        if added.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    pub async fn remove_rtp_server(&self, ip: &str) -> Result<bool, sqlx::Error> {
+    /// Removes a media relay; false when the address is not listed.
+    pub async fn remove_rtp_server(&self, ip: &str, audit: Audit) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let removed = sqlx::query("DELETE FROM rtp_servers WHERE ip = ?")
             .bind(ip)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(removed.rows_affected() == 1)
+        if removed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn rtp_servers(&self) -> Result<Vec<RtpRecord>, sqlx::Error> {

@@ -26,15 +26,17 @@ impl Store {
         .await
     }
 
-    /// Stores a checked certificate with its key.
+    /// Stores a checked certificate with its key, and the audit row `audit` gives for its id.
     pub async fn insert_certificate(
         &self,
         account_id: AccountId,
         chain_pem: &str,
         key_pem: &str,
-        facts: &crate::ssr::certs::CertificateFacts,
+        facts: &crate::ssr::certificates::CertificateFacts,
+        audit: impl FnOnce(i64) -> Audit,
     ) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
+        let mut tx = self.pool.begin().await?;
+        let id = sqlx::query_scalar(
             "INSERT INTO certificates (account_id, chain_pem, key_pem, subject, sans, issuer, not_after, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -46,8 +48,11 @@ impl Store {
         .bind(&facts.issuer)
         .bind(facts.not_after)
         .bind(now())
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(id).write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Deletes a certificate of the account (detaching it from its servers); false when the
@@ -56,13 +61,20 @@ impl Store {
         &self,
         account_id: AccountId,
         id: i64,
+        audit: Audit,
     ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM certificates WHERE account_id = ? AND id = ?")
             .bind(account_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The chain and key a server presents for SIP over TLS: its attached Server
@@ -105,7 +117,9 @@ impl Store {
         server_id: i64,
         certificate_id: i64,
         usage: &str,
+        audit: Audit,
     ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO server_certificates (server_id, certificate_id, usage) \
              SELECT s.id, c.id, ? FROM servers s, certificates c \
@@ -117,17 +131,26 @@ impl Store {
         .bind(account_id)
         .bind(certificate_id)
         .bind(account_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
+    /// Detaches a certificate from one of the account's servers; false when it was not
+    /// attached there.
     pub async fn detach_certificate(
         &self,
         account_id: AccountId,
         server_id: i64,
         certificate_id: i64,
+        audit: Audit,
     ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "DELETE FROM server_certificates WHERE server_id = ? AND certificate_id = ? \
              AND server_id IN (SELECT id FROM servers WHERE account_id = ?)",
@@ -135,9 +158,14 @@ impl Store {
         .bind(server_id)
         .bind(certificate_id)
         .bind(account_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Certificates attached to one of the account's servers: (id, subject, usage).

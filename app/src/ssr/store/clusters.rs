@@ -78,26 +78,32 @@ impl Store {
             .await
     }
 
+    /// Creates a cluster, and the audit row `audit` gives for its id.
     pub async fn create_cluster(
         &self,
         account_id: AccountId,
         name: &str,
+        audit: impl FnOnce(i64) -> Audit,
     ) -> Result<i64, ClusterError> {
+        let mut tx = self.pool.begin().await?;
         let created = sqlx::query_scalar(
             "INSERT INTO clusters (account_id, name, created_at) VALUES (?, ?, ?) RETURNING id",
         )
         .bind(account_id)
         .bind(name)
         .bind(now())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await;
-        match created {
-            Ok(id) => Ok(id),
+        let id = match created {
+            Ok(id) => id,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(ClusterError::NameTaken)
+                return Err(ClusterError::NameTaken)
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        audit(id).write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     pub async fn rename_cluster(
@@ -105,25 +111,35 @@ impl Store {
         account_id: AccountId,
         id: i64,
         name: &str,
+        audit: Audit,
     ) -> Result<(), ClusterError> {
+        let mut tx = self.pool.begin().await?;
         let renamed = sqlx::query("UPDATE clusters SET name = ? WHERE account_id = ? AND id = ?")
             .bind(name)
             .bind(account_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
         match renamed {
-            Ok(done) if done.rows_affected() == 1 => Ok(()),
-            Ok(_) => Err(ClusterError::NotFound),
+            Ok(done) if done.rows_affected() == 1 => {}
+            Ok(_) => return Err(ClusterError::NotFound),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(ClusterError::NameTaken)
+                return Err(ClusterError::NameTaken)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Deletes an empty cluster; one that still has servers is refused and left as it is.
-    pub async fn delete_cluster(&self, account_id: AccountId, id: i64) -> Result<(), ClusterError> {
+    pub async fn delete_cluster(
+        &self,
+        account_id: AccountId,
+        id: i64,
+        audit: Audit,
+    ) -> Result<(), ClusterError> {
         let mut tx = self.pool.begin().await?;
         let members: Option<i64> = sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM servers s WHERE s.cluster_id = c.id) FROM clusters c \
@@ -143,6 +159,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        audit.write(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

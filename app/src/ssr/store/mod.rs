@@ -14,7 +14,8 @@
 //! - `certificates`: certificates and their attachment to servers
 //! - `sip_users`: the accounts' SIP users
 //! - `registrations`: registrations written behind the in-memory location store
-//! - `audit`: the audit log, written with every change
+//! - `audit`: the audit log; each change's method takes its [`Audit`] row and writes it in
+//!   the change's own transaction
 
 mod accounts;
 mod audit;
@@ -27,6 +28,7 @@ mod sessions;
 mod sip_users;
 
 pub use accounts::{AccountSummary, ChecklistRecord, CreateUserError, Credentials};
+pub use audit::Audit;
 pub use catalog::{RtpRecord, ZoneRecord};
 pub use certificates::CertificateRecord;
 pub use clusters::{ClusterError, ClusterTotals};

@@ -248,8 +248,14 @@ impl Store {
         .await
     }
 
-    pub async fn insert_server(&self, new: &NewServer<'_>) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
+    /// Stores a new server as Installing, and the audit row `audit` gives for its id.
+    pub async fn insert_server(
+        &self,
+        new: &NewServer<'_>,
+        audit: impl FnOnce(i64) -> Audit,
+    ) -> Result<i64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let id = sqlx::query_scalar(
             "INSERT INTO servers (account_id, alias, zone, kind, cluster_id, ip, ip_order, channels, cps, status, expires_at, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'installing', ?, ?) RETURNING id",
         )
@@ -264,8 +270,11 @@ impl Store {
         .bind(new.cps)
         .bind(new.expires_at)
         .bind(now())
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(id).write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Records what the node now does; `engine_build` is what the node reported. Any status
@@ -291,12 +300,20 @@ impl Store {
     }
 
     /// Marks a server Expired, remembering `before` (its status until now) for the renewal.
-    pub async fn set_expired(&self, id: i64, before: ServerStatus) -> Result<(), sqlx::Error> {
+    pub async fn set_expired(
+        &self,
+        id: i64,
+        before: ServerStatus,
+        audit: Audit,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE servers SET status = 'expired', status_before_expiry = ? WHERE id = ?")
             .bind(before.as_str())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -320,15 +337,14 @@ impl Store {
 
     /// Deletes one of the account's servers with what hangs on it (its configuration is
     /// its row; attached certificates are detached, not deleted; the registrations in its
-    /// `domains`, its IP and FQDN, go), and records `audit` in the same transaction.
-    /// The audit log keeps every earlier entry about it. False when the account has no
-    /// such server.
+    /// `domains`, its IP and FQDN, go), and writes `audit`. The audit log keeps every
+    /// earlier entry about it. False when the account has no such server.
     pub async fn delete_server(
         &self,
         account_id: AccountId,
         id: i64,
         domains: &[&str],
-        audit: (&SessionUser, &str),
+        audit: Audit,
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM servers WHERE account_id = ? AND id = ?")
@@ -348,18 +364,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let (user, detail) = audit;
-        sqlx::query(
-            "INSERT INTO audit_log (account_id, user_id, action, subject, detail, at) \
-             VALUES (?, ?, 'server.delete', ?, ?, ?)",
-        )
-        .bind(user.account_id)
-        .bind(user.user_id)
-        .bind(format!("server {id}"))
-        .bind(detail)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
+        audit.write(&mut tx).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -378,15 +383,17 @@ impl Store {
         .await
     }
 
-    /// Stores a new configuration (and its next version); the UAC Auth password is kept
-    /// when `uac_auth_password` is `None`.
+    /// Stores a new configuration (and its next version), with the audit row `audit` gives
+    /// for that version; the UAC Auth password is kept when `uac_auth_password` is `None`.
     pub async fn save_config(
         &self,
         account_id: AccountId,
         id: i64,
         c: &ConfigRecord,
+        audit: impl FnOnce(i64) -> Audit,
     ) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
+        let mut tx = self.pool.begin().await?;
+        let version = sqlx::query_scalar(
             "UPDATE servers SET cluster_id = ?, interconnect = ?, uac_auth_username = ?, \
              uac_auth_password = COALESCE(?, uac_auth_password), uac_auth_registrar = ?, fqdn = ?, \
              auto_upgrade = ?, \
@@ -416,8 +423,11 @@ impl Store {
         .bind(c.failover_target_id)
         .bind(account_id)
         .bind(id)
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(version).write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(version)
     }
 
     /// Servers whose paid (or trial) period has ended by `now`, expired ones included.
@@ -432,8 +442,15 @@ impl Store {
     }
 
     /// Renews a server for `days` by taking `price` from its account's balance, in one
-    /// transaction; false (and nothing changed) when the balance does not cover it.
-    pub async fn renew(&self, server_id: i64, price: Usd, days: i64) -> Result<bool, sqlx::Error> {
+    /// transaction with `audit`; false (and nothing changed) when the balance does not
+    /// cover it.
+    pub async fn renew(
+        &self,
+        server_id: i64,
+        price: Usd,
+        days: i64,
+        audit: Audit,
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let charged = sqlx::query(
             "UPDATE accounts SET balance_cents = balance_cents - ? WHERE balance_cents >= ? \
@@ -454,6 +471,7 @@ impl Store {
             .bind(server_id)
             .execute(&mut *tx)
             .await?;
+        audit.write(&mut tx).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -465,24 +483,36 @@ impl Store {
         id: i64,
         channels: u32,
         active_at: i64,
+        audit: Audit,
     ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE servers SET pending_channels = ?, pending_channels_at = ? WHERE account_id = ? AND id = ?")
             .bind(channels)
             .bind(active_at)
             .bind(account_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Sets the channel count now (and drops any pending resize).
-    pub async fn set_channels(&self, id: i64, channels: i64) -> Result<(), sqlx::Error> {
+    pub async fn set_channels(
+        &self,
+        id: i64,
+        channels: i64,
+        audit: Audit,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE servers SET channels = ?, pending_channels = NULL, pending_channels_at = NULL WHERE id = ?")
             .bind(channels)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

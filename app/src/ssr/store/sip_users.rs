@@ -12,20 +12,29 @@ impl Store {
             .await
     }
 
+    /// Sets how a SIP user's contacts are kept alive; false when the account has no such
+    /// user.
     pub async fn set_sip_keepalive(
         &self,
         account_id: AccountId,
         id: i64,
         mode: &str,
+        audit: Audit,
     ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let done =
             sqlx::query("UPDATE sip_users SET keepalive = ? WHERE account_id = ? AND id = ?")
                 .bind(mode)
                 .bind(account_id)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The account's SIP users: (id, username, keep-alive mode, created_at). Passwords stay
@@ -74,7 +83,9 @@ impl Store {
         username: &str,
         password: &str,
         keepalive: &str,
+        audit: Audit,
     ) -> Result<Option<i64>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let created = sqlx::query_scalar(
             "INSERT INTO sip_users (account_id, username, password, keepalive, created_at) \
              VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -84,42 +95,62 @@ impl Store {
         .bind(password)
         .bind(keepalive)
         .bind(now())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await;
-        match created {
-            Ok(id) => Ok(Some(id)),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let id = match created {
+            Ok(id) => id,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(id))
     }
 
+    /// Sets a SIP user's password; false when the account has no such user.
     pub async fn reset_sip_password(
         &self,
         account_id: AccountId,
         id: i64,
         password: &str,
+        audit: Audit,
     ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE sip_users SET password = ? WHERE account_id = ? AND id = ?")
             .bind(password)
             .bind(account_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    /// Deletes a SIP user; returns its username when it existed in the account.
+    /// Deletes a SIP user, with the audit row `audit` gives for its username; returns the
+    /// username when it existed in the account.
     pub async fn delete_sip_user(
         &self,
         account_id: AccountId,
         id: i64,
+        audit: impl FnOnce(&str) -> Audit,
     ) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar(
+        let mut tx = self.pool.begin().await?;
+        let username: Option<String> = sqlx::query_scalar(
             "DELETE FROM sip_users WHERE account_id = ? AND id = ? RETURNING username",
         )
         .bind(account_id)
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(username) = username else {
+            return Ok(None);
+        };
+        audit(&username).write(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(username))
     }
 }

@@ -1,10 +1,13 @@
-//! Checking an uploaded certificate chain and its private key with real X.509 parsing
-//! (x509-parser) and a real key (rcgen over ring): the key must be the leaf certificate's,
-//! and the leaf must be valid now.
+//! TLS certificates: an upload is checked with real X.509 parsing (x509-parser) and a real
+//! key (rcgen over ring): the key must be the leaf certificate's, and the leaf must be valid
+//! now. Uploading, deleting, attaching and detaching are each written with their audit row;
+//! a server whose certificates changed then serves (or stops serving) SIP over TLS.
 
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
 
+use super::state::AppState;
+use super::store::{AccountId, Audit, SessionUser};
 use crate::error::AppError;
 
 /// What the console shows of a certificate (never the key).
@@ -93,6 +96,109 @@ pub fn inspect(chain_pem: &str, key_pem: &str, now: i64) -> Result<CertificateFa
         issuer: leaf.issuer().to_string(),
         not_after: validity.not_after.timestamp(),
     })
+}
+
+/// Checks and stores a certificate chain with its key in the user's account; returns its
+/// id.
+pub async fn upload(
+    state: &AppState,
+    user: &SessionUser,
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<i64, AppError> {
+    let facts = inspect(chain_pem, key_pem, super::now())?;
+    Ok(state
+        .store
+        .insert_certificate(user.account_id, chain_pem, key_pem, &facts, |id| {
+            Audit::by(
+                user,
+                "certificate.upload",
+                format!("certificate {id}"),
+                &facts.subject,
+            )
+        })
+        .await?)
+}
+
+/// Deletes one of the account's certificates; the servers it was attached to lose it.
+pub async fn delete(state: &AppState, user: &SessionUser, id: i64) -> Result<(), AppError> {
+    let servers = state
+        .store
+        .servers_with_certificate(user.account_id, id)
+        .await?;
+    let audit = Audit::by(user, "certificate.delete", format!("certificate {id}"), "");
+    if !state
+        .store
+        .delete_certificate(user.account_id, id, audit)
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
+    for server_id in servers {
+        tls_follows(state, user.account_id, server_id).await?;
+    }
+    Ok(())
+}
+
+/// Attaches one of the account's certificates to one of its servers as `usage` (`server`
+/// or `client`), or changes the usage it is attached with.
+pub async fn attach(
+    state: &AppState,
+    user: &SessionUser,
+    server_id: i64,
+    certificate_id: i64,
+    usage: &str,
+) -> Result<(), AppError> {
+    let audit = Audit::by(
+        user,
+        "certificate.attach",
+        format!("server {server_id}"),
+        format!("certificate {certificate_id} as {usage}"),
+    );
+    if !state
+        .store
+        .attach_certificate(user.account_id, server_id, certificate_id, usage, audit)
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
+    // A Server certificate may be what WebRTC/TLS was waiting for.
+    tls_follows(state, user.account_id, server_id).await
+}
+
+/// Detaches a certificate from one of the account's servers.
+pub async fn detach(
+    state: &AppState,
+    user: &SessionUser,
+    server_id: i64,
+    certificate_id: i64,
+) -> Result<(), AppError> {
+    let audit = Audit::by(
+        user,
+        "certificate.detach",
+        format!("server {server_id}"),
+        format!("certificate {certificate_id}"),
+    );
+    if !state
+        .store
+        .detach_certificate(user.account_id, server_id, certificate_id, audit)
+        .await?
+    {
+        return Err(AppError::NotFound);
+    }
+    tls_follows(state, user.account_id, server_id).await
+}
+
+/// Serves (or stops serving) SIP over TLS on a server after its certificates changed.
+async fn tls_follows(
+    state: &AppState,
+    account_id: AccountId,
+    server_id: i64,
+) -> Result<(), AppError> {
+    let Some(record) = state.store.server_config(account_id, server_id).await? else {
+        return Ok(());
+    };
+    super::config::apply_tls(state, server_id, &record).await
 }
 
 #[cfg(test)]
