@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use app::api::sip_users::RegistrationRow;
+use app::listing::Paged;
 use app::error::AppError;
 use app::model::ServerRow;
 use common::phone::{register, register_from};
@@ -38,10 +39,12 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
         .await
         .starts_with("SIP/2.0 401"));
 
-    let rows: Vec<RegistrationRow> = a
+    let page: Paged<RegistrationRow> = a
         .call("list_registrations", &[("server_id", &sid)])
         .await
         .unwrap();
+    assert_eq!((page.matched, page.total, page.page), (1, 1, 1));
+    let rows = page.rows;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].aor, format!("sip:alice@{}", server.ip));
     assert!(rows[0].received.starts_with("127.0.0.1:"), "{rows:?}");
@@ -60,13 +63,25 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
         .await
         .starts_with("SIP/2.0 401"));
     assert_eq!(
-        b.call::<Vec<RegistrationRow>>("list_registrations", &[("server_id", &sid)])
+        b.call::<Paged<RegistrationRow>>("list_registrations", &[("server_id", &sid)])
             .await,
         Err(AppError::NotFound)
     );
 
     // A reset password takes effect at once; a deleted user no longer registers.
-    let users: Vec<app::api::sip_users::SipUserRow> = a.call("list_sip_users", &[]).await.unwrap();
+    let users: Paged<app::api::sip_users::SipUserRow> = a.call("list_sip_users", &[]).await.unwrap();
+    // The page searches: a name that holds "lic" is found, one that does not is not.
+    let found: Paged<app::api::sip_users::SipUserRow> = a
+        .call("list_sip_users", &[("query[search]", "LIC")])
+        .await
+        .unwrap();
+    assert_eq!((found.rows.len(), found.matched, found.total), (1, 1, 1));
+    let none: Paged<app::api::sip_users::SipUserRow> = a
+        .call("list_sip_users", &[("query[search]", "bob")])
+        .await
+        .unwrap();
+    assert_eq!((none.rows.len(), none.matched, none.total), (0, 0, 1), "B's bob is not A's");
+    let users = users.rows;
     let alice = users[0].id.to_string();
     a.call::<()>(
         "reset_sip_password",
@@ -137,10 +152,11 @@ async fn a_registered_phone_gets_keep_alives_and_its_answers_show_as_latency() {
     let sid = server.id.to_string();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
-        let rows: Vec<RegistrationRow> = a
-            .call("list_registrations", &[("server_id", &sid)])
+        let rows = a
+            .call::<Paged<RegistrationRow>>("list_registrations", &[("server_id", &sid)])
             .await
-            .unwrap();
+            .unwrap()
+            .rows;
         if rows
             .first()
             .is_some_and(|r| r.latency_ms.is_some() && r.online)

@@ -269,8 +269,12 @@ mod tests {
             Err(ClusterError::NameTaken)
         ));
 
-        let entries = store.audit_entries(account, 10).await.unwrap();
+        let entries = store
+            .audit_page(account, &ListQuery::default())
+            .await
+            .unwrap();
         let rows: Vec<(&str, &str, &str)> = entries
+            .rows
             .iter()
             .map(|(_, _, action, subject, detail)| {
                 (action.as_str(), subject.as_str(), detail.as_str())
