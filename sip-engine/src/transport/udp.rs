@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Inbound, Outbound, Transport, MAX_DATAGRAM};
+use super::{Inbound, Outbound, Outlet, Transport, MAX_DATAGRAM};
 
 /// How long a reader waits in `recv_from` before it looks at the shutdown token again: the
 /// longest a stop can take if its wake-up datagram is lost.
@@ -106,6 +106,31 @@ fn answer(socket: &UdpSocket, inbound: &dyn Inbound, datagram: &[u8], source: So
         if let Err(error) = socket.send_to(&reply.bytes, reply.target) {
             tracing::debug!(%error, target = %reply.target, "udp send failed");
         }
+    }
+}
+
+/// A node's UDP socket as an [`Outlet`]: datagrams leave at once from the calling thread,
+/// with no queue and no other task to wake.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    socket: Arc<UdpSocket>,
+}
+
+impl Sender {
+    /// Sends from `socket` (a clone of the node's socket: the same address and port).
+    pub fn new(socket: UdpSocket) -> Self {
+        Sender {
+            socket: Arc::new(socket),
+        }
+    }
+}
+
+impl Outlet for Sender {
+    fn send(&self, out: Outbound) -> bool {
+        if let Err(error) = self.socket.send_to(&out.bytes, out.target) {
+            tracing::debug!(%error, target = %out.target, "udp send failed");
+        }
+        true
     }
 }
 
