@@ -337,28 +337,36 @@ pub fn encode_response_to<'h>(
             let _ = write!(out, "{} {status}\r\n", rsip::Version::V2);
         }
     }
+    // The echoed headers under the names rsip prints them with (a test holds the two
+    // writers to the same bytes), pushed as text rather than through `Display`.
+    fn line(out: &mut String, name: &str, value: &str) {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+    }
     let mut top_via = true;
     for header in request_headers.iter() {
         match header {
             Header::Via(via) if top_via => {
                 top_via = false;
-                let stamped = rsip::headers::Via::new(stamp_via(via.value(), source));
-                let _ = write!(out, "{stamped}\r\n");
+                line(&mut out, "Via", "");
+                push_stamped_via(&mut out, via.value(), source);
             }
-            Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
-                let _ = write!(out, "{header}\r\n");
-            }
+            Header::Via(via) => line(&mut out, "Via", via.value()),
+            Header::From(from) => line(&mut out, "From", from.value()),
+            Header::CallId(id) => line(&mut out, "Call-ID", id.value()),
+            Header::CSeq(cseq) => line(&mut out, "CSeq", cseq.value()),
             Header::To(to) => {
                 let value = to.value();
-                if has_param(value, "tag") || status == StatusCode::Trying {
-                    let _ = write!(out, "{header}\r\n");
-                } else {
-                    let tagged = rsip::headers::To::new(format!("{value};tag={to_tag}"));
-                    let _ = write!(out, "{tagged}\r\n");
+                line(&mut out, "To", value);
+                if !(has_param(value, "tag") || status == StatusCode::Trying) {
+                    out.push_str(";tag=");
+                    out.push_str(to_tag);
                 }
             }
-            _ => {}
+            _ => continue,
         }
+        out.push_str("\r\n");
     }
     for header in extra {
         let _ = write!(out, "{header}\r\n");
@@ -421,39 +429,37 @@ pub fn response_to(
 /// Adds `received` when the packet came from another address than the Via names, and fills
 /// an empty `rport` with the source port (RFC 3261 §18.2.1, RFC 3581 §4).
 pub fn stamp_via(value: &str, source: SocketAddr) -> String {
+    let mut out = String::with_capacity(value.len() + 40);
+    push_stamped_via(&mut out, value, source);
+    out
+}
+
+/// Appends [`stamp_via`]`(value, source)` to `out`, without a string of its own: every
+/// response a node sends stamps one Via.
+fn push_stamped_via(out: &mut String, value: &str, source: SocketAddr) {
     let mut parts = value.split(';');
-    let sent = parts.next().unwrap_or_default().to_string();
+    let sent = parts.next().unwrap_or_default();
     let sent_host = sent
         .split_whitespace()
         .nth(1)
         .map(host_of_sent_by)
-        .unwrap_or_default()
-        .to_string();
-    let mut out = sent;
+        .unwrap_or_default();
+    out.push_str(sent);
     let mut saw_rport = false;
     for param in parts {
         let param = param.trim();
-        let name = param
-            .split('=')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        match name.as_str() {
-            "rport" => {
-                saw_rport = true;
-                out.push_str(&format!(";rport={}", source.port()));
-            }
-            "received" => {}
-            _ => {
-                out.push(';');
-                out.push_str(param);
-            }
+        let name = param.split('=').next().unwrap_or_default();
+        if name.eq_ignore_ascii_case("rport") {
+            saw_rport = true;
+            let _ = write!(out, ";rport={}", source.port());
+        } else if !name.eq_ignore_ascii_case("received") {
+            out.push(';');
+            out.push_str(param);
         }
     }
     if saw_rport || sent_host.parse::<IpAddr>().ok() != Some(source.ip()) {
-        out.push_str(&format!(";received={}", source.ip()));
+        let _ = write!(out, ";received={}", source.ip());
     }
-    out
 }
 
 /// Where a response to a request that arrived over UDP goes: always the source IP (the
@@ -468,7 +474,12 @@ pub fn udp_response_target(request_headers: &Headers, source: SocketAddr) -> Soc
     };
     let mut parts = top.split(';');
     let sent_by = parts.next().unwrap_or_default();
-    if parts.any(|p| p.trim().to_ascii_lowercase().starts_with("rport")) {
+    if parts.any(|p| {
+        p.trim()
+            .as_bytes()
+            .get(..5)
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"rport"))
+    }) {
         return source;
     }
     let port = sent_by
