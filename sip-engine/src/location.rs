@@ -321,6 +321,9 @@ impl LocationStore for MemoryLocationStore {
         }
         if bindings.is_empty() {
             aors.remove(aor);
+        } else if let Some(stored) = aors.get_mut(aor) {
+            // A refresh (most REGISTERs): the AOR's key is kept, not built again.
+            stored.clone_from(&bindings);
         } else {
             aors.insert(aor.to_string(), bindings.clone());
         }
