@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
 use crate::directory::{KeepAliveMode, UserDirectory};
-use crate::location::LocationStore;
+use crate::location::{Binding, LocationStore};
 use crate::transaction::Outbound;
 use crate::transport::{Outlet, Transport};
 
@@ -147,34 +147,34 @@ impl KeepAlive {
     /// The keep-alives of the round starting at `round_start`, in the order they are due:
     /// each live UDP binding of the domain once, at its own offset into the interval.
     pub fn plan(&self, round_start: Instant) -> Vec<Due> {
-        let bindings = match self
-            .store
-            .bindings_in_domain(&self.domain, SystemTime::now())
-        {
-            Ok(bindings) => bindings,
-            Err(error) => {
-                // Skip this round; the next one asks again.
-                tracing::warn!(%error, domain = %self.domain, "keep-alives: cannot list bindings");
-                return Vec::new();
-            }
-        };
         let interval = self.settings.interval().as_nanos().max(1);
-        let mut plan: Vec<Due> = bindings
-            .into_iter()
-            .filter(|(_, binding)| binding.transport == Transport::Udp)
-            .map(|(aor, binding)| {
-                let hash = self.spread.hash_one((&aor, &binding.contact));
+        let mut plan: Vec<Due> = Vec::new();
+        let listed = self.store.visit_domain(
+            &self.domain,
+            SystemTime::now(),
+            &mut |aor: &str, binding: &Binding| {
+                if binding.transport != Transport::Udp {
+                    return;
+                }
+                let hash = self.spread.hash_one((aor, &binding.contact));
                 // Below `interval`, which is a Duration's nanoseconds: fits a u64.
                 let offset = u64::try_from(u128::from(hash) % interval).unwrap_or(0);
-                Due {
+                plan.push(Due {
                     at: round_start + Duration::from_nanos(offset),
-                    aor: aor.into_boxed_str(),
-                    contact: binding.contact.into_boxed_str(),
+                    aor: aor.into(),
+                    contact: binding.contact.as_str().into(),
                     received: binding.received,
-                }
-            })
-            .collect();
-        plan.sort_by_key(|due| due.at);
+                });
+            },
+        );
+        if let Err(error) = listed {
+            // Skip this round; the next one asks again.
+            tracing::warn!(%error, domain = %self.domain, "keep-alives: cannot list bindings");
+            return Vec::new();
+        }
+        // Ties (two contacts hashed to the same nanosecond) in the order of their AOR and
+        // contact, whatever order the store lent them in.
+        plan.sort_unstable_by(|a, b| (a.at, &a.aor, &a.contact).cmp(&(b.at, &b.aor, &b.contact)));
         // It is kept for a whole interval: no room to spare.
         plan.shrink_to_fit();
         plan

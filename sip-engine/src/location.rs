@@ -124,6 +124,22 @@ pub trait LocationStore: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// Shows `visit` every live binding of the AORs in `domain`, with its AOR, in no
+    /// particular order: what a node's keep-alives plan a round from. The default walks
+    /// [`bindings_in_domain`](Self::bindings_in_domain); a store that can lend its
+    /// bindings saves copying (and sorting) all of them every interval.
+    fn visit_domain(
+        &self,
+        domain: &str,
+        now: SystemTime,
+        visit: &mut dyn FnMut(&str, &Binding),
+    ) -> Result<(), StoreError> {
+        for (aor, binding) in self.bindings_in_domain(domain, now)? {
+            visit(&aor, &binding);
+        }
+        Ok(())
+    }
+
     /// Counts one more OPTIONS keep-alive sent to a binding, and marks the binding offline
     /// when `max_missed` keep-alives were already left unanswered before this one. Returns
     /// that count of unanswered keep-alives (before this one), or `None` when the binding
@@ -162,7 +178,8 @@ pub fn contact_key(uri: &str) -> String {
 /// key: the store matches a contact against every binding of its AOR on each REGISTER,
 /// keep-alive and keep-alive answer, and two allocations per comparison showed in profiles.
 pub fn same_contact(a: &str, b: &str) -> bool {
-    key_bytes(a).eq(key_bytes(b))
+    // Keep-alives and their answers name a binding's contact exactly as stored.
+    a == b || key_bytes(a).eq(key_bytes(b))
 }
 
 /// The bytes of [`contact_key`]`(uri)`, in order: the scheme and host lowercased, the
@@ -388,6 +405,26 @@ impl LocationStore for MemoryLocationStore {
         now: SystemTime,
     ) -> Result<Vec<(String, Binding)>, StoreError> {
         Ok(self.in_domain(domain, now))
+    }
+
+    fn visit_domain(
+        &self,
+        domain: &str,
+        now: SystemTime,
+        visit: &mut dyn FnMut(&str, &Binding),
+    ) -> Result<(), StoreError> {
+        let aors = self.lock();
+        for (aor, bindings) in aors.iter() {
+            let in_domain = aor
+                .strip_suffix(domain)
+                .is_some_and(|rest| rest.ends_with('@'));
+            if in_domain {
+                for binding in bindings.iter().filter(|b| b.expires_at > now) {
+                    visit(aor, binding);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn record_keepalive_sent(
