@@ -98,8 +98,9 @@ const ALWAYS_ALLOWED: &[Method] = &[Method::Options];
 pub const AT_CAPACITY: &str = "Server at max cps / channels";
 
 /// Messages waiting for the node's UDP loop: what the forwarder sends on or relays,
-/// retransmissions, keep-alives. When full, the forwarder drops (as UDP would, and
-/// retransmission makes up for it); timers and keep-alives wait.
+/// retransmissions, upstream registrations. When full, the forwarder drops (as UDP would,
+/// and retransmission makes up for it); timers wait. (Keep-alives do not queue: their task
+/// sends each batch itself, see [`crate::transport::Outlet`].)
 const OUTBOUND_QUEUE: usize = 1024;
 
 /// What the node answers a request with, when it answers it itself.
@@ -268,7 +269,7 @@ impl Node {
             .take()
     }
 
-    /// A sender into the node's UDP queue, for its keep-alive and UAC services.
+    /// A sender into the node's UDP queue, for its UAC service.
     pub fn outbound(&self) -> mpsc::Sender<Outbound> {
         self.outbound.clone()
     }

@@ -1,5 +1,6 @@
-//! The UDP side of one node: threads that read its socket, and a task that sends what the
-//! layers above queue for third parties.
+//! The UDP side of one node: threads that read its socket, a task that sends what the
+//! layers above queue for third parties, and a [`Sender`] for services that send batches
+//! themselves (keep-alives).
 //!
 //! Reading is done by plain threads blocked in `recv_from`, as Kamailio's UDP workers do,
 //! not by tasks of the async runtime: the kernel wakes exactly one of them per datagram,
@@ -28,8 +29,8 @@ const READER_STACK: usize = 512 * 1024;
 
 /// Serves `socket` until `shutdown` is cancelled: `readers` threads answer what arrives,
 /// and a task sends what arrives on `outgoing` (forwarded requests, relayed responses,
-/// retransmissions, NAT keep-alives: a NAT mapping holds only for the address and port the
-/// phone registered to). The returned handles finish once every reader and the sender have
+/// retransmissions, upstream registrations: all from this socket, as a NAT mapping holds
+/// only for the address and port the phone registered to). The returned handles finish once every reader and the sender have
 /// let go of the socket, so the port is free when they have all been awaited.
 pub fn serve(
     socket: UdpSocket,
