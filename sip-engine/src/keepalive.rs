@@ -386,8 +386,8 @@ fn hex_decode(text: &str) -> Option<String> {
 /// the node's `config` before every batch, so pushing it stops keep-alives within one
 /// batch.
 ///
-/// The pings due within one [`BATCH`] are built and sent in a single wake-up of this task,
-/// on its own thread: no queue to another task, no timer per contact.
+/// The pings due within one batch (`BATCH`) are built and sent in a single wake-up of
+/// this task, on its own thread: no queue to another task, no timer per contact.
 pub async fn run(
     keepalive: Arc<KeepAlive>,
     config: watch::Receiver<NodeConfig>,
