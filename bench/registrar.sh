@@ -40,7 +40,10 @@ BASE_IP=127.0.90.4
 BASE_PHONES=16002
 KEEPALIVE_WINDOW=60
 
-bash scripts/setup.sh >/dev/null
+# SIPp is all of the project's setup this benchmark needs; the full setup (browsers, npm,
+# cargo-leptos) wants the network, which a benchmark run inside a loopback-only network
+# namespace does not have.
+command -v sipp >/dev/null || bash scripts/setup.sh >/dev/null
 if ! command -v kamailio >/dev/null; then
   echo "== apt: kamailio (for this benchmark only)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

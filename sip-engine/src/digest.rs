@@ -7,6 +7,7 @@
 //! when it must forget a nonce it forgets the oldest and treats everything as old as that as
 //! stale, so forgetting can cost a client a fresh challenge but never opens a replay.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,9 +46,25 @@ impl Algorithm {
 
     /// The lowercase hex digest of `data`, the form every digest value takes.
     pub fn hash(self, data: &str) -> String {
+        self.hash_parts(&[data])
+    }
+
+    /// [`hash`](Self::hash) of `parts` joined with `:`, the shape of every digest input
+    /// (`username:realm:password`, `method:uri`, …), fed to the hash part by part instead
+    /// of being joined into a string first.
+    fn hash_parts(self, parts: &[&str]) -> String {
+        fn feed<D: Digest>(mut hasher: D, parts: &[&str]) -> String {
+            for (n, part) in parts.iter().enumerate() {
+                if n > 0 {
+                    hasher.update(b":");
+                }
+                hasher.update(part.as_bytes());
+            }
+            hex(&hasher.finalize())
+        }
         match self {
-            Algorithm::Md5 => hex(&Md5::digest(data.as_bytes())),
-            Algorithm::Sha256 => hex(&Sha256::digest(data.as_bytes())),
+            Algorithm::Md5 => feed(Md5::new(), parts),
+            Algorithm::Sha256 => feed(Sha256::new(), parts),
         }
     }
 }
@@ -83,13 +100,16 @@ impl Secret {
                 Algorithm::Sha256 => sha256.clone(),
             },
         }
-        .map(|h| h.to_ascii_lowercase())
+        .map(|mut h| {
+            h.make_ascii_lowercase();
+            h
+        })
     }
 }
 
 /// HA1 = H(username:realm:password).
 pub fn ha1(algorithm: Algorithm, username: &str, realm: &str, password: &str) -> String {
-    algorithm.hash(&format!("{username}:{realm}:{password}"))
+    algorithm.hash_parts(&[username, realm, password])
 }
 
 /// The request-digest (RFC 7616 §3.4.1; without qop, the RFC 2069 form).
@@ -101,12 +121,10 @@ pub fn request_digest(
     method: &str,
     uri: &str,
 ) -> String {
-    let ha2 = algorithm.hash(&format!("{method}:{uri}"));
+    let ha2 = algorithm.hash_parts(&[method, uri]);
     match qop {
-        Some((nc, cnonce, qop)) => {
-            algorithm.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
-        }
-        None => algorithm.hash(&format!("{ha1}:{nonce}:{ha2}")),
+        Some((nc, cnonce, qop)) => algorithm.hash_parts(&[ha1, nonce, nc, cnonce, qop, &ha2]),
+        None => algorithm.hash_parts(&[ha1, nonce, &ha2]),
     }
 }
 
@@ -160,7 +178,7 @@ impl Credentials {
             params
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| v.to_string())
         };
         let need = |name: &'static str| find(name).ok_or(CredentialsError::Missing(name));
         let algorithm = match find("algorithm") {
@@ -233,7 +251,7 @@ impl Challenge {
             params
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| v.to_string())
         };
         let algorithm = match find("algorithm") {
             None => Algorithm::Md5,
@@ -278,58 +296,64 @@ impl Challenge {
 }
 
 /// `name=value` pairs separated by commas; values may be quoted strings with `\` escapes.
-fn auth_params(text: &str) -> Result<Vec<(String, String)>, CredentialsError> {
+/// Names and values are slices of `text` (a value is copied only when it holds an escape):
+/// an `Authorization` header has ten parameters, and building each name and value a
+/// character at a time showed in a registrar's profile.
+fn auth_params(text: &str) -> Result<Vec<(&str, Cow<'_, str>)>, CredentialsError> {
     let mut params = Vec::new();
-    let mut chars = text.chars().peekable();
+    let mut rest = text;
     loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
-            chars.next();
-        }
-        if chars.peek().is_none() {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        if rest.is_empty() {
             return Ok(params);
         }
-        let mut name = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == ',' {
-                break;
-            }
-            name.push(c);
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'=') {
-            chars.next();
-            while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                chars.next();
-            }
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                let mut closed = false;
-                while let Some(c) = chars.next() {
+        let end = rest.find(['=', ',']).unwrap_or(rest.len());
+        let name = rest[..end].trim();
+        rest = &rest[end..];
+        let mut value = Cow::Borrowed("");
+        if let Some(after) = rest.strip_prefix('=') {
+            let after = after.trim_start();
+            if let Some(quoted) = after.strip_prefix('"') {
+                let mut unescaped: Option<String> = None;
+                let mut copied_to = 0;
+                let mut close = None;
+                let mut chars = quoted.char_indices();
+                while let Some((at, c)) = chars.next() {
                     match c {
-                        '\\' => value.extend(chars.next()),
+                        '\\' => {
+                            let owned = unescaped.get_or_insert_with(String::new);
+                            owned.push_str(&quoted[copied_to..at]);
+                            copied_to = quoted.len();
+                            if let Some((next_at, escaped)) = chars.next() {
+                                owned.push(escaped);
+                                copied_to = next_at + escaped.len_utf8();
+                            }
+                        }
                         '"' => {
-                            closed = true;
+                            close = Some(at);
                             break;
                         }
-                        c => value.push(c),
+                        _ => {}
                     }
                 }
-                if !closed {
+                let Some(close) = close else {
                     return Err(CredentialsError::Quotes);
-                }
-            } else {
-                while let Some(&c) = chars.peek() {
-                    if c == ',' {
-                        break;
+                };
+                value = match unescaped {
+                    Some(mut owned) => {
+                        owned.push_str(&quoted[copied_to..close]);
+                        Cow::Owned(owned)
                     }
-                    value.push(c);
-                    chars.next();
-                }
-                value = value.trim().to_string();
+                    None => Cow::Borrowed(&quoted[..close]),
+                };
+                rest = &quoted[close + 1..];
+            } else {
+                let end = after.find(',').unwrap_or(after.len());
+                value = Cow::Borrowed(after[..end].trim());
+                rest = &after[end..];
             }
         }
-        params.push((name.trim().to_string(), value));
+        params.push((name, value));
     }
 }
 
@@ -353,7 +377,10 @@ pub const DEFAULT_NONCE_TABLE: usize = 100_000;
 /// Issues challenges and checks answers. One per engine: the secret must be shared by every
 /// node that may see a client's next request.
 pub struct Authenticator {
-    secret: [u8; 32],
+    /// HMAC-SHA-256 already keyed with the server's secret. Keying hashes two blocks; a
+    /// clone of the keyed state skips that for each of the two or three seals a
+    /// registration needs.
+    keyed: Hmac<Sha256>,
     lifetime: Duration,
     opaque: String,
     counts: Mutex<NonceCounts>,
@@ -395,7 +422,7 @@ impl Authenticator {
     pub fn with_table_capacity(secret: [u8; 32], lifetime: Duration, capacity: usize) -> Self {
         let opaque = hex(&mac(&secret, b"opaque")[..8]);
         Authenticator {
-            secret,
+            keyed: <Hmac<Sha256> as Mac>::new_from_slice(&secret).expect("HMAC accepts any key"),
             lifetime,
             opaque,
             counts: Mutex::new(NonceCounts {
@@ -407,11 +434,34 @@ impl Authenticator {
 
     /// A fresh nonce: 8 bytes of issue time, 8 random, 16 of HMAC, in hex.
     pub fn nonce(&self, realm: &str, now: SystemTime) -> String {
+        let mut nonce = String::with_capacity(64);
+        self.push_nonce(&mut nonce, realm, now);
+        nonce
+    }
+
+    /// Appends a fresh [`nonce`](Self::nonce) to `out`.
+    fn push_nonce(&self, out: &mut String, realm: &str, now: SystemTime) {
+        use std::fmt::Write as _;
         let issued = unix_seconds(now);
         let salt: u64 = rand::random();
-        let body = format!("{issued:016x}{salt:016x}");
-        let seal = mac(&self.secret, format!("{body}:{realm}").as_bytes());
-        format!("{body}{}", hex(&seal[..16]))
+        let start = out.len();
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{issued:016x}{salt:016x}");
+        let seal = self.seal(&out[start..], realm);
+        out.push_str(std::str::from_utf8(&seal).unwrap_or_default());
+    }
+
+    /// The seal of a nonce's `body` for `realm`: the first 16 bytes of HMAC(`body:realm`),
+    /// in lowercase hex.
+    fn seal(&self, body: &str, realm: &str) -> [u8; 32] {
+        let mut mac = self.keyed.clone();
+        mac.update(body.as_bytes());
+        mac.update(b":");
+        mac.update(realm.as_bytes());
+        let mut seal = [0u8; 32];
+        // 16 bytes fill 32 hex digits exactly.
+        let _ = hex::encode_to_slice(&mac.finalize().into_bytes()[..16], &mut seal);
+        seal
     }
 
     /// The `WWW-Authenticate` value of a challenge (RFC 7616 §3.3).
@@ -422,13 +472,18 @@ impl Authenticator {
         stale: bool,
         now: SystemTime,
     ) -> String {
-        let mut value = format!(
-            "Digest realm=\"{}\", nonce=\"{}\", opaque=\"{}\", algorithm={}, qop=\"auth\"",
-            escape(realm),
-            self.nonce(realm, now),
-            self.opaque,
-            algorithm.token()
-        );
+        // One buffer for the whole value: a registrar sends one challenge per offered
+        // algorithm to every phone that registers.
+        let mut value = String::with_capacity(160 + 2 * realm.len());
+        value.push_str("Digest realm=\"");
+        push_escaped(&mut value, realm);
+        value.push_str("\", nonce=\"");
+        self.push_nonce(&mut value, realm, now);
+        value.push_str("\", opaque=\"");
+        value.push_str(&self.opaque);
+        value.push_str("\", algorithm=");
+        value.push_str(algorithm.token());
+        value.push_str(", qop=\"auth\"");
         if stale {
             value.push_str(", stale=true");
         }
@@ -497,8 +552,7 @@ impl Authenticator {
             return None;
         }
         let (body, seal) = nonce.split_at(32);
-        let expected = mac(&self.secret, format!("{body}:{realm}").as_bytes());
-        if !constant_time_eq(hex(&expected[..16]).as_bytes(), seal.as_bytes()) {
+        if !constant_time_eq(&self.seal(body, realm), seal.as_bytes()) {
             return None;
         }
         u64::from_str_radix(&body[..16], 16).ok()
@@ -573,8 +627,14 @@ fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
-fn escape(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"")
+/// Appends `text` as the inside of a quoted string: `\` and `"` escaped.
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if matches!(c, '\\' | '"') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
 }
 
 /// Compares secrets in time that does not depend on where they differ (`subtle`); a
@@ -606,6 +666,28 @@ mod tests {
             "GET",
             "/dir/index.html",
         )
+    }
+
+    #[test]
+    fn quoted_credentials_are_read_with_their_escapes_and_unquoted_ones_trimmed() {
+        let c = Credentials::parse(
+            "Digest username=\"a\\\"b\", realm = \"r\\\\x\",nonce=  n1 ,uri=\"sip:h\", \
+             response=\"ff\", qop=auth, nc=00000001, cnonce=\"c\\\"\"",
+        )
+        .unwrap();
+        assert_eq!(c.username, "a\"b");
+        assert_eq!(c.realm, "r\\x");
+        assert_eq!(c.nonce, "n1");
+        assert_eq!(c.uri, "sip:h");
+        assert_eq!(c.qop.unwrap().cnonce, "c\"");
+        assert_eq!(
+            Credentials::parse("Digest username=\"a, realm=\"r\""),
+            Err(CredentialsError::Missing("realm"))
+        );
+        assert_eq!(
+            Credentials::parse("Digest username=\"a\\"),
+            Err(CredentialsError::Quotes)
+        );
     }
 
     #[test]

@@ -307,6 +307,9 @@ impl Engine {
         if let Some(config) = config {
             self.apply(&node, config);
         }
+        // Keep-alives leave straight from a clone of the socket, a batch per wake-up of
+        // their own task (see `transport::Outlet`).
+        let pings = socket.try_clone().map(udp::Sender::new).map_err(udp_bind)?;
         let outgoing = node.take_outgoing();
         let node = Arc::new(node);
         let inbound: Arc<dyn Inbound> = node.clone();
@@ -345,7 +348,7 @@ impl Engine {
                 keepalive.clone(),
                 node.subscribe(),
                 local,
-                node.outbound(),
+                pings,
                 shutdown.clone(),
             )));
         }

@@ -13,9 +13,10 @@
 //!   with the `received`/`rport` rules of RFC 3581), and the header getters the hot paths
 //!   use.
 //! - [`transport`]: the sockets and the [`transport::Inbound`] trait they hand frames up
-//!   through, knowing nothing above it: UDP reader threads (and a task draining the node's
-//!   outbound queue), TCP and TLS connections framed by `Content-Length`, secure WebSocket;
-//!   the [`transport::Transport`] a message really travels on.
+//!   through, knowing nothing above it: UDP reader threads (with a task draining the
+//!   node's outbound queue, and the [`transport::Outlet`] keep-alives send their batches
+//!   through), TCP and TLS connections framed by `Content-Length`, secure WebSocket; the
+//!   [`transport::Transport`] a message really travels on.
 //! - [`transaction`]: RFC 3261 §17 server and client transactions, sans-I/O: retransmitted
 //!   requests are absorbed, lost responses and requests retransmitted over UDP (T1/T2/T4).
 //! - [`config`]: what the control plane tells a node to run ([`NodeConfig`], [`NodeRole`]).

@@ -124,6 +124,22 @@ pub trait LocationStore: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// Shows `visit` every live binding of the AORs in `domain`, with its AOR, in no
+    /// particular order: what a node's keep-alives plan a round from. The default walks
+    /// [`bindings_in_domain`](Self::bindings_in_domain); a store that can lend its
+    /// bindings saves copying (and sorting) all of them every interval.
+    fn visit_domain(
+        &self,
+        domain: &str,
+        now: SystemTime,
+        visit: &mut dyn FnMut(&str, &Binding),
+    ) -> Result<(), StoreError> {
+        for (aor, binding) in self.bindings_in_domain(domain, now)? {
+            visit(&aor, &binding);
+        }
+        Ok(())
+    }
+
     /// Counts one more OPTIONS keep-alive sent to a binding, and marks the binding offline
     /// when `max_missed` keep-alives were already left unanswered before this one. Returns
     /// that count of unanswered keep-alives (before this one), or `None` when the binding
@@ -156,6 +172,50 @@ pub fn contact_key(uri: &str) -> String {
         },
         None => uri.to_ascii_lowercase(),
     }
+}
+
+/// Whether two contact URIs have the same [`contact_key`], compared without building either
+/// key: the store matches a contact against every binding of its AOR on each REGISTER,
+/// keep-alive and keep-alive answer, and two allocations per comparison showed in profiles.
+pub fn same_contact(a: &str, b: &str) -> bool {
+    // Keep-alives and their answers name a binding's contact exactly as stored.
+    a == b || key_bytes(a).eq(key_bytes(b))
+}
+
+/// The bytes of [`contact_key`]`(uri)`, in order: the scheme and host lowercased, the
+/// user part as is.
+fn key_bytes(uri: &str) -> impl Iterator<Item = u8> + '_ {
+    let uri = uri.trim();
+    // (text, lowercased?) pieces, the same five for every shape of URI.
+    let pieces: [(&str, bool); 5] = match uri.split_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((scheme, user)) => [
+                (scheme, true),
+                (":", false),
+                (user, false),
+                ("@", false),
+                (host, true),
+            ],
+            None => [
+                ("", false),
+                ("", false),
+                (user, false),
+                ("@", false),
+                (host, true),
+            ],
+        },
+        None => [
+            (uri, true),
+            ("", false),
+            ("", false),
+            ("", false),
+            ("", false),
+        ],
+    };
+    pieces.into_iter().flat_map(|(text, lower)| {
+        text.bytes()
+            .map(move |b| if lower { b.to_ascii_lowercase() } else { b })
+    })
 }
 
 /// Bindings in memory, behind one std `Mutex` (never held across an `.await`; each operation
@@ -229,8 +289,10 @@ impl LocationStore for MemoryLocationStore {
         for change in changes {
             match change {
                 Change::Upsert(binding) => {
-                    let key = contact_key(&binding.contact);
-                    match bindings.iter_mut().find(|b| contact_key(&b.contact) == key) {
+                    match bindings
+                        .iter_mut()
+                        .find(|b| same_contact(&b.contact, &binding.contact))
+                    {
                         Some(stored) => {
                             if !in_order(stored, &binding.call_id, binding.cseq) {
                                 return Err(StoreError::OutOfOrder {
@@ -252,8 +314,10 @@ impl LocationStore for MemoryLocationStore {
                     call_id,
                     cseq,
                 } => {
-                    let key = contact_key(contact);
-                    if let Some(at) = bindings.iter().position(|b| contact_key(&b.contact) == key) {
+                    if let Some(at) = bindings
+                        .iter()
+                        .position(|b| same_contact(&b.contact, contact))
+                    {
                         if !in_order(&bindings[at], call_id, *cseq) {
                             return Err(StoreError::OutOfOrder {
                                 contact: contact.clone(),
@@ -274,6 +338,9 @@ impl LocationStore for MemoryLocationStore {
         }
         if bindings.is_empty() {
             aors.remove(aor);
+        } else if let Some(stored) = aors.get_mut(aor) {
+            // A refresh (most REGISTERs): the AOR's key is kept, not built again.
+            stored.clone_from(&bindings);
         } else {
             aors.insert(aor.to_string(), bindings.clone());
         }
@@ -294,13 +361,12 @@ impl LocationStore for MemoryLocationStore {
     }
 
     fn remove(&self, aor: &str, contact: &str) -> Result<bool, StoreError> {
-        let key = contact_key(contact);
         let mut aors = self.lock();
         let Some(list) = aors.get_mut(aor) else {
             return Ok(false);
         };
         let before = list.len();
-        list.retain(|b| contact_key(&b.contact) != key);
+        list.retain(|b| !same_contact(&b.contact, contact));
         let removed = list.len() != before;
         if list.is_empty() {
             aors.remove(aor);
@@ -319,11 +385,10 @@ impl LocationStore for MemoryLocationStore {
         at: SystemTime,
         latency: Duration,
     ) -> Result<bool, StoreError> {
-        let key = contact_key(contact);
         let mut aors = self.lock();
         let Some(binding) = aors
             .get_mut(aor)
-            .and_then(|list| list.iter_mut().find(|b| contact_key(&b.contact) == key))
+            .and_then(|list| list.iter_mut().find(|b| same_contact(&b.contact, contact)))
         else {
             return Ok(false);
         };
@@ -342,17 +407,36 @@ impl LocationStore for MemoryLocationStore {
         Ok(self.in_domain(domain, now))
     }
 
+    fn visit_domain(
+        &self,
+        domain: &str,
+        now: SystemTime,
+        visit: &mut dyn FnMut(&str, &Binding),
+    ) -> Result<(), StoreError> {
+        let aors = self.lock();
+        for (aor, bindings) in aors.iter() {
+            let in_domain = aor
+                .strip_suffix(domain)
+                .is_some_and(|rest| rest.ends_with('@'));
+            if in_domain {
+                for binding in bindings.iter().filter(|b| b.expires_at > now) {
+                    visit(aor, binding);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn record_keepalive_sent(
         &self,
         aor: &str,
         contact: &str,
         max_missed: u32,
     ) -> Result<Option<u32>, StoreError> {
-        let key = contact_key(contact);
         let mut aors = self.lock();
         let Some(binding) = aors
             .get_mut(aor)
-            .and_then(|list| list.iter_mut().find(|b| contact_key(&b.contact) == key))
+            .and_then(|list| list.iter_mut().find(|b| same_contact(&b.contact, contact)))
         else {
             return Ok(None);
         };
@@ -402,6 +486,34 @@ mod tests {
             latency: None,
             missed_keepalives: 0,
             online: true,
+        }
+    }
+
+    #[test]
+    fn contacts_match_exactly_when_their_keys_are_equal() {
+        let uris = [
+            "sip:alice@10.0.0.1:5060",
+            "SIP:alice@10.0.0.1:5060",
+            "sip:Alice@10.0.0.1:5060",
+            "sip:alice@EXAMPLE.com;transport=UDP",
+            "sip:alice@example.com;transport=udp",
+            " sip:alice@example.com;transport=udp ",
+            "alice@Example.com",
+            "ALICE@example.com",
+            "sip:Example.com",
+            "sip:example.COM",
+            "sip:a:b@h",
+            "sip:a@b@C",
+            "",
+        ];
+        for a in uris {
+            for b in uris {
+                assert_eq!(
+                    same_contact(a, b),
+                    contact_key(a) == contact_key(b),
+                    "{a:?} vs {b:?}"
+                );
+            }
         }
     }
 

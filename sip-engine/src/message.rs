@@ -50,15 +50,15 @@ fn syntax(what: &str) -> rsip::Error {
 
 /// The message as rsip's grammar cuts it, each part read with rsip.
 fn split_and_parse(bytes: &[u8]) -> Result<SipMessage, rsip::Error> {
-    let line_end = find(bytes, b"\r\n").ok_or_else(|| syntax("start line"))?;
+    let line_end = find_crlf(bytes).ok_or_else(|| syntax("start line"))?;
     let start = std::str::from_utf8(&bytes[..line_end]).map_err(|_| syntax("start line"))?;
     let rest = &bytes[line_end + 2..];
     // The head ends at the blank line; without one, rsip takes the next line as the only
     // header line and the rest as the body.
-    let (raw_headers, body) = match find(rest, b"\r\n\r\n") {
+    let (raw_headers, body) = match find_blank_line(rest) {
         Some(at) => (&rest[..at], &rest[at + 4..]),
         None => {
-            let at = find(rest, b"\r\n").ok_or_else(|| syntax("headers"))?;
+            let at = find_crlf(rest).ok_or_else(|| syntax("headers"))?;
             (&rest[..at], &rest[at + 2..])
         }
     };
@@ -134,7 +134,7 @@ fn parse_headers(raw: &[u8]) -> Result<Headers, rsip::Error> {
     }
     let mut rest = raw;
     while !rest.is_empty() {
-        let (line, next) = match find(rest, b"\r\n") {
+        let (line, next) = match find_crlf(rest) {
             Some(at) => (&rest[..at], &rest[at + 2..]),
             None => (rest, &rest[rest.len()..]),
         };
@@ -151,10 +151,38 @@ fn parse_headers(raw: &[u8]) -> Result<Headers, rsip::Error> {
         while let [b' ' | b'\t', rest @ ..] = value {
             value = rest;
         }
-        let header: Header = rsip::headers::header::Tokenizer { name, value }.try_into()?;
+        let header = match common_header(name, value) {
+            Some(header) => header,
+            None => rsip::headers::header::Tokenizer { name, value }.try_into()?,
+        };
         headers.push(header);
     }
     Ok(headers.into())
+}
+
+/// The `Header` rsip makes of the headers every REGISTER and most requests carry, made
+/// directly: rsip's tokenizer checks the name against some fifty others one by one (Via
+/// and To among the last) after checking again that the text is UTF-8. rsip maps a name
+/// to its variant case-insensitively and keeps the value as it is; so does this. Anything
+/// else is `None`, for rsip.
+fn common_header(name: &[u8], value: &[u8]) -> Option<Header> {
+    use rsip::headers as h;
+    let value = std::str::from_utf8(value).ok()?.to_string();
+    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+    Some(match name.len() {
+        2 if is("To") => Header::To(h::To::new(value)),
+        3 if is("Via") => Header::Via(h::Via::new(value)),
+        4 if is("From") => Header::From(h::From::new(value)),
+        4 if is("CSeq") => Header::CSeq(h::CSeq::new(value)),
+        7 if is("Call-ID") => Header::CallId(h::CallId::new(value)),
+        7 if is("Contact") => Header::Contact(h::Contact::new(value)),
+        7 if is("Expires") => Header::Expires(h::Expires::new(value)),
+        10 if is("User-Agent") => Header::UserAgent(h::UserAgent::new(value)),
+        12 if is("Max-Forwards") => Header::MaxForwards(h::MaxForwards::new(value)),
+        13 if is("Authorization") => Header::Authorization(h::Authorization::new(value)),
+        14 if is("Content-Length") => Header::ContentLength(h::ContentLength::new(value)),
+        _ => return None,
+    })
 }
 
 /// A token character (RFC 3261 §25.1), as rsip's grammar has it.
@@ -162,13 +190,31 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(haystack, needle)
+/// Where the first `\r\n` starts. A search for `\r` alone: `memmem::find` builds a searcher
+/// for its needle on every call, which cost more than the search itself on header lines
+/// of a few dozen bytes.
+fn find_crlf(haystack: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = memchr::memchr(b'\r', &haystack[from..]) {
+        let at = from + at;
+        if haystack.get(at + 1) == Some(&b'\n') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Where the first `\r\n\r\n` starts, with a searcher built once for the process.
+fn find_blank_line(haystack: &[u8]) -> Option<usize> {
+    static BLANK_LINE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    BLANK_LINE.find(haystack)
 }
 
 /// Offset of the blank line that ends the head, counting the `\r\n\r\n` itself.
 pub fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    memchr::memmem::find(bytes, b"\r\n\r\n").map(|at| at + 4)
+    find_blank_line(bytes).map(|at| at + 4)
 }
 
 /// The headers a response copies from its request (RFC 3261 §8.2.6.2), taken from raw text
@@ -298,6 +344,65 @@ fn finish(mut out: String, headers: &Headers, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// The bytes of the response to a request whose headers are `request_headers`: exactly
+/// [`encode_response`] of [`response_to`] (a test holds them to it), written straight from
+/// the request's headers. A node answers every request it serves itself this way; building
+/// the response first copied each header it echoes only to print it once.
+pub fn encode_response_to<'h>(
+    request_headers: &Headers,
+    status: StatusCode,
+    reason: Option<&str>,
+    source: SocketAddr,
+    to_tag: &str,
+    extra: impl IntoIterator<Item = &'h Header>,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(estimate(request_headers, 0) + 256);
+    match reason {
+        Some(reason) => {
+            let _ = write!(out, "SIP/2.0 {} {reason}\r\n", status.code());
+        }
+        None => {
+            let _ = write!(out, "{} {status}\r\n", rsip::Version::V2);
+        }
+    }
+    // The echoed headers under the names rsip prints them with (a test holds the two
+    // writers to the same bytes), pushed as text rather than through `Display`.
+    fn line(out: &mut String, name: &str, value: &str) {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+    }
+    let mut top_via = true;
+    for header in request_headers.iter() {
+        match header {
+            Header::Via(via) if top_via => {
+                top_via = false;
+                line(&mut out, "Via", "");
+                push_stamped_via(&mut out, via.value(), source);
+            }
+            Header::Via(via) => line(&mut out, "Via", via.value()),
+            Header::From(from) => line(&mut out, "From", from.value()),
+            Header::CallId(id) => line(&mut out, "Call-ID", id.value()),
+            Header::CSeq(cseq) => line(&mut out, "CSeq", cseq.value()),
+            Header::To(to) => {
+                let value = to.value();
+                line(&mut out, "To", value);
+                if !(has_param(value, "tag") || status == StatusCode::Trying) {
+                    out.push_str(";tag=");
+                    out.push_str(to_tag);
+                }
+            }
+            _ => continue,
+        }
+        out.push_str("\r\n");
+    }
+    for header in extra {
+        let _ = write!(out, "{header}\r\n");
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out.into_bytes()
+}
+
 /// Builds a response to a request whose headers are `request_headers`: Via (all, with
 /// `received`/`rport` filled in on the top one), From, To (tagged when the request's To
 /// was not), Call-ID and CSeq, then `extra`.
@@ -352,39 +457,37 @@ pub fn response_to(
 /// Adds `received` when the packet came from another address than the Via names, and fills
 /// an empty `rport` with the source port (RFC 3261 §18.2.1, RFC 3581 §4).
 pub fn stamp_via(value: &str, source: SocketAddr) -> String {
+    let mut out = String::with_capacity(value.len() + 40);
+    push_stamped_via(&mut out, value, source);
+    out
+}
+
+/// Appends [`stamp_via`]`(value, source)` to `out`, without a string of its own: every
+/// response a node sends stamps one Via.
+fn push_stamped_via(out: &mut String, value: &str, source: SocketAddr) {
     let mut parts = value.split(';');
-    let sent = parts.next().unwrap_or_default().to_string();
+    let sent = parts.next().unwrap_or_default();
     let sent_host = sent
         .split_whitespace()
         .nth(1)
         .map(host_of_sent_by)
-        .unwrap_or_default()
-        .to_string();
-    let mut out = sent;
+        .unwrap_or_default();
+    out.push_str(sent);
     let mut saw_rport = false;
     for param in parts {
         let param = param.trim();
-        let name = param
-            .split('=')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        match name.as_str() {
-            "rport" => {
-                saw_rport = true;
-                out.push_str(&format!(";rport={}", source.port()));
-            }
-            "received" => {}
-            _ => {
-                out.push(';');
-                out.push_str(param);
-            }
+        let name = param.split('=').next().unwrap_or_default();
+        if name.eq_ignore_ascii_case("rport") {
+            saw_rport = true;
+            let _ = write!(out, ";rport={}", source.port());
+        } else if !name.eq_ignore_ascii_case("received") {
+            out.push(';');
+            out.push_str(param);
         }
     }
     if saw_rport || sent_host.parse::<IpAddr>().ok() != Some(source.ip()) {
-        out.push_str(&format!(";received={}", source.ip()));
+        let _ = write!(out, ";received={}", source.ip());
     }
-    out
 }
 
 /// Where a response to a request that arrived over UDP goes: always the source IP (the
@@ -399,7 +502,12 @@ pub fn udp_response_target(request_headers: &Headers, source: SocketAddr) -> Soc
     };
     let mut parts = top.split(';');
     let sent_by = parts.next().unwrap_or_default();
-    if parts.any(|p| p.trim().to_ascii_lowercase().starts_with("rport")) {
+    if parts.any(|p| {
+        p.trim()
+            .as_bytes()
+            .get(..5)
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"rport"))
+    }) {
         return source;
     }
     let port = sent_by
@@ -439,6 +547,20 @@ fn has_param(value: &str, name: &str) -> bool {
 /// name, so they are skipped; a parameter without `=` has the empty value.
 pub fn header_params(value: &str) -> Vec<(&str, &str)> {
     let mut params = Vec::new();
+    scan_params(value, |name, value| {
+        params.push((name, value));
+        false
+    });
+    params
+}
+
+/// Hands each header parameter of `value` (as [`header_params`] reads them) to `found`,
+/// until it returns true; returns that parameter. No list is built: the getters of the
+/// hot path (a Via's branch, a To's tag) ask for one parameter of every request.
+fn scan_params<'a>(
+    value: &'a str,
+    mut found: impl FnMut(&'a str, &'a str) -> bool,
+) -> Option<(&'a str, &'a str)> {
     let mut in_quotes = false;
     let mut in_angle = false;
     let mut escaped = false;
@@ -455,17 +577,18 @@ pub fn header_params(value: &str) -> Vec<(&str, &str)> {
             b'>' if !in_quotes => in_angle = false,
             b';' if !in_quotes && !in_angle => {
                 if let Some(from) = start {
-                    params.push(split_param(&value[from..at]));
+                    let (name, param) = split_param(&value[from..at]);
+                    if found(name, param) {
+                        return Some((name, param));
+                    }
                 }
                 start = Some(at + 1);
             }
             _ => {}
         }
     }
-    if let Some(from) = start {
-        params.push(split_param(&value[from..]));
-    }
-    params
+    let (name, param) = split_param(&value[start?..]);
+    found(name, param).then_some((name, param))
 }
 
 fn split_param(segment: &str) -> (&str, &str) {
@@ -477,10 +600,7 @@ fn split_param(segment: &str) -> (&str, &str) {
 
 /// The value of the header parameter `name` (case-insensitive), if present.
 pub fn header_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    header_params(value)
-        .into_iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
+    scan_params(value, |n, _| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
 }
 
 /// Splits a header value that may hold a comma-separated list (Contact, Via), leaving commas
@@ -583,6 +703,41 @@ mod tests {
     }
 
     #[test]
+    fn a_response_written_from_its_request_is_the_one_built_and_encoded() {
+        let requests = [
+            "REGISTER sip:h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK0\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:a@h>\r\nCall-ID: c1\r\nCSeq: 2 REGISTER\r\nContact: <sip:a@10.0.0.1>\r\nContent-Length: 0\r\n\r\n",
+            "INVITE sip:b@h SIP/2.0\r\nv: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK2\r\nf: \"A\" <sip:a@h>;tag=f\r\nt: <sip:b@h>;tag=t\r\ni: c2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        ];
+        let extra = vec![
+            Header::Server(rsip::headers::Server::new("sipfleet/test")),
+            Header::Date(rsip::headers::Date::new("Sun, 06 Nov 1994 08:49:37 GMT")),
+        ];
+        for text in requests {
+            let Ok(SipMessage::Request(request)) = parse(text.as_bytes()) else {
+                panic!("{text}");
+            };
+            for status in [StatusCode::Trying, StatusCode::OK, StatusCode::Unauthorized] {
+                for reason in [None, Some("Because")] {
+                    let built =
+                        response_to(&request.headers, status.clone(), src(), "tt", extra.clone());
+                    assert_eq!(
+                        String::from_utf8(encode_response_to(
+                            &request.headers,
+                            status.clone(),
+                            reason,
+                            src(),
+                            "tt",
+                            &extra
+                        ))
+                        .unwrap(),
+                        String::from_utf8(encode_response(&built, reason)).unwrap()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn rport_is_filled_and_received_added() {
         let out = stamp_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport", src());
         assert_eq!(
@@ -676,6 +831,7 @@ mod tests {
         "\r\n\r\n",
         "",
         "SIP/2.0 200 OK",
+        "REGISTER sip:h SIP/2.0\r\nVIA: SIP/2.0/UDP h;branch=z9hG4bK4\r\nfrom: <sip:a@h>;tag=1\r\nTO: <sip:a@h>\r\ncall-id: c\r\ncseq: 1 REGISTER\r\ncontact: *\r\nEXPIRES: 0\r\nuser-agent: x\r\nmax-forwards: 70\r\nauthorization: Digest x\r\ncontent-length: 0\r\nCall-Info: i\r\nTos: x\r\nVias: x\r\n\r\n",
     ];
 
     #[test]

@@ -45,9 +45,8 @@ use crate::forward::{Caller, Cancelled, Forwarder, Mode, Relayed};
 use crate::keepalive::KeepAlive;
 use crate::limits::{CallFigures, Calls, Full};
 use crate::message::{
-    call_id, cseq_number, encode_response, header_param, is_known_method, is_token, parse,
-    reason_phrase, request_method_token, response_to, salvage_request_headers, to_tag,
-    udp_response_target,
+    call_id, cseq_number, encode_response_to, header_param, is_known_method, is_token, parse,
+    reason_phrase, request_method_token, salvage_request_headers, to_tag, udp_response_target,
 };
 use crate::registrar::{Registrar, Site};
 use crate::route::{Inquiry, Route, Router, Target};
@@ -99,8 +98,9 @@ const ALWAYS_ALLOWED: &[Method] = &[Method::Options];
 pub const AT_CAPACITY: &str = "Server at max cps / channels";
 
 /// Messages waiting for the node's UDP loop: what the forwarder sends on or relays,
-/// retransmissions, keep-alives. When full, the forwarder drops (as UDP would, and
-/// retransmission makes up for it); timers and keep-alives wait.
+/// retransmissions, upstream registrations. When full, the forwarder drops (as UDP would,
+/// and retransmission makes up for it); timers wait. (Keep-alives do not queue: their task
+/// sends each batch itself, see [`crate::transport::Outlet`].)
 const OUTBOUND_QUEUE: usize = 1024;
 
 /// What the node answers a request with, when it answers it itself.
@@ -144,7 +144,7 @@ enum Served {
 pub struct Node {
     role: NodeRole,
     /// Sent as `Server:` so a peer (and the console) can tell which build answers.
-    server_header: String,
+    server_header: Header,
     /// To-tag for responses this node generates statelessly.
     to_tag: String,
     stats: NodeStats,
@@ -191,7 +191,7 @@ impl Node {
         let (outbound, outgoing) = mpsc::channel(OUTBOUND_QUEUE);
         Node {
             role,
-            server_header: format!("sipfleet/{build}"),
+            server_header: Header::Server(rsip::headers::Server::new(format!("sipfleet/{build}"))),
             to_tag: format!("{:016x}", rand::random::<u64>()),
             stats: NodeStats::default(),
             transactions: TransactionLayer::default(),
@@ -269,7 +269,7 @@ impl Node {
             .take()
     }
 
-    /// A sender into the node's UDP queue, for its keep-alive and UAC services.
+    /// A sender into the node's UDP queue, for its UAC service.
     pub fn outbound(&self) -> mpsc::Sender<Outbound> {
         self.outbound.clone()
     }
@@ -1134,25 +1134,26 @@ impl Node {
         &self,
         request_headers: &rsip::Headers,
         status: StatusCode,
-        mut extra: Vec<Header>,
+        extra: Vec<Header>,
         source: SocketAddr,
         transport: Transport,
         reason: Option<&str>,
     ) -> Reply {
-        extra.push(Header::Server(rsip::headers::Server::new(
-            self.server_header.clone(),
-        )));
-        let response = response_to(request_headers, status, source, &self.to_tag, extra);
+        let bytes = encode_response_to(
+            request_headers,
+            status,
+            reason,
+            source,
+            &self.to_tag,
+            extra.iter().chain([&self.server_header]),
+        );
         self.stats.responses.fetch_add(1, Ordering::Relaxed);
         let target = if transport.is_reliable() {
             source
         } else {
             udp_response_target(request_headers, source)
         };
-        Reply {
-            bytes: encode_response(&response, reason),
-            target,
-        }
+        Reply { bytes, target }
     }
 
     /// `Allow`: what this node serves, REGISTER included when it has a registrar.

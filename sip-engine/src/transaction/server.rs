@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -53,6 +53,10 @@ enum State {
 
 #[derive(Debug)]
 struct Entry {
+    /// The transaction's key, shared with the map and every timer of the heap: a
+    /// transaction schedules two or three timers, and a copy of its key (three strings)
+    /// for each one showed in profiles.
+    id: Arc<Key>,
     invite: bool,
     reliable: bool,
     state: State,
@@ -68,15 +72,15 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Table {
-    entries: HashMap<Key, Entry>,
+    entries: HashMap<Arc<Key>, Entry>,
     /// Due times of the timers. An entry may be stale (its timer was moved or cancelled):
     /// popping it then does nothing, which is cheaper than removing from a heap.
-    due: BinaryHeap<Reverse<(Instant, Key)>>,
+    due: BinaryHeap<Reverse<(Instant, Arc<Key>)>>,
 }
 
 impl Table {
     /// Schedules a timer; true when it is the earliest (see [`super::schedule`]).
-    fn schedule(&mut self, at: Instant, key: &Key) -> bool {
+    fn schedule(&mut self, at: Instant, key: &Arc<Key>) -> bool {
         super::schedule(&mut self.due, at, key.clone())
     }
 }
@@ -141,7 +145,8 @@ impl ServerTransactions {
                     // Timer I: absorb ACK retransmissions for T4 (none come over a stream).
                     let expire = if entry.reliable { now } else { now + t4 };
                     entry.expire_at = Some(expire);
-                    if table.schedule(expire, key) {
+                    let id = entry.id.clone();
+                    if table.schedule(expire, &id) {
                         self.changed.notify_one();
                     }
                     Received::Retransmission(None)
@@ -158,9 +163,19 @@ impl ServerTransactions {
             return Received::Untracked;
         }
         let invite = matches!(key, Key::Branch { method, .. } | Key::Legacy { method, .. } if method == "INVITE");
+        // A transaction whose answer never comes must not live forever. An INVITE may wait
+        // for a callee as long as a proxy's Timer C (over 3 minutes, RFC 3261 §16.6).
+        let expire = now
+            + if invite {
+                INVITE_GUARD
+            } else {
+                self.timers.transaction_timeout()
+            };
+        let id = Arc::new(key.clone());
         table.entries.insert(
-            key.clone(),
+            id.clone(),
             Entry {
+                id: id.clone(),
                 invite,
                 reliable: transport.is_reliable(),
                 // An INVITE transaction starts in Proceeding (RFC 3261 §17.2.1); with no
@@ -174,21 +189,10 @@ impl ServerTransactions {
                 to_tag: None,
                 retransmit_at: None,
                 interval: self.timers.t1,
-                expire_at: None,
+                expire_at: Some(expire),
             },
         );
-        // A transaction whose answer never comes must not live forever. An INVITE may wait
-        // for a callee as long as a proxy's Timer C (over 3 minutes, RFC 3261 §16.6).
-        let expire = now
-            + if invite {
-                INVITE_GUARD
-            } else {
-                self.timers.transaction_timeout()
-            };
-        if let Some(entry) = table.entries.get_mut(key) {
-            entry.expire_at = Some(expire);
-        }
-        if table.schedule(expire, key) {
+        if table.schedule(expire, &id) {
             self.changed.notify_one();
         }
         Received::New
@@ -218,7 +222,14 @@ impl ServerTransactions {
         }
         entry.last_response = Some(response);
         entry.to_tag = to_tag.map(str::to_string);
-        let mut schedule = Vec::new();
+        let id = entry.id.clone();
+        // At most two timers start here (G and H); no list allocated for them.
+        let mut schedule: [Option<Instant>; 2] = [None, None];
+        let mut push = |at: Instant| {
+            if let Some(slot) = schedule.iter_mut().find(|slot| slot.is_none()) {
+                *slot = Some(at);
+            }
+        };
         if status < 200 {
             entry.state = State::Proceeding;
         } else if entry.invite && status < 300 {
@@ -227,19 +238,19 @@ impl ServerTransactions {
             entry.state = State::Accepted;
             let expire = now + timers.transaction_timeout();
             entry.expire_at = Some(expire);
-            schedule.push(expire);
+            push(expire);
         } else if entry.invite {
             entry.state = State::Completed;
             // Timer H bounds the wait for the ACK on every transport; Timer G retransmits
             // over UDP only.
             let expire = now + timers.transaction_timeout();
             entry.expire_at = Some(expire);
-            schedule.push(expire);
+            push(expire);
             if !entry.reliable {
                 entry.interval = timers.t1;
                 let at = now + timers.t1;
                 entry.retransmit_at = Some(at);
-                schedule.push(at);
+                push(at);
             }
         } else {
             entry.state = State::Completed;
@@ -250,11 +261,11 @@ impl ServerTransactions {
             }
             let expire = now + timers.transaction_timeout();
             entry.expire_at = Some(expire);
-            schedule.push(expire);
+            push(expire);
         }
         let mut earliest = false;
-        for at in schedule {
-            earliest |= table.schedule(at, key);
+        for at in schedule.into_iter().flatten() {
+            earliest |= table.schedule(at, &id);
         }
         if earliest {
             self.changed.notify_one();

@@ -94,6 +94,33 @@ pub struct Outbound {
 /// What an [`Inbound`] answers a message with.
 pub type Reply = Outbound;
 
+/// Where a background service hands the datagrams it sends from a node's own socket (a
+/// NAT keep-alive must leave from the address the phone registered to).
+///
+/// Sending is synchronous: a UDP send does not wait for the peer, so a service sends a
+/// whole batch from the one wake-up that found it due, on its own thread. Going through a
+/// queue to another task instead cost a cross-thread wake-up per datagram, which was most
+/// of what keep-alives cost a node. [`udp::Sender`] sends straight from the socket; a
+/// queue (`mpsc::Sender`) also serves, for tests that read what was sent.
+pub trait Outlet: Send + Sync + 'static {
+    /// Sends `out`, or drops it as a lost datagram would be; false once the outlet is
+    /// closed for good (its node is stopping).
+    fn send(&self, out: Outbound) -> bool;
+}
+
+impl Outlet for mpsc::Sender<Outbound> {
+    fn send(&self, out: Outbound) -> bool {
+        match self.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!("outbound queue full: a datagram dropped");
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
 /// Why a stream can no longer be framed: the connection is closed after it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {

@@ -1,5 +1,6 @@
-//! The UDP side of one node: threads that read its socket, and a task that sends what the
-//! layers above queue for third parties.
+//! The UDP side of one node: threads that read its socket, a task that sends what the
+//! layers above queue for third parties, and a [`Sender`] for services that send batches
+//! themselves (keep-alives).
 //!
 //! Reading is done by plain threads blocked in `recv_from`, as Kamailio's UDP workers do,
 //! not by tasks of the async runtime: the kernel wakes exactly one of them per datagram,
@@ -15,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Inbound, Outbound, Transport, MAX_DATAGRAM};
+use super::{Inbound, Outbound, Outlet, Transport, MAX_DATAGRAM};
 
 /// How long a reader waits in `recv_from` before it looks at the shutdown token again: the
 /// longest a stop can take if its wake-up datagram is lost.
@@ -28,8 +29,8 @@ const READER_STACK: usize = 512 * 1024;
 
 /// Serves `socket` until `shutdown` is cancelled: `readers` threads answer what arrives,
 /// and a task sends what arrives on `outgoing` (forwarded requests, relayed responses,
-/// retransmissions, NAT keep-alives: a NAT mapping holds only for the address and port the
-/// phone registered to). The returned handles finish once every reader and the sender have
+/// retransmissions, upstream registrations: all from this socket, as a NAT mapping holds
+/// only for the address and port the phone registered to). The returned handles finish once every reader and the sender have
 /// let go of the socket, so the port is free when they have all been awaited.
 pub fn serve(
     socket: UdpSocket,
@@ -106,6 +107,31 @@ fn answer(socket: &UdpSocket, inbound: &dyn Inbound, datagram: &[u8], source: So
         if let Err(error) = socket.send_to(&reply.bytes, reply.target) {
             tracing::debug!(%error, target = %reply.target, "udp send failed");
         }
+    }
+}
+
+/// A node's UDP socket as an [`Outlet`]: datagrams leave at once from the calling thread,
+/// with no queue and no other task to wake.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    socket: Arc<UdpSocket>,
+}
+
+impl Sender {
+    /// Sends from `socket` (a clone of the node's socket: the same address and port).
+    pub fn new(socket: UdpSocket) -> Self {
+        Sender {
+            socket: Arc::new(socket),
+        }
+    }
+}
+
+impl Outlet for Sender {
+    fn send(&self, out: Outbound) -> bool {
+        if let Err(error) = self.socket.send_to(&out.bytes, out.target) {
+            tracing::debug!(%error, target = %out.target, "udp send failed");
+        }
+        true
     }
 }
 
