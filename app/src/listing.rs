@@ -70,7 +70,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -293,7 +293,7 @@ mod tests {
             query,
             "?zone=eu-london&type=switch&cluster=core+%26+edge&status=running&q=127.0.1&sort=expires&page=3"
         );
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query[1..].as_bytes())
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(&query.as_bytes()[1..])
             .into_owned()
             .collect();
         let map: HashMap<&str, &str> = pairs
@@ -302,7 +302,7 @@ mod tests {
             .collect();
         assert_eq!(ServerQuery::from_params(|key| map.get(key).copied()), view);
         assert_eq!(ServerQuery::default().to_query(), "");
-        assert_eq!(view.on_page(1).to_query().contains("page"), false);
+        assert!(!view.on_page(1).to_query().contains("page"));
     }
 
     #[test]

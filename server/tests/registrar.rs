@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use app::api::sip_users::RegistrationRow;
-use app::listing::Paged;
 use app::error::AppError;
+use app::listing::Paged;
 use app::model::ServerRow;
 use common::phone::{register, register_from};
 use tokio::net::UdpSocket;
@@ -69,7 +69,8 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
     );
 
     // A reset password takes effect at once; a deleted user no longer registers.
-    let users: Paged<app::api::sip_users::SipUserRow> = a.call("list_sip_users", &[]).await.unwrap();
+    let users: Paged<app::api::sip_users::SipUserRow> =
+        a.call("list_sip_users", &[]).await.unwrap();
     // The page searches: a name that holds "lic" is found, one that does not is not.
     let found: Paged<app::api::sip_users::SipUserRow> = a
         .call("list_sip_users", &[("query[search]", "LIC")])
@@ -80,7 +81,11 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
         .call("list_sip_users", &[("query[search]", "bob")])
         .await
         .unwrap();
-    assert_eq!((none.rows.len(), none.matched, none.total), (0, 0, 1), "B's bob is not A's");
+    assert_eq!(
+        (none.rows.len(), none.matched, none.total),
+        (0, 0, 1),
+        "B's bob is not A's"
+    );
     let users = users.rows;
     let alice = users[0].id.to_string();
     a.call::<()>(
