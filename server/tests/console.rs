@@ -882,6 +882,10 @@ async fn the_servers_list_is_filtered_sorted_and_paged_by_the_store_and_lives_pe
             .await
             .unwrap();
     }
+    // The zone's pool has 60 addresses; 53 are taken, by both accounts.
+    let zones: Vec<app::model::ZoneInfo> = client.call("list_zones", &[]).await.unwrap();
+    assert_eq!(zones.len(), 1);
+    assert_eq!(zones[0].free_addresses, 60 - 53);
     let page = |form: &'static [(&'static str, &'static str)]| {
         let client = &client;
         async move {

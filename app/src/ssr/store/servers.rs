@@ -111,6 +111,17 @@ impl Store {
         Ok(ips.into_iter().collect())
     }
 
+    /// How many servers, platform-wide, hold an address from `first` to `last` (as numbers).
+    pub async fn servers_in_range(&self, first: u32, last: u32) -> Result<u32, sqlx::Error> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM servers WHERE ip_order BETWEEN ? AND ?")
+                .bind(i64::from(first))
+                .bind(i64::from(last))
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(count as u32)
+    }
+
     pub async fn count_servers(&self, account_id: AccountId) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM servers WHERE account_id = ?")
             .bind(account_id)
