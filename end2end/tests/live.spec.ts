@@ -138,6 +138,13 @@ test('the list is filtered and paged by the server, the view lives in the URL, a
   await page.goto('/servers?page=-1');
   await expect(where).toHaveText('Page 1 of 2');
   await expect(rows).toHaveCount(50);
+  // The search keeps the view's filters and starts at its first page; the URL holds only
+  // what is set.
+  await hydrated(page);
+  await page.getByLabel('Search by IP or alias').fill('127.0.22.');
+  await page.getByLabel('Search by IP or alias').press('Enter');
+  await expect(page).toHaveURL(/\/servers\?q=127\.0\.22\.$/);
+  await expect(count).toHaveText('8 of 60 servers');
   await page.goto('/servers?status=stopped');
   await expect(count).toHaveText('2 of 60 servers');
   await page.screenshot({ path: 'test-results/servers-paging.png', fullPage: true });

@@ -8,19 +8,19 @@ test('SIP users are created, refused when repeated, get a new password and are d
   await hydrated(page);
   await expect(page.getByText('No SIP users yet.')).toBeVisible();
 
-  await page.getByLabel('Username', { exact: true }).fill('alice');
+  await page.locator('input[name="username"]').fill('alice');
   await page.getByLabel('Password', { exact: true }).fill('alice secret 1');
   await page.getByRole('button', { name: 'Create SIP user' }).click();
   const row = page.locator('tr[data-user="alice"]');
   await expect(row).toBeVisible();
 
-  await page.getByLabel('Username', { exact: true }).fill('alice');
+  await page.locator('input[name="username"]').fill('alice');
   await page.getByLabel('Password', { exact: true }).fill('another secret');
   await page.getByRole('button', { name: 'Create SIP user' }).click();
   await expect(page.locator('.field-error[data-field="username"]').first()).toContainText('already');
 
   // The list is searched by the store; the search is in the URL and survives a reload.
-  await page.getByLabel('Username', { exact: true }).fill('bob');
+  await page.locator('input[name="username"]').fill('bob');
   await page.getByLabel('Password', { exact: true }).fill('bob secret 12');
   await page.getByRole('button', { name: 'Create SIP user' }).click();
   await expect(page.locator('tr[data-user="bob"]')).toBeVisible();

@@ -38,7 +38,8 @@ pub fn Pager(
 }
 
 /// A list's text search: a GET form to `action`, so the search lands in the URL (`?q=…`)
-/// and starts at the first page. Works before the browser bundle arrives, too.
+/// and starts at the first page. Before the browser bundle arrives the browser submits it;
+/// after, it navigates, with a URL that holds only the search.
 #[component]
 pub fn ListSearch(
     #[prop(into)] action: String,
@@ -47,13 +48,25 @@ pub fn ListSearch(
     placeholder: &'static str,
 ) -> impl IntoView {
     let clear = (!current.is_empty()).then(|| action.clone());
+    let input = NodeRef::<leptos::html::Input>::new();
+    let navigate = use_navigate();
+    let target = action.clone();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let search = input.get().map(|i| i.value()).unwrap_or_default();
+        let query = crate::listing::ListQuery { search, page: 1 };
+        navigate(
+            &format!("{target}{}", query.to_query()),
+            NavigateOptions::default(),
+        );
+    };
     view! {
-        <leptos_router::components::Form method="get" action=action attr:class="filters" noscroll=true>
+        <form method="get" action=action class="filters" on:submit=submit>
             <label>"Search"
-                <input type="search" name="q" aria-label=label placeholder=placeholder value=current/>
+                <input type="search" name="q" node_ref=input aria-label=label placeholder=placeholder value=current/>
             </label>
             <button type="submit" class="secondary">"Search"</button>
             {clear.map(|href| view! { <leptos_router::components::A href=href attr:class="clear">"Clear search"</leptos_router::components::A> })}
-        </leptos_router::components::Form>
+        </form>
     }
 }

@@ -9,7 +9,7 @@
 //! are redrawn in place. A change on another page sends nothing.
 
 use leptos::prelude::*;
-use leptos_router::components::{Form, A};
+use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::NavigateOptions;
 
@@ -204,6 +204,7 @@ fn ServerTable(
     filters: Filters,
 ) -> impl IntoView {
     let navigate = use_navigate();
+    let search_navigate = navigate.clone();
     // A filter or the order changed: the first page of the new view.
     let change = move |set: fn(&mut ServerQuery, String)| {
         let navigate = navigate.clone();
@@ -272,9 +273,22 @@ fn ServerTable(
         format!("/servers{}", query.get_untracked().on_page(to).to_query())
     });
     let ids = move || shown.with(|p| p.rows.iter().map(|r| r.id).collect::<Vec<_>>());
+    // The search box: the same view with this search, from its first page.
+    let search = NodeRef::<leptos::html::Input>::new();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let mut next = query.get_untracked();
+        next.search = search.get().map(|i| i.value()).unwrap_or_default();
+        next.page = 1;
+        let options = NavigateOptions {
+            scroll: false,
+            ..Default::default()
+        };
+        search_navigate(&format!("/servers{}", next.to_query()), options);
+    };
 
     view! {
-        <Form method="get" action="/servers" attr:class="filters" noscroll=true>
+        <form method="get" action="/servers" class="filters" on:submit=submit>
             {select("Zone", "zone", current.zone.clone(), filters.zones, |q, v| q.zone = v)}
             {select("Type", "type", current.kind.clone(), kinds, |q, v| q.kind = v)}
             {select("Cluster", "cluster", current.cluster.clone(), clusters, |q, v| q.cluster = v)}
@@ -285,12 +299,12 @@ fn ServerTable(
                 </select>
             </label>
             <label>"Search"
-                <input type="search" name="q" aria-label="Search by IP or alias" placeholder="IP or alias" value=current.search.clone()/>
+                <input type="search" name="q" node_ref=search aria-label="Search by IP or alias" placeholder="IP or alias" value=current.search.clone()/>
             </label>
             <button type="submit" class="secondary">"Search"</button>
             {current.is_filtered().then(|| view! { <A href="/servers" attr:class="clear">"Clear filters"</A> })}
             <span class="count" data-testid="server-count">{move || shown.with(|p| p.count_text("servers"))}</span>
-        </Form>
+        </form>
         <table class="servers">
             <thead>
                 <tr>
