@@ -18,7 +18,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// The session's account, from the request's cookie.
 async fn account_of(state: &AppState, headers: &HeaderMap) -> Option<AccountId> {
@@ -82,6 +82,12 @@ pub async fn servers(
                         Err(RecvError::Lagged(_)) => {}
                         Err(RecvError::Closed) => return None,
                     }
+                    // Changes that came together (a measurement round, an action on a
+                    // cluster) are one query, not one each: the query sees them all.
+                    while !matches!(
+                        events.try_recv(),
+                        Err(TryRecvError::Empty | TryRecvError::Closed)
+                    ) {}
                 }
                 first = false;
                 let Some(now) = page(&state, account, &query).await else {

@@ -1,10 +1,10 @@
 //! The audit log: written with every change, never updated or deleted.
 
+use super::pages::ListSql;
 use super::*;
-use crate::listing::{clamp_page, ListQuery, Paged, PAGE_SIZE};
+use crate::listing::{ListQuery, Paged};
 
 impl Store {
-    /// The account's most recent audit entries: (when, who, action, subject, detail).
     /// One page of the account's audit log, newest first, of the entries whose action,
     /// subject or detail holds `query.search`; rows are (at, who, action, subject, detail).
     pub async fn audit_page(
@@ -14,33 +14,18 @@ impl Store {
     ) -> Result<Paged<(i64, Option<String>, String, String, String)>, sqlx::Error> {
         const MATCHES: &str = "(?2 = '' OR instr(lower(l.action), lower(?2)) > 0 \
              OR instr(lower(l.subject), lower(?2)) > 0 OR instr(lower(l.detail), lower(?2)) > 0)";
-        let mut tx = self.pool.begin().await?;
-        let (total, matched): (i64, i64) = sqlx::query_as(&format!(
-            "SELECT COUNT(*), COALESCE(SUM({MATCHES}), 0) FROM audit_log l WHERE l.account_id = ?1"
-        ))
-        .bind(account_id)
-        .bind(&query.search)
-        .fetch_one(&mut *tx)
-        .await?;
-        let page = clamp_page(query.page, matched as u64);
-        let rows = sqlx::query_as(&format!(
-            "SELECT l.at, u.email, l.action, l.subject, l.detail FROM audit_log l \
-             LEFT JOIN users u ON u.id = l.user_id WHERE l.account_id = ?1 AND {MATCHES} \
-             ORDER BY l.id DESC LIMIT ?3 OFFSET ?4"
-        ))
-        .bind(account_id)
-        .bind(&query.search)
-        .bind(i64::from(PAGE_SIZE))
-        .bind(i64::from(page - 1) * i64::from(PAGE_SIZE))
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Paged {
-            rows,
-            matched: matched as u64,
-            total: total as u64,
-            page,
-        })
+        let sql = ListSql {
+            counts: &format!(
+                "SELECT COUNT(*), COALESCE(SUM({MATCHES}), 0) FROM audit_log l WHERE l.account_id = ?1"
+            ),
+            rows: &format!(
+                "SELECT l.at, u.email, l.action, l.subject, l.detail FROM audit_log l \
+                 LEFT JOIN users u ON u.id = l.user_id WHERE l.account_id = ?1 AND {MATCHES} \
+                 ORDER BY l.id DESC LIMIT ?3 OFFSET ?4"
+            ),
+        };
+        self.page_of(sql, account_id, &[&query.search], query.page)
+            .await
     }
 
     /// Records an event that changes no stored row (an action run on a node, a network
@@ -288,5 +273,18 @@ mod tests {
                 ("account.sign_up", "a@acme.test", "Acme"),
             ]
         );
+        // The log is searched in the store, in action, subject and detail, any case.
+        for (search, expected) in [("CLUSTER", 1), ("acme", 1), ("core", 1), ("nothing", 0)] {
+            let query = ListQuery {
+                search: search.into(),
+                page: 1,
+            };
+            let found = store.audit_page(account, &query).await.unwrap();
+            assert_eq!(
+                (found.rows.len() as u64, found.matched, found.total),
+                (expected, expected, 2),
+                "{search}"
+            );
+        }
     }
 }

@@ -16,12 +16,15 @@
 //! - `registrations`: registrations written behind the in-memory location store
 //! - `audit`: the audit log; each change's method takes its [`Audit`] row and writes it in
 //!   the change's own transaction
+//!
+//! and `pages`, how a list (servers, SIP users, the audit log) reads one page and its counts.
 
 mod accounts;
 mod audit;
 mod catalog;
 mod certificates;
 mod clusters;
+mod pages;
 mod registrations;
 mod servers;
 mod sessions;

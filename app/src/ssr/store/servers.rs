@@ -1,7 +1,8 @@
 //! Servers: their rows, status, configuration, billing period and resizes.
 
+use super::pages::ListSql;
 use super::*;
-use crate::listing::{clamp_page, Paged, ServerQuery, ServerSort, PAGE_SIZE};
+use crate::listing::{Paged, ServerQuery, ServerSort};
 
 /// A server's address as the number the list sorts by; not IPv4 (never stored): last.
 fn ip_order(ip: &str) -> i64 {
@@ -150,32 +151,10 @@ impl Store {
         query: &ServerQuery,
     ) -> Result<Paged<ServerRecord>, sqlx::Error> {
         // Empty filters match everything. Text search is `instr`, so what the user types
-        // needs no LIKE escaping. Parameters: ?1–?5 the filters, ?6 the account.
-        let filters = "s.account_id = ?6 \
-             AND (?1 = '' OR s.zone = ?1) AND (?2 = '' OR s.kind = ?2) \
-             AND (?3 = '' OR c.name = ?3) AND (?4 = '' OR s.status = ?4) \
-             AND (?5 = '' OR instr(s.ip, ?5) > 0 OR instr(lower(s.alias), lower(?5)) > 0)";
-        let mut tx = self.pool.begin().await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM servers WHERE account_id = ?")
-            .bind(account_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let matched: i64 = if query.is_filtered() {
-            sqlx::query_scalar(&format!(
-                "SELECT COUNT(*) FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id WHERE {filters}"
-            ))
-            .bind(&query.zone)
-            .bind(&query.kind)
-            .bind(&query.cluster)
-            .bind(&query.status)
-            .bind(&query.search)
-            .bind(account_id)
-            .fetch_one(&mut *tx)
-            .await?
-        } else {
-            total
-        };
-        let page = clamp_page(query.page, matched as u64);
+        // needs no LIKE escaping. ?2–?6: zone, type, cluster, status, search.
+        const MATCHES: &str = "(?2 = '' OR s.zone = ?2) AND (?3 = '' OR s.kind = ?3) \
+             AND (?4 = '' OR c.name = ?4) AND (?5 = '' OR s.status = ?5) \
+             AND (?6 = '' OR instr(s.ip, ?6) > 0 OR instr(lower(s.alias), lower(?6)) > 0)";
         let order = match query.sort {
             ServerSort::Ip => "s.ip_order, s.id",
             ServerSort::Alias => "s.alias, s.ip_order",
@@ -183,27 +162,24 @@ impl Store {
             ServerSort::Status => "s.status, s.ip_order",
             ServerSort::Expires => "s.expires_at, s.ip_order",
         };
-        let rows = sqlx::query_as(&format!(
-            "SELECT {SERVER_COLUMNS} FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id \
-             WHERE {filters} ORDER BY {order} LIMIT ?7 OFFSET ?8"
-        ))
-        .bind(&query.zone)
-        .bind(&query.kind)
-        .bind(&query.cluster)
-        .bind(&query.status)
-        .bind(&query.search)
-        .bind(account_id)
-        .bind(i64::from(PAGE_SIZE))
-        .bind(i64::from(page - 1) * i64::from(PAGE_SIZE))
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Paged {
-            rows,
-            matched: matched as u64,
-            total: total as u64,
-            page,
-        })
+        let sql = ListSql {
+            counts: &format!(
+                "SELECT COUNT(*), COALESCE(SUM({MATCHES}), 0) FROM servers s \
+                 LEFT JOIN clusters c ON c.id = s.cluster_id WHERE s.account_id = ?1"
+            ),
+            rows: &format!(
+                "SELECT {SERVER_COLUMNS} FROM servers s LEFT JOIN clusters c ON c.id = s.cluster_id \
+                 WHERE s.account_id = ?1 AND {MATCHES} ORDER BY {order} LIMIT ?7 OFFSET ?8"
+            ),
+        };
+        let filters = [
+            query.zone.as_str(),
+            &query.kind,
+            &query.cluster,
+            &query.status,
+            &query.search,
+        ];
+        self.page_of(sql, account_id, &filters, query.page).await
     }
 
     /// One server of the account; `None` both when it does not exist and when it belongs to

@@ -1,7 +1,8 @@
 //! SIP users, the accounts' phones.
 
+use super::pages::ListSql;
 use super::*;
-use crate::listing::{clamp_page, ListQuery, Paged, PAGE_SIZE};
+use crate::listing::{ListQuery, Paged};
 
 impl Store {
     pub async fn all_sip_users(
@@ -37,43 +38,26 @@ impl Store {
         Ok(true)
     }
 
-    /// The account's SIP users: (id, username, keep-alive mode, created_at). Passwords stay
-    /// in the store.
     /// One page of the account's SIP users by username, those whose username holds
-    /// `query.search`; rows are (id, username, keep-alive mode, created at).
+    /// `query.search`; rows are (id, username, keep-alive mode, created at). Passwords stay
+    /// in the store.
     pub async fn sip_user_page(
         &self,
         account_id: AccountId,
         query: &ListQuery,
     ) -> Result<Paged<(i64, String, String, i64)>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let (total, matched): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(?2 = '' OR instr(lower(username), lower(?2)) > 0), 0) \
-             FROM sip_users WHERE account_id = ?1",
-        )
-        .bind(account_id)
-        .bind(&query.search)
-        .fetch_one(&mut *tx)
-        .await?;
-        let page = clamp_page(query.page, matched as u64);
-        let rows = sqlx::query_as(
-            "SELECT id, username, keepalive, created_at FROM sip_users \
-             WHERE account_id = ?1 AND (?2 = '' OR instr(lower(username), lower(?2)) > 0) \
-             ORDER BY username LIMIT ?3 OFFSET ?4",
-        )
-        .bind(account_id)
-        .bind(&query.search)
-        .bind(i64::from(PAGE_SIZE))
-        .bind(i64::from(page - 1) * i64::from(PAGE_SIZE))
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Paged {
-            rows,
-            matched: matched as u64,
-            total: total as u64,
-            page,
-        })
+        const MATCHES: &str = "(?2 = '' OR instr(lower(username), lower(?2)) > 0)";
+        let sql = ListSql {
+            counts: &format!(
+                "SELECT COUNT(*), COALESCE(SUM({MATCHES}), 0) FROM sip_users WHERE account_id = ?1"
+            ),
+            rows: &format!(
+                "SELECT id, username, keepalive, created_at FROM sip_users \
+                 WHERE account_id = ?1 AND {MATCHES} ORDER BY username LIMIT ?3 OFFSET ?4"
+            ),
+        };
+        self.page_of(sql, account_id, &[&query.search], query.page)
+            .await
     }
 
     /// Creates a SIP user; `None` when the account has one with this username already.
