@@ -134,7 +134,8 @@ export async function signInAsOperator(page: Page, console: Console = E2E): Prom
 export async function createSipUser(page: Page, username: string, password: string): Promise<void> {
   await page.getByRole('link', { name: 'SIP Users' }).click();
   await hydrated(page);
-  await page.getByLabel('Username').fill(username);
+  // By name: once there are SIP users, the list's search box is labelled by username too.
+  await page.locator('input[name="username"]').fill(username);
   await page.getByLabel('Password', { exact: true }).fill(password);
   await page.getByRole('button', { name: 'Create SIP user' }).click();
   await expect(page.locator(`tr[data-user="${username}"]`)).toBeVisible();
