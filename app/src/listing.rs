@@ -41,8 +41,10 @@ impl<T> Paged<T> {
         pages_for(self.matched)
     }
 
-    /// "2 of 1,000 servers", or "1,000 servers" when nothing is filtered out.
-    pub fn count_text(&self, noun: &str) -> String {
+    /// "2 of 1,000 servers", or "1,000 servers" when nothing is filtered out; `one` and
+    /// `many` are the noun for a total of one and for any other.
+    pub fn count_text(&self, one: &str, many: &str) -> String {
+        let noun = if self.total == 1 { one } else { many };
         if self.matched == self.total {
             format!("{} {noun}", thousands(self.total))
         } else {
@@ -336,11 +338,18 @@ mod tests {
             total: 1000,
             page: 1,
         };
-        assert_eq!(page.count_text("servers"), "2 of 1,000 servers");
+        assert_eq!(page.count_text("server", "servers"), "2 of 1,000 servers");
         let all = Paged::<u8> {
             matched: 1000,
             ..page
         };
-        assert_eq!(all.count_text("servers"), "1,000 servers");
+        assert_eq!(all.count_text("server", "servers"), "1,000 servers");
+        let one = Paged::<u8> {
+            rows: vec![],
+            matched: 0,
+            total: 1,
+            page: 1,
+        };
+        assert_eq!(one.count_text("server", "servers"), "0 of 1 server");
     }
 }

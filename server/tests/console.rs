@@ -928,7 +928,10 @@ async fn the_servers_list_is_filtered_sorted_and_paged_by_the_store_and_lives_pe
         ),
         (2, 2, 52)
     );
-    assert_eq!(dispatchers.count_text("servers"), "2 of 52 servers");
+    assert_eq!(
+        dispatchers.count_text("server", "servers"),
+        "2 of 52 servers"
+    );
     let by_alias = page(&[("query[sort]", "Alias")]).await;
     assert!(by_alias.rows.windows(2).all(|w| w[0].alias <= w[1].alias));
     let stopped = page(&[("query[status]", "stopped")]).await;

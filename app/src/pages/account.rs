@@ -43,7 +43,7 @@ pub fn AccountPage() -> impl IntoView {
                     Ok(page) => page,
                     Err(error) => return load_error(error),
                 };
-                let count = page.count_text("entries");
+                let count = page.count_text("entry", "entries");
                 let (at, pages, entries) = (page.page, page.pages(), page.rows);
                 let href = Callback::new(move |to: u32| format!("/account{}", query.get_untracked().on_page(to).to_query()));
                 view! {

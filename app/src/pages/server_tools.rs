@@ -154,7 +154,7 @@ fn Registrations(id: i64) -> impl IntoView {
                     match rows.await {
                         Ok(page) if page.total == 0 => view! { <p class="empty">"No phone is registered to this server."</p> }.into_any(),
                         Ok(page) => {
-                            let count = page.count_text("registrations");
+                            let count = page.count_text("registration", "registrations");
                             let (at, pages, rows) = (page.page, page.pages(), page.rows);
                             let href = {
                                 let base = base.clone();

@@ -303,7 +303,7 @@ fn ServerTable(
             </label>
             <button type="submit" class="secondary">"Search"</button>
             {current.is_filtered().then(|| view! { <A href="/servers" attr:class="clear">"Clear filters"</A> })}
-            <span class="count" data-testid="server-count">{move || shown.with(|p| p.count_text("servers"))}</span>
+            <span class="count" data-testid="server-count">{move || shown.with(|p| p.count_text("server", "servers"))}</span>
         </form>
         <table class="servers">
             <thead>

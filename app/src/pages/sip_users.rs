@@ -59,7 +59,7 @@ pub fn SipUsersPage() -> impl IntoView {
                 if page.total == 0 {
                     return view! { <p class="empty">"No SIP users yet."</p> }.into_any();
                 }
-                let count = page.count_text("SIP users");
+                let count = page.count_text("SIP user", "SIP users");
                 let (at, pages, rows) = (page.page, page.pages(), page.rows);
                 let href = Callback::new(move |to: u32| format!("/sip-users{}", query.get_untracked().on_page(to).to_query()));
                 view! {
