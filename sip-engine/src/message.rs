@@ -345,9 +345,10 @@ fn finish(mut out: String, headers: &Headers, body: &[u8]) -> Vec<u8> {
 }
 
 /// The bytes of the response to a request whose headers are `request_headers`: exactly
-/// [`encode_response`] of [`response_to`] (a test holds them to it), written straight from
-/// the request's headers. A node answers every request it serves itself this way; building
-/// the response first copied each header it echoes only to print it once.
+/// what [`encode_response`] makes of the response built from them (a test holds the two to
+/// the same bytes), written straight from the request's headers. A node answers every
+/// request it serves itself this way; building the response first copied each header it
+/// echoes only to print it once.
 pub fn encode_response_to<'h>(
     request_headers: &Headers,
     status: StatusCode,
@@ -405,7 +406,9 @@ pub fn encode_response_to<'h>(
 
 /// Builds a response to a request whose headers are `request_headers`: Via (all, with
 /// `received`/`rport` filled in on the top one), From, To (tagged when the request's To
-/// was not), Call-ID and CSeq, then `extra`.
+/// was not), Call-ID and CSeq, then `extra`. The node writes its responses with
+/// [`encode_response_to`]; this plain construction is what the tests hold that to.
+#[cfg(test)]
 pub fn response_to(
     request_headers: &Headers,
     status: StatusCode,

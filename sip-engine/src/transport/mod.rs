@@ -98,7 +98,7 @@ pub type Reply = Outbound;
 /// NAT keep-alive must leave from the address the phone registered to).
 ///
 /// Sending is synchronous: a UDP send does not wait for the peer, so a service sends a
-/// whole batch from the one wake-up that found it due, on its own thread. Going through a
+/// whole batch from the one wake-up of its task that found it due. Going through a
 /// queue to another task instead cost a cross-thread wake-up per datagram, which was most
 /// of what keep-alives cost a node. [`udp::Sender`] sends straight from the socket; a
 /// queue (`mpsc::Sender`) also serves, for tests that read what was sent.
