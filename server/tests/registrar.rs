@@ -44,6 +44,21 @@ async fn a_phone_registers_with_its_accounts_user_and_the_console_shows_it() {
         .await
         .unwrap();
     assert_eq!((page.matched, page.total, page.page), (1, 1, 1));
+    // Searched by AOR or contact, any case.
+    for (search, matched) in [("ALICE", 1), ("nobody", 0)] {
+        let found: Paged<RegistrationRow> = a
+            .call(
+                "list_registrations",
+                &[("server_id", &sid), ("query[search]", search)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (found.rows.len() as u64, found.matched, found.total),
+            (matched, matched, 1),
+            "{search}"
+        );
+    }
     let rows = page.rows;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].aor, format!("sip:alice@{}", server.ip));
