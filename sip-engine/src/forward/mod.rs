@@ -12,10 +12,10 @@
 //!   other branches are cancelled; otherwise the caller gets the best final answer once
 //!   every branch has one (a 6xx, else the lowest code), or 408 when none answered at all.
 //! - **in series** (failover): one branch at a time, within the caller's one transaction. A
-//!   branch that answers 408 or 5xx, or nothing within its time, gives way to the next
-//!   target (a silent INVITE branch is cancelled first); a 2xx, 3xx, 4xx or 6xx ends the
-//!   search and goes to the caller. When every target failed, the caller gets the best of
-//!   their answers, or 408.
+//!   branch that answers 408 or 500–503, or nothing within its time, gives way to the next
+//!   target (a silent INVITE branch is cancelled first); a 2xx, 3xx, 4xx, 504 and above,
+//!   or 6xx ends the search and goes to the caller. When every target failed, the caller
+//!   gets the best of their answers, or 408.
 //!
 //! Choices and limits of this build:
 //! - Streams: a phone registered over TCP, TLS or a WebSocket is reached over the
@@ -44,7 +44,7 @@ use crate::message::{call_id, encode_request, encode_response, to_tag};
 use crate::transaction::client::ClientKey;
 use crate::transaction::{ClientError, Key, Outbound, TransactionLayer};
 use crate::transport::Streams;
-use rewrite::{cancel_for, client_key, next_hop, route_uris, without_top_via, Hop};
+use rewrite::{cancel_for, client_key, next_hop, route_uris, without_top_via, Hop, Mark};
 
 /// How long a forwarded request waits for its first answer: 64·T1, as Timers B and F.
 pub const NO_ANSWER: Duration = Duration::from_secs(32);
@@ -224,9 +224,12 @@ fn better(candidate: u16, best: Option<&Relayed>) -> bool {
     best.is_none_or(|best| rank(candidate) < rank(best.code))
 }
 
-/// Whether a serial search goes on to its next target after this final answer.
+/// Whether a serial search goes on to its next target after this final answer: 408, and
+/// 500–503 (the target broke, does not do it, or is full: another may). 504 and above are
+/// not: a 504 says the target reached *its* next hop and that timed out, which another
+/// target would only repeat, and 505/513 would fail the same everywhere.
 fn fails_over(code: u16) -> bool {
-    code == 408 || (500..600).contains(&code)
+    code == 408 || (500..=503).contains(&code)
 }
 
 /// One node's forwarder: its own address (what it writes in Via and Record-Route), its
@@ -326,7 +329,7 @@ impl Forwarder {
                     self.hop(target),
                     None,
                     true,
-                    false,
+                    Mark::Nothing,
                     self.streams.contains(source),
                 ),
                 target,
@@ -336,7 +339,9 @@ impl Forwarder {
     }
 
     /// An initial request as it leaves for `target` (record-routed, its Request-URI
-    /// replaced by `uri` when given, the node's own Route popped if it carries one).
+    /// replaced by `uri` when given, the node's own Route popped if it carries one). A
+    /// REGISTER makes no dialog: it gets a Path naming the node instead (RFC 3327), so the
+    /// registrar sends requests for the contact through here.
     pub fn prepare_initial(
         &self,
         request: &Request,
@@ -344,13 +349,18 @@ impl Forwarder {
         uri: Option<rsip::Uri>,
         target: SocketAddr,
     ) -> Request {
+        let mark = if request.method == Method::Register {
+            Mark::Path
+        } else {
+            Mark::RecordRoute
+        };
         rewrite::prepare(
             request,
             source,
             self.hop(target),
             uri,
             self.routed_here(request),
-            true,
+            mark,
             self.streams.contains(source),
         )
     }
@@ -1025,7 +1035,7 @@ mod tests {
             };
             let mut branches: Vec<(Request, SocketAddr)> = match self.router.route(&inquiry) {
                 Route::Local => return None,
-                Route::Refuse { status, reason } => {
+                Route::Refuse { status, reason, .. } => {
                     return Some(Decision::Answer { status, reason })
                 }
                 Route::Parallel(targets) | Route::Serial(targets) => targets
@@ -1670,6 +1680,16 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         let expired = p.forwarder.poll(&layer, Instant::now());
         assert!(expired.send.is_empty() && expired.timed_out.is_empty());
+    }
+
+    #[test]
+    fn a_serial_search_fails_over_on_408_and_500_to_503_but_not_on_504_and_above() {
+        for code in [408, 500, 501, 502, 503] {
+            assert!(fails_over(code), "{code}");
+        }
+        for code in [404, 486, 504, 505, 513, 580, 603] {
+            assert!(!fails_over(code), "{code}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

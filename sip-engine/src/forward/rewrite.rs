@@ -49,27 +49,45 @@ pub fn names(local: SocketAddr, uri: &str) -> bool {
     ip_of(uri.host()) == Some(local.ip()) && port == local.port()
 }
 
+/// What the node writes of itself into a request beside its Via.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Nothing: a request inside a dialog, which has its route set already.
+    Nothing,
+    /// A Record-Route (an initial request): the dialog's later requests come through here.
+    RecordRoute,
+    /// A Path (RFC 3327; a REGISTER, which makes no dialog and must not be
+    /// record-routed): requests for the registered contact come through here.
+    Path,
+}
+
 /// The request as it leaves the node (RFC 3261 §16.6): the node's Via on top (with a fresh
 /// branch), the caller's Via stamped with `received`/`rport`, Max-Forwards one lower, the
-/// node's own Route popped (`pop_route`), `uri` as the Request-URI when given, and with
-/// `record_route` (an initial INVITE) a Record-Route that keeps the dialog's requests
-/// coming through here and the caller's Contact pointed at the address it sent from
-/// (`source_is_stream`: over the connection it opened).
+/// node's own Route popped (`pop_route`), `uri` as the Request-URI when given, and what
+/// `mark` says: with a Record-Route (an initial request) the caller's Contact is also
+/// pointed at the address it sent from (`source_is_stream`: over the connection it
+/// opened); a Path goes above any Path already there.
 pub fn prepare(
     request: &Request,
     source: SocketAddr,
     hop: Hop,
     uri: Option<rsip::Uri>,
     pop_route: bool,
-    record_route: bool,
+    mark: Mark,
     source_is_stream: bool,
 ) -> Request {
     let mut headers = Headers::default();
     headers.push(hop.via());
-    if record_route {
-        headers.push(Header::RecordRoute(rsip::headers::RecordRoute::new(
+    let record_route = mark == Mark::RecordRoute;
+    match mark {
+        Mark::Nothing => {}
+        Mark::RecordRoute => headers.push(Header::RecordRoute(rsip::headers::RecordRoute::new(
             format!("<sip:{};lr>", hop.local),
-        )));
+        ))),
+        Mark::Path => headers.push(Header::Other(
+            "Path".into(),
+            format!("<sip:{};lr>", hop.local),
+        )),
     }
     let (mut top_via, mut route_popped, mut max_forwards) = (true, !pop_route, false);
     for header in request.headers.iter() {

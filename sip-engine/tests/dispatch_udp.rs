@@ -1,0 +1,269 @@
+//! A Dispatcher started with [`Engine`] in front of two switches, over real loopback UDP
+//! sockets: the switches are plain sockets that answer the Dispatcher's OPTIONS probes
+//! (while told to) and hand every other request to the test. A call goes to a switch with
+//! the Dispatcher's Record-Route and fails over to the other switch on a 503; a REGISTER
+//! gets a Path instead; a switch that stops answering probes is taken out.
+//!
+//! Every wait is bounded by a timeout.
+
+mod phone;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sip_engine::{Balancing, DispatchConfig, Engine, NodeConfig, NodeRole, NodeSpec, SwitchTarget};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+const DISPATCHER_IP: &str = "127.0.93.1";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A switch as the Dispatcher sees it: a socket that answers probes while `answering`,
+/// and passes every other request on to the test.
+struct Switch {
+    socket: Arc<UdpSocket>,
+    addr: SocketAddr,
+    answering: Arc<AtomicBool>,
+    requests: mpsc::UnboundedReceiver<String>,
+}
+
+impl Switch {
+    async fn start(ip: &str) -> Switch {
+        let socket = Arc::new(UdpSocket::bind(format!("{ip}:0")).await.unwrap());
+        let addr = socket.local_addr().unwrap();
+        let answering = Arc::new(AtomicBool::new(true));
+        let (tx, requests) = mpsc::unbounded_channel();
+        let (reader, on) = (socket.clone(), answering.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_535];
+            while let Ok((len, from)) = reader.recv_from(&mut buf).await {
+                let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+                if text.starts_with("OPTIONS ") {
+                    if on.load(Ordering::Relaxed) {
+                        let ok = phone::respond(&text, "200 OK", addr);
+                        let _ = reader.send_to(ok.as_bytes(), from).await;
+                    }
+                } else if !text.starts_with("SIP/2.0 ") && tx.send(text).is_err() {
+                    return;
+                }
+            }
+        });
+        Switch {
+            socket,
+            addr,
+            answering,
+            requests,
+        }
+    }
+
+    /// The next request other than a probe (or an ACK, which needs no answer).
+    async fn next(&mut self) -> String {
+        loop {
+            let request = tokio::time::timeout(WAIT, self.requests.recv())
+                .await
+                .expect("a request within the wait")
+                .expect("the switch runs");
+            if !request.starts_with("ACK ") {
+                return request;
+            }
+        }
+    }
+
+    async fn answer(&self, request: &str, status: &str, dispatcher: SocketAddr) {
+        let response = phone::respond(request, status, self.addr);
+        self.socket
+            .send_to(response.as_bytes(), dispatcher)
+            .await
+            .unwrap();
+    }
+}
+
+async fn dispatcher(engine: &Engine, id: i64, port: u16) -> SocketAddr {
+    engine
+        .start(NodeSpec {
+            id,
+            ip: DISPATCHER_IP.parse().unwrap(),
+            udp_port: port,
+            tcp_port: port,
+            role: NodeRole::Dispatcher,
+        })
+        .await
+        .expect("the dispatcher starts");
+    SocketAddr::new(DISPATCHER_IP.parse().unwrap(), port)
+}
+
+fn balancing(switches: &[&Switch], probe_interval: Duration) -> NodeConfig {
+    NodeConfig {
+        dispatch: Some(DispatchConfig {
+            algorithm: Balancing::RoundRobin,
+            switches: switches
+                .iter()
+                .enumerate()
+                .map(|(i, s)| SwitchTarget {
+                    id: i as i64 + 1,
+                    addr: s.addr,
+                    weight: 1,
+                })
+                .collect(),
+            probe_interval,
+            ..DispatchConfig::default()
+        }),
+        ..NodeConfig::default()
+    }
+}
+
+fn request(method: &str, uri: &str, caller: SocketAddr, call_id: &str) -> String {
+    format!(
+        "{method} {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {caller};branch=z9hG4bK{call_id};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@{DISPATCHER_IP}>;tag=caller\r\n\
+         To: <sip:bob@{DISPATCHER_IP}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 {method}\r\n\
+         Contact: <sip:alice@{caller}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+async fn receive(socket: &UdpSocket) -> String {
+    phone::receive(socket, WAIT).await.0
+}
+
+#[tokio::test]
+async fn a_dispatcher_sends_a_call_to_a_switch_record_routed_and_fails_over_on_503() {
+    let engine = Engine::new("test");
+    let mut a = Switch::start("127.0.93.2").await;
+    let mut b = Switch::start("127.0.93.3").await;
+    let node = dispatcher(&engine, 93, 15093).await;
+    engine.configure(93, balancing(&[&a, &b], Duration::from_secs(3600)));
+    let caller = UdpSocket::bind("127.0.93.4:0").await.unwrap();
+    let me = caller.local_addr().unwrap();
+
+    let invite = request(
+        "INVITE",
+        &format!("sip:bob@{DISPATCHER_IP}"),
+        me,
+        "dispatch-call",
+    );
+    caller.send_to(invite.as_bytes(), node).await.unwrap();
+    let trying = receive(&caller).await;
+    assert!(trying.starts_with("SIP/2.0 100 "), "{trying}");
+    // No 407 from the Dispatcher: it leaves authentication to the switches.
+    let at_a = a.next().await;
+    assert!(
+        at_a.starts_with(&format!("INVITE sip:bob@{DISPATCHER_IP} ")),
+        "{at_a}"
+    );
+    assert_eq!(
+        phone::headers(&at_a, "Record-Route"),
+        [format!("<sip:{node};lr>").as_str()]
+    );
+    assert!(phone::headers(&at_a, "Via")[0].contains(&node.to_string()));
+    a.answer(&at_a, "503 Server at max cps / channels", node)
+        .await;
+
+    let at_b = b.next().await;
+    assert!(at_b.starts_with("INVITE "), "{at_b}");
+    assert_eq!(
+        phone::headers(&at_b, "Record-Route"),
+        [format!("<sip:{node};lr>").as_str()]
+    );
+    b.answer(&at_b, "200 OK", node).await;
+    let ok = receive(&caller).await;
+    assert!(
+        ok.starts_with("SIP/2.0 200 "),
+        "the caller never sees the 503: {ok}"
+    );
+    assert_eq!(
+        phone::headers(&ok, "Record-Route"),
+        [format!("<sip:{node};lr>").as_str()]
+    );
+    let status = engine.dispatch_status(93).expect("a dispatcher");
+    assert_eq!(status.iter().map(|s| s.sent_last_minute).sum::<u64>(), 1);
+    assert_eq!(engine.call_figures(93).unwrap().channels_in_use, 1);
+    engine.stop(93).await;
+}
+
+#[tokio::test]
+async fn a_register_through_the_dispatcher_carries_a_path_and_no_record_route() {
+    let engine = Engine::new("test");
+    let mut a = Switch::start("127.0.93.5").await;
+    let node = dispatcher(&engine, 94, 15094).await;
+    engine.configure(94, balancing(&[&a], Duration::from_secs(3600)));
+    let phone = UdpSocket::bind("127.0.93.6:0").await.unwrap();
+    let me = phone.local_addr().unwrap();
+    let register = phone::register("carol", DISPATCHER_IP, me, 1, "");
+    phone.send_to(register.as_bytes(), node).await.unwrap();
+    let at_a = a.next().await;
+    assert!(
+        at_a.starts_with(&format!("REGISTER sip:{DISPATCHER_IP} ")),
+        "{at_a}"
+    );
+    assert_eq!(
+        phone::headers(&at_a, "Path"),
+        [format!("<sip:{node};lr>").as_str()]
+    );
+    assert!(phone::headers(&at_a, "Record-Route").is_empty());
+    a.answer(&at_a, "401 Unauthorized", node).await;
+    let answer = receive(&phone).await;
+    assert!(answer.starts_with("SIP/2.0 401 "), "{answer}");
+    // The Dispatcher's own ping is its own.
+    let ping = request("OPTIONS", &format!("sip:{DISPATCHER_IP}"), me, "ping");
+    phone.send_to(ping.as_bytes(), node).await.unwrap();
+    let pong = receive(&phone).await;
+    assert!(pong.starts_with("SIP/2.0 200 "), "{pong}");
+    assert!(
+        pong.contains("REGISTER"),
+        "Allow lists what it passes on: {pong}"
+    );
+    engine.stop(94).await;
+}
+
+/// Polls the dispatcher's status until `done` says so (bounded by [`WAIT`]).
+async fn until(engine: &Engine, id: i64, done: impl Fn(&[sip_engine::SwitchStatus]) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = engine.dispatch_status(id).unwrap();
+        if done(&status) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_switch_that_stops_answering_probes_is_taken_out_and_back_in() {
+    let engine = Engine::new("test");
+    let mut a = Switch::start("127.0.93.7").await;
+    let b = Switch::start("127.0.93.8").await;
+    let node = dispatcher(&engine, 95, 15095).await;
+    engine.configure(95, balancing(&[&a, &b], Duration::from_millis(100)));
+    until(&engine, 95, |s| {
+        s.iter().all(|s| s.active && s.latency_us.is_some())
+    })
+    .await;
+    b.answering.store(false, Ordering::Relaxed);
+    until(&engine, 95, |s| s[0].active && !s[1].active).await;
+    let caller = UdpSocket::bind("127.0.93.9:0").await.unwrap();
+    let me = caller.local_addr().unwrap();
+    for i in 0..4 {
+        let message = request(
+            "MESSAGE",
+            &format!("sip:bob@{DISPATCHER_IP}"),
+            me,
+            &format!("m{i}"),
+        );
+        caller.send_to(message.as_bytes(), node).await.unwrap();
+        let at_a = a.next().await;
+        assert!(at_a.starts_with("MESSAGE "), "{at_a}");
+        a.answer(&at_a, "200 OK", node).await;
+        assert!(receive(&caller).await.starts_with("SIP/2.0 200 "));
+    }
+    b.answering.store(true, Ordering::Relaxed);
+    until(&engine, 95, |s| s.iter().all(|s| s.active)).await;
+    engine.stop(95).await;
+}
