@@ -9,7 +9,9 @@
 //! calls it refuses fail over to another switch inside their own transaction. A switch the
 //! Dispatcher has not probed yet is Active, so a new switch takes calls at once. Probes
 //! go out once, without retransmission: a lost datagram is one miss, which the thresholds
-//! absorb.
+//! absorb. Probes alone judge health: a switch that lets a call's INVITE go unanswered
+//! loses that call to the next switch (the forwarder's serial search) but is not marked
+//! down for it, so one lost datagram in a call cannot take a switch out of every call.
 //!
 //! As the keep-alives do, replies are matched without per-probe lookups: the Call-ID
 //! carries the node's random tag, the switch and the probe's number, so a reply names the

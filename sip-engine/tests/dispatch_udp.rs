@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sip_engine::{Balancing, DispatchConfig, Engine, NodeConfig, NodeRole, NodeSpec, SwitchTarget};
+use sip_engine::{
+    Balancing, DispatchConfig, Engine, MemoryDirectory, MemoryLocationStore, NodeConfig, NodeRole,
+    NodeSpec, Secret, SwitchTarget,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -134,7 +137,12 @@ async fn receive(socket: &UdpSocket) -> String {
 
 #[tokio::test]
 async fn a_dispatcher_sends_a_call_to_a_switch_record_routed_and_fails_over_on_503() {
-    let engine = Engine::new("test");
+    // alice is a user of the engine's: a Switch would challenge her call (407); the
+    // Dispatcher leaves that to its switches.
+    let directory = Arc::new(MemoryDirectory::new());
+    directory.insert("alice", None, Secret::Password("pw".into()));
+    let engine =
+        Engine::new("test").with_directory(directory, Arc::new(MemoryLocationStore::new()));
     let mut a = Switch::start("127.0.93.2").await;
     let mut b = Switch::start("127.0.93.3").await;
     let node = dispatcher(&engine, 93, 15093).await;
