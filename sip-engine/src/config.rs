@@ -194,6 +194,7 @@ pub struct SwitchTarget {
 /// A Dispatcher's balancing: the algorithm, the switches, and how they are probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchConfig {
+    /// How the switch of each new request is picked.
     pub algorithm: Balancing,
     /// The Switch servers of the Dispatcher's cluster, in the console's order (round-robin
     /// goes down this list).

@@ -63,6 +63,7 @@ const STALE_CALL: Duration = Duration::from_secs(6 * 3600);
 pub struct SwitchStatus {
     /// The control plane's id of the switch server.
     pub id: i64,
+    /// Where the Dispatcher sends to it (and probes it).
     pub addr: SocketAddr,
     /// Whether it takes new requests (false: Inactive, probes unanswered).
     pub active: bool,

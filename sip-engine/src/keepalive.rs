@@ -4,7 +4,8 @@
 //! A NAT forgets a UDP mapping after a quiet minute or so; then no call reaches the phone
 //! until it registers again. So every running node sends, from its own UDP socket (the
 //! mapping is for that 5-tuple), a keep-alive to each registered UDP contact of its domain
-//! once per interval: a bare CRLF or a SIP OPTIONS, as the user's [`KeepAliveMode`] says.
+//! that registered here directly (one that came through a Dispatcher, with a Path, has its
+//! mapping with the Dispatcher) once per interval: a bare CRLF or a SIP OPTIONS, as the user's [`KeepAliveMode`] says.
 //! Each contact gets its own random place in the interval, so N contacts cost N/interval
 //! sends a second instead of a burst of N.
 //!
@@ -153,7 +154,10 @@ impl KeepAlive {
             &self.domain,
             SystemTime::now(),
             &mut |aor: &str, binding: &Binding| {
-                if binding.transport != Transport::Udp {
+                // A contact registered through a Dispatcher (a Path) is kept open by that
+                // Dispatcher, whose address the phone's NAT knows: a ping from here would
+                // not reach it, and two senders are one too many.
+                if binding.transport != Transport::Udp || !binding.path.is_empty() {
                     return;
                 }
                 let hash = self.spread.hash_one((aor, &binding.contact));
@@ -482,6 +486,7 @@ mod tests {
                 latency: None,
                 missed_keepalives: 0,
                 online: true,
+                path: Vec::new(),
             };
             self.store
                 .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
@@ -793,6 +798,24 @@ mod tests {
         assert_eq!(hex_decode(&hex_encode("sip:ü@x")), Some("sip:ü@x".into()));
         assert_eq!(hex_decode("abc"), None);
         assert_eq!(hex_decode("zz"), None);
+    }
+
+    #[test]
+    fn a_contact_registered_through_a_dispatcher_gets_no_keep_alive_from_the_switch() {
+        let f = Fixture::new();
+        let direct = f.register("alice", phone(1), Transport::Udp);
+        let through = f.register("bob", phone(2), Transport::Udp);
+        let mut binding = f.binding(&through).unwrap();
+        binding.path = vec!["<sip:127.0.81.9:5060;lr>".into()];
+        binding.cseq += 1;
+        f.store
+            .apply(&through, &[Change::Upsert(binding)], SystemTime::now())
+            .unwrap();
+        let plan = f
+            .keepalive(KeepAliveSettings::default())
+            .plan(Instant::now());
+        let aors: Vec<&str> = plan.iter().map(|due| &*due.aor).collect();
+        assert_eq!(aors, [direct.as_str()]);
     }
 
     #[test]

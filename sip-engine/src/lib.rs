@@ -24,11 +24,13 @@
 //! - [`directory`]: the SIP users ([`UserDirectory`]), their keep-alive modes, tenants.
 //! - [`digest`]: digest authentication (MD5, SHA-256) with stateless HMAC-sealed nonces and
 //!   nonce-count replay protection.
-//! - [`location`]: [`LocationStore`], the only owner of bindings, and an in-memory one.
-//! - [`registrar`]: REGISTER (RFC 3261 §10.3), and the caller check (407) of new calls.
+//! - [`location`]: [`LocationStore`], the only owner of bindings (with the Path they came
+//!   through), and an in-memory one.
+//! - [`registrar`]: REGISTER (RFC 3261 §10.3, with Path: RFC 3327), and the caller check
+//!   (407) of new calls.
 //! - [`keepalive`]: NAT keep-alives (CRLF or OPTIONS) to registered UDP contacts, spread
-//!   over the interval; replies matched by Call-ID alone give latency and find phones that
-//!   went away.
+//!   over the interval (not to those registered through a Dispatcher); replies matched by
+//!   Call-ID alone give latency and find phones that went away.
 //! - [`limits`]: call admission: channel and CPS limits, counted per node or per cluster.
 //! - [`dialog`]: calls as dialogs: the [`dialog::DialogEvent`]s a node emits, the
 //!   [`dialog::DialogObserver`]s that consume them, and the BYE a node sends to end a call.

@@ -210,9 +210,10 @@ async fn a_register_through_the_dispatcher_carries_a_path_and_no_record_route() 
         at_a.starts_with(&format!("REGISTER sip:{DISPATCHER_IP} ")),
         "{at_a}"
     );
+    // The Path names the Dispatcher, and the address the phone's NAT showed it.
     assert_eq!(
         phone::headers(&at_a, "Path"),
-        [format!("<sip:{node};lr>").as_str()]
+        [format!("<sip:{node};lr;nat={}~{}>", me.ip(), me.port()).as_str()]
     );
     assert!(phone::headers(&at_a, "Record-Route").is_empty());
     a.answer(&at_a, "401 Unauthorized", node).await;
@@ -274,4 +275,90 @@ async fn a_switch_that_stops_answering_probes_is_taken_out_and_back_in() {
     b.answering.store(true, Ordering::Relaxed);
     until(&engine, 95, |s| s.iter().all(|s| s.active)).await;
     engine.stop(95).await;
+}
+
+#[tokio::test]
+async fn a_phone_registered_through_the_dispatcher_is_called_through_it_from_a_switch() {
+    const PASSWORD: &str = "correct-horse";
+    let directory = Arc::new(MemoryDirectory::new());
+    directory.insert("carol", None, Secret::Password(PASSWORD.into()));
+    let engine = Engine::new("test")
+        .with_directory(directory, Arc::new(MemoryLocationStore::new()))
+        .with_keepalive(sip_engine::KeepAliveSettings {
+            interval: Duration::from_secs(3600),
+            max_missed: 3,
+        });
+    let switch_ip = "127.0.93.10";
+    engine
+        .start(NodeSpec {
+            id: 97,
+            ip: switch_ip.parse().unwrap(),
+            udp_port: 15097,
+            tcp_port: 15097,
+            role: NodeRole::Switch,
+        })
+        .await
+        .expect("the switch starts");
+    let switch = SocketAddr::new(switch_ip.parse().unwrap(), 15097);
+    // The switch finds users registered under the Dispatcher's name: a cluster member's.
+    engine.configure(
+        97,
+        NodeConfig {
+            cluster_peers: vec![DISPATCHER_IP.parse().unwrap()],
+            ..NodeConfig::default()
+        },
+    );
+    let node = dispatcher(&engine, 96, 15096).await;
+    engine.configure(
+        96,
+        NodeConfig {
+            dispatch: Some(DispatchConfig {
+                switches: vec![SwitchTarget {
+                    id: 97,
+                    addr: switch,
+                    weight: 1,
+                }],
+                probe_interval: Duration::from_secs(3600),
+                ..DispatchConfig::default()
+            }),
+            ..NodeConfig::default()
+        },
+    );
+    let phone = UdpSocket::bind("127.0.93.11:0").await.unwrap();
+    phone::sign_in(&phone, "carol", PASSWORD, DISPATCHER_IP, node, WAIT).await;
+
+    let caller = UdpSocket::bind("127.0.93.12:0").await.unwrap();
+    let me = caller.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:carol@{DISPATCHER_IP} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bKpathcall;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:dave@198.51.100.9>;tag=caller\r\n\
+         To: <sip:carol@{DISPATCHER_IP}>\r\n\
+         Call-ID: path-call\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:dave@{me}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    caller.send_to(invite.as_bytes(), switch).await.unwrap();
+    assert!(receive(&caller).await.starts_with("SIP/2.0 100 "));
+    let (at_phone, from) = phone::receive(&phone, WAIT).await;
+    assert_eq!(
+        from, node,
+        "the INVITE reaches the phone from the Dispatcher"
+    );
+    assert!(at_phone.starts_with("INVITE sip:carol@"), "{at_phone}");
+    assert_eq!(
+        phone::headers(&at_phone, "Record-Route"),
+        [
+            format!("<sip:{node};lr>").as_str(),
+            format!("<sip:{switch};lr>").as_str()
+        ]
+    );
+    let ok = phone::respond(&at_phone, "200 OK", phone.local_addr().unwrap());
+    phone.send_to(ok.as_bytes(), node).await.unwrap();
+    let answered = receive(&caller).await;
+    assert!(answered.starts_with("SIP/2.0 200 "), "{answered}");
+    engine.stop(96).await;
+    engine.stop(97).await;
 }

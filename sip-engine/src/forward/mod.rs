@@ -302,6 +302,19 @@ impl Forwarder {
         request: &Request,
         source: SocketAddr,
     ) -> Option<Result<(Request, SocketAddr), Refusal>> {
+        self.loose_route_from(request, source, false)
+    }
+
+    /// As [`loose_route`](Self::loose_route); but from a `trusted` source (a Dispatcher's
+    /// switch, sending a call along the Path the Dispatcher gave a REGISTER) a new request
+    /// is relayed too, record-routed, and when the node's Route is the last one and
+    /// names a NAT address ([`rewrite::NAT_PARAM`]) it goes there.
+    pub fn loose_route_from(
+        &self,
+        request: &Request,
+        source: SocketAddr,
+        trusted: bool,
+    ) -> Option<Result<(Request, SocketAddr), Refusal>> {
         let routes = route_uris(&request.headers);
         let via_me = routes.first().is_some_and(|uri| self.names_me(uri));
         if !via_me {
@@ -314,13 +327,27 @@ impl Forwarder {
         if self.names_me(&next) {
             return None;
         }
-        if to_tag(&request.headers).is_none() {
+        let initial = to_tag(&request.headers).is_none();
+        if initial && !trusted {
             return Some(Err((StatusCode::Forbidden, "Relaying Not Allowed")));
         }
         if let Some(refusal) = rewrite::max_forwards_refusal(request) {
             return Some(Err(refusal));
         }
-        Some(match next_hop(&next, &self.streams) {
+        let nat = routes
+            .first()
+            .filter(|_| initial && routes.len() == 1)
+            .and_then(|uri| rewrite::nat_of(uri));
+        let mark = if initial {
+            Mark::RecordRoute
+        } else {
+            Mark::Nothing
+        };
+        let hop = match nat {
+            Some(addr) => Ok(addr),
+            None => next_hop(&next, &self.streams),
+        };
+        Some(match hop {
             Ok(target) if target == self.local => Err((StatusCode::LoopDetected, "Loop Detected")),
             Ok(target) => Ok((
                 rewrite::prepare(
@@ -329,7 +356,7 @@ impl Forwarder {
                     self.hop(target),
                     None,
                     true,
-                    Mark::Nothing,
+                    mark,
                     self.streams.contains(source),
                 ),
                 target,
@@ -349,12 +376,25 @@ impl Forwarder {
         uri: Option<rsip::Uri>,
         target: SocketAddr,
     ) -> Request {
+        self.prepare_routed(request, source, uri, target, &[])
+    }
+
+    /// As [`prepare_initial`](Self::prepare_initial), sent along `route` (a registered
+    /// contact's Path, nearest first), whose first entry is `target`.
+    pub fn prepare_routed(
+        &self,
+        request: &Request,
+        source: SocketAddr,
+        uri: Option<rsip::Uri>,
+        target: SocketAddr,
+        route: &[String],
+    ) -> Request {
         let mark = if request.method == Method::Register {
             Mark::Path
         } else {
             Mark::RecordRoute
         };
-        rewrite::prepare(
+        let prepared = rewrite::prepare(
             request,
             source,
             self.hop(target),
@@ -362,7 +402,8 @@ impl Forwarder {
             self.routed_here(request),
             mark,
             self.streams.contains(source),
-        )
+        );
+        rewrite::with_route(prepared, route)
     }
 
     /// Sends `branches` (prepared requests and their targets) on behalf of `caller`, as
@@ -983,6 +1024,7 @@ mod tests {
             latency: None,
             missed_keepalives: 0,
             online,
+            path: Vec::new(),
         }
     }
 
@@ -1043,7 +1085,7 @@ mod tests {
                     .map(|t| {
                         (
                             self.forwarder
-                                .prepare_initial(request, source, t.uri, t.addr),
+                                .prepare_routed(request, source, t.uri, t.addr, &t.route),
                             t.addr,
                         )
                     })
@@ -1167,6 +1209,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Max-Forwards: 69\r\n"), "{text}");
+    }
+
+    #[test]
+    fn phones_registered_through_a_dispatcher_are_rung_along_its_path_each_one() {
+        let dispatcher: SocketAddr = "127.0.84.20:5060".parse().unwrap();
+        let path = format!("<sip:{dispatcher};lr;nat=198.51.100.7~40001>");
+        let through = |contact: &str| Binding {
+            path: vec![path.clone()],
+            ..binding(contact, dispatcher, Transport::Udp, true)
+        };
+        let bindings = vec![
+            through("sip:bob@192.168.1.20:5060"),
+            through("sip:bob@192.168.1.21:5060"),
+        ];
+        let Some(Decision::Fork { branches }) = route(&proxy(bindings), &invite("bob", "")) else {
+            panic!("two phones behind one dispatcher are two phones");
+        };
+        for (request, target) in &branches {
+            assert_eq!(*target, dispatcher);
+            let text = request.to_string();
+            assert!(text.contains(&format!("Route: {path}\r\n")), "{text}");
+            assert!(text.starts_with("INVITE sip:bob@192.168.1.2"), "{text}");
+        }
     }
 
     #[test]

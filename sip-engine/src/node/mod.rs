@@ -738,7 +738,16 @@ impl Node {
                 .iter()
                 .any(|h| matches!(h, Header::Route(_)))
             {
-                match forwarder.loose_route(request, source) {
+                // A Dispatcher's switch sends a call for a phone registered through
+                // the Dispatcher along the Path it gave: that new request is relayed.
+                let trusted = self.role == NodeRole::Dispatcher
+                    && self
+                        .config
+                        .borrow()
+                        .dispatch
+                        .as_ref()
+                        .is_some_and(|d| d.switches.iter().any(|s| s.addr.ip() == source.ip()));
+                match forwarder.loose_route_from(request, source, trusted) {
                     Some(Ok((forwarded, target))) => {
                         return self.forward_in_dialog(
                             forwarder, request, key, source, transport, forwarded, target, now,
@@ -873,10 +882,7 @@ impl Node {
                 Ok(()) => admitted = Some(call),
                 Err(full) => match failover {
                     Some(target) if transport == Transport::Udp && !peers => {
-                        route = Some(Route::Serial(vec![Target {
-                            uri: None,
-                            addr: target,
-                        }]));
+                        route = Some(Route::Serial(vec![Target::direct(None, target)]));
                     }
                     _ => return Served::Answer(at_capacity(full)),
                 },
@@ -955,7 +961,13 @@ impl Node {
             .into_iter()
             .map(|target| {
                 (
-                    forwarder.prepare_initial(request, source, target.uri, target.addr),
+                    forwarder.prepare_routed(
+                        request,
+                        source,
+                        target.uri,
+                        target.addr,
+                        &target.route,
+                    ),
                     target.addr,
                 )
             })
@@ -1602,6 +1614,7 @@ mod tests {
             latency: None,
             missed_keepalives: 0,
             online: true,
+            path: Vec::new(),
         };
         store
             .apply(

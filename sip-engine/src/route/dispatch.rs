@@ -182,10 +182,7 @@ impl Router for DispatchRouter {
         Route::Serial(
             order
                 .into_iter()
-                .map(|index| Target {
-                    uri: None,
-                    addr: dispatch.switches[index].addr,
-                })
+                .map(|index| Target::direct(None, dispatch.switches[index].addr))
                 .collect(),
         )
     }

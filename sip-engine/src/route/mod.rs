@@ -26,6 +26,21 @@ pub struct Target {
     pub uri: Option<rsip::Uri>,
     /// Where it is sent: over UDP, or the stream connection that peer holds open.
     pub addr: SocketAddr,
+    /// The Route set it is sent with, nearest first (a contact's Path, RFC 3327: the
+    /// Dispatcher that holds the phone's NAT binding); `addr` is its first hop. Empty for
+    /// none.
+    pub route: Vec<String>,
+}
+
+impl Target {
+    /// A target reached directly, without a Route set.
+    pub fn direct(uri: Option<rsip::Uri>, addr: SocketAddr) -> Self {
+        Target {
+            uri,
+            addr,
+            route: Vec::new(),
+        }
+    }
 }
 
 /// What a router decided for one request.
