@@ -286,11 +286,23 @@ impl Engine {
         let mut node = Node::new(spec.role, &self.build).with_tracer(tracer.clone());
         if spec.role == NodeRole::Dispatcher {
             // A Dispatcher balances over its switches, whoever the users are: it needs no
-            // registrar (REGISTERs go on to the switches) and sends no keep-alives.
+            // registrar (REGISTERs go on to the switches). It keeps open the NAT mappings
+            // of the phones that registered through it, which are with its address.
             let switches = Arc::new(Switches::new());
             let router: Arc<dyn Router> =
                 Arc::new(DispatchRouter::new(node.subscribe(), switches.clone()));
             node = node.with_router(router, local).with_switches(switches);
+            if let Some(registrar) = &self.registrar {
+                node = node.with_keepalive(
+                    KeepAlive::new(
+                        registrar.directory().clone(),
+                        registrar.store().clone(),
+                        domain_of(spec.ip),
+                        release.keepalive,
+                    )
+                    .for_edge(local),
+                );
+            }
         } else if let Some(registrar) = &self.registrar {
             // A Switch that knows users also routes calls to them.
             let router: Arc<dyn Router> = Arc::new(LocationRouter::new(

@@ -33,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
 use crate::directory::{KeepAliveMode, UserDirectory};
+use crate::forward::rewrite::{names, nat_of};
 use crate::location::{Binding, LocationStore};
+use crate::message::uri_of;
 use crate::transaction::Outbound;
 use crate::transport::{Outlet, Transport};
 
@@ -119,6 +121,8 @@ pub struct KeepAlive {
     /// Keyed hash that gives each contact its place in the interval; random per node so
     /// that no choice of contacts can line them all up.
     spread: RandomState,
+    /// A Dispatcher's own address: contacts registered through it are pinged from here.
+    edge: Option<SocketAddr>,
 }
 
 impl KeepAlive {
@@ -138,7 +142,17 @@ impl KeepAlive {
             tag: format!("{:08x}", rand::random::<u32>()),
             origin: Instant::now(),
             spread: RandomState::new(),
+            edge: None,
         }
+    }
+
+    /// The same keep-alives, also for the contacts registered through this node as a
+    /// Dispatcher at `local` (their Path's first entry names it): the phone's NAT mapping
+    /// is with this node, so the pings go from here, to the address the Path recorded.
+    /// One sender per contact: the switch that holds the binding sends none.
+    pub fn for_edge(mut self, local: SocketAddr) -> Self {
+        self.edge = Some(local);
+        self
     }
 
     pub fn settings(&self) -> KeepAliveSettings {
@@ -155,11 +169,22 @@ impl KeepAlive {
             SystemTime::now(),
             &mut |aor: &str, binding: &Binding| {
                 // A contact registered through a Dispatcher (a Path) is kept open by that
-                // Dispatcher, whose address the phone's NAT knows: a ping from here would
-                // not reach it, and two senders are one too many.
-                if binding.transport != Transport::Udp || !binding.path.is_empty() {
-                    return;
-                }
+                // Dispatcher, whose address the phone's NAT knows: a ping from anywhere
+                // else would not reach it, and two senders are one too many.
+                let received = if binding.path.is_empty() {
+                    if binding.transport != Transport::Udp {
+                        return;
+                    }
+                    binding.received
+                } else {
+                    match self
+                        .edge
+                        .and_then(|local| edge_target(&binding.path, local))
+                    {
+                        Some(nat) => nat,
+                        None => return,
+                    }
+                };
                 let hash = self.spread.hash_one((aor, &binding.contact));
                 // Below `interval`, which is a Duration's nanoseconds: fits a u64.
                 let offset = u64::try_from(u128::from(hash) % interval).unwrap_or(0);
@@ -167,7 +192,7 @@ impl KeepAlive {
                     at: round_start + Duration::from_nanos(offset),
                     aor: aor.into(),
                     contact: binding.contact.as_str().into(),
-                    received: binding.received,
+                    received,
                 });
             },
         );
@@ -366,6 +391,16 @@ pub fn answer_of(datagram: &[u8]) -> Option<(u16, &str)> {
         }
     }
     None
+}
+
+/// Where a Dispatcher at `local` pings a contact registered with `path`: the NAT address
+/// its own Path entry recorded, when the first entry is its own.
+fn edge_target(path: &[String], local: SocketAddr) -> Option<SocketAddr> {
+    let uri = uri_of(path.first()?)?;
+    if !names(local, uri) {
+        return None;
+    }
+    nat_of(uri)
 }
 
 /// The user part of `sip:<user>@<domain>`.
@@ -816,6 +851,37 @@ mod tests {
             .plan(Instant::now());
         let aors: Vec<&str> = plan.iter().map(|due| &*due.aor).collect();
         assert_eq!(aors, [direct.as_str()]);
+    }
+
+    #[test]
+    fn a_dispatcher_pings_the_contacts_registered_through_it_at_their_nat_address() {
+        let f = Fixture::new();
+        let dispatcher: SocketAddr = "127.0.81.9:5060".parse().unwrap();
+        let mut through_us = Vec::new();
+        for (user, first_hop) in [
+            ("bob", dispatcher),
+            ("carol", "127.0.81.8:5060".parse().unwrap()),
+        ] {
+            let aor = f.register(user, dispatcher, Transport::Udp);
+            let mut binding = f.binding(&aor).unwrap();
+            binding.path = vec![format!("<sip:{first_hop};lr;nat=198.51.100.7~41000>")];
+            binding.cseq += 1;
+            f.store
+                .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
+                .unwrap();
+            through_us.push(aor);
+        }
+        let plan = f
+            .keepalive(KeepAliveSettings::default())
+            .for_edge(dispatcher)
+            .plan(Instant::now());
+        assert_eq!(
+            plan.len(),
+            1,
+            "carol came through another dispatcher: {plan:?}"
+        );
+        assert_eq!(&*plan[0].aor, through_us[0].as_str());
+        assert_eq!(plan[0].received, "198.51.100.7:41000".parse().unwrap());
     }
 
     #[test]

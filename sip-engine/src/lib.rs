@@ -29,8 +29,9 @@
 //! - [`registrar`]: REGISTER (RFC 3261 §10.3, with Path: RFC 3327), and the caller check
 //!   (407) of new calls.
 //! - [`keepalive`]: NAT keep-alives (CRLF or OPTIONS) to registered UDP contacts, spread
-//!   over the interval (not to those registered through a Dispatcher); replies matched by
-//!   Call-ID alone give latency and find phones that went away.
+//!   over the interval; a contact registered through a Dispatcher is pinged by that
+//!   Dispatcher alone, at the NAT address its Path recorded. Replies matched by Call-ID
+//!   alone give latency and find phones that went away.
 //! - [`limits`]: call admission: channel and CPS limits, counted per node or per cluster.
 //! - [`dialog`]: calls as dialogs: the [`dialog::DialogEvent`]s a node emits, the
 //!   [`dialog::DialogObserver`]s that consume them, and the BYE a node sends to end a call.

@@ -362,3 +362,58 @@ async fn a_phone_registered_through_the_dispatcher_is_called_through_it_from_a_s
     engine.stop(96).await;
     engine.stop(97).await;
 }
+
+#[tokio::test]
+async fn a_phone_registered_through_the_dispatcher_gets_its_keep_alives_from_the_dispatcher() {
+    const PASSWORD: &str = "correct-horse";
+    let directory = Arc::new(MemoryDirectory::new());
+    directory.insert("erin", None, Secret::Password(PASSWORD.into()));
+    let engine = Engine::new("test")
+        .with_directory(directory, Arc::new(MemoryLocationStore::new()))
+        .with_keepalive(sip_engine::KeepAliveSettings {
+            interval: Duration::from_millis(200),
+            max_missed: 100,
+        });
+    let switch_ip = "127.0.93.13";
+    engine
+        .start(NodeSpec {
+            id: 99,
+            ip: switch_ip.parse().unwrap(),
+            udp_port: 15099,
+            tcp_port: 15099,
+            role: NodeRole::Switch,
+        })
+        .await
+        .expect("the switch starts");
+    let node = dispatcher(&engine, 98, 15098).await;
+    engine.configure(
+        98,
+        NodeConfig {
+            dispatch: Some(DispatchConfig {
+                switches: vec![SwitchTarget {
+                    id: 99,
+                    addr: SocketAddr::new(switch_ip.parse().unwrap(), 15099),
+                    weight: 1,
+                }],
+                probe_interval: Duration::from_secs(3600),
+                ..DispatchConfig::default()
+            }),
+            ..NodeConfig::default()
+        },
+    );
+    let phone = UdpSocket::bind("127.0.93.14:0").await.unwrap();
+    phone::sign_in(&phone, "erin", PASSWORD, DISPATCHER_IP, node, WAIT).await;
+    let mut buf = vec![0u8; 65_535];
+    for _ in 0..3 {
+        let (len, from) = tokio::time::timeout(WAIT, phone.recv_from(&mut buf))
+            .await
+            .expect("a keep-alive in time")
+            .unwrap();
+        let ping = String::from_utf8_lossy(&buf[..len]);
+        assert!(ping.starts_with("OPTIONS sip:erin@"), "{ping}");
+        assert!(ping.contains("Call-ID: ka-"), "{ping}");
+        assert_eq!(from, node, "one sender, where the phone's NAT mapping is");
+    }
+    engine.stop(98).await;
+    engine.stop(99).await;
+}
