@@ -7,13 +7,14 @@
 //! 3. **policy** ([`policy`]): what the configuration refuses (Restrict Direct,
 //!    Interconnect, a node refusing new calls);
 //! 4. by what it asks for: a CANCEL follows its INVITE ([`Forwarder::cancel`]); a request
-//!    that names the node in its Route goes on along its route set (loose routing); a
-//!    REGISTER goes to the [`Registrar`] (beside the proxy path, never through it);
-//!    OPTIONS is answered here; an initial INVITE is checked (caller authorization, call
-//!    admission under the node's limits) and handed to the role's [`Router`]. A
-//!    Dispatcher does none of that itself: every new request but ACK and CANCEL goes to
-//!    its router (which balances it over the switches, who authenticate and admit), save
-//!    the OPTIONS the router leaves to the node;
+//!    that names the node in its Route goes on along its route set (loose routing; a new
+//!    one only on a Dispatcher, from one of its switches: a call along the Path it gave a
+//!    phone's REGISTER); a REGISTER goes to the [`Registrar`] (beside the proxy path,
+//!    never through it); OPTIONS is answered here; an initial INVITE is checked (caller
+//!    authorization, call admission under the node's limits) and handed to the role's
+//!    [`Router`]. A Dispatcher does none of that itself: every new request but ACK and
+//!    CANCEL goes to its router (which balances it over the switches, who authenticate and
+//!    admit), save the OPTIONS the router leaves to the node;
 //! 5. **forwarder** ([`Forwarder`]): the stateful proxy core sends what the router decided,
 //!    in parallel or in series, and relays the answers;
 //! 6. back down to the **transport**: what [`Node::receive`] returns goes back where the
