@@ -196,6 +196,44 @@ async fn a_dispatcher_sends_a_call_to_a_switch_record_routed_and_fails_over_on_5
 }
 
 #[tokio::test]
+async fn a_switch_silent_to_an_invite_is_given_up_for_the_next_within_the_call() {
+    let engine = Engine::new("test");
+    let mut a = Switch::start("127.0.93.15").await;
+    let mut b = Switch::start("127.0.93.16").await;
+    let node = dispatcher(&engine, 92, 15092).await;
+    engine.configure(92, balancing(&[&a, &b], Duration::from_secs(3600)));
+    let caller = UdpSocket::bind("127.0.93.17:0").await.unwrap();
+    let me = caller.local_addr().unwrap();
+    let invite = request(
+        "INVITE",
+        &format!("sip:bob@{DISPATCHER_IP}"),
+        me,
+        "silent-switch",
+    );
+    caller.send_to(invite.as_bytes(), node).await.unwrap();
+    assert!(receive(&caller).await.starts_with("SIP/2.0 100 "));
+    let sent = tokio::time::Instant::now();
+    let at_a = a.next().await;
+    assert!(at_a.starts_with("INVITE "), "{at_a}");
+    // a says nothing at all (not even 100 Trying): b gets the INVITE after the patience.
+    let at_b = b.next().await;
+    assert!(at_b.starts_with("INVITE "), "{at_b}");
+    assert!(sent.elapsed() >= sip_engine::node::SWITCH_PATIENCE_INVITE);
+    // The silent branch is cancelled (after the INVITE's own retransmissions).
+    loop {
+        let next = a.next().await;
+        if next.starts_with("CANCEL ") {
+            break;
+        }
+        assert!(next.starts_with("INVITE "), "{next}");
+    }
+    b.answer(&at_b, "200 OK", node).await;
+    let ok = receive(&caller).await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    engine.stop(92).await;
+}
+
+#[tokio::test]
 async fn a_register_through_the_dispatcher_carries_a_path_and_no_record_route() {
     let engine = Engine::new("test");
     let mut a = Switch::start("127.0.93.5").await;
