@@ -5,6 +5,7 @@
 //! UAC registration) read the same version without reaching into one another.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use crate::digest::Algorithm;
 use crate::limits::CallLimits;
@@ -115,4 +116,109 @@ pub struct NodeConfig {
     /// collector of the server's data zone, over TCP when `tcp_sip_trace` is on. `None`
     /// traces nothing.
     pub trace: Option<TraceTarget>,
+    /// What a Dispatcher balances over and how (its cluster's switches); `None` for a
+    /// Switch. A Dispatcher without it has no switch to send to and refuses with 503.
+    pub dispatch: Option<DispatchConfig>,
+}
+
+/// How a Dispatcher picks the switch for a new request, chosen per Dispatcher on its
+/// config page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Balancing {
+    /// Each switch in turn: the even spread, with nothing to configure.
+    #[default]
+    RoundRobin,
+    /// In proportion to each switch's [`SwitchTarget::weight`] (smooth weighted
+    /// round-robin: a 3:1 pair gets A A B A, never A A A B in bursts).
+    Weighted,
+    /// The switch with the fewest calls in progress sent by this Dispatcher: long calls
+    /// do not pile up on one switch.
+    LeastChannels,
+    /// A rendezvous hash of the Call-ID: every request of a call (a re-sent INVITE after
+    /// a 407 too) reaches the same switch.
+    HashCallId,
+    /// A rendezvous hash of the caller (its auth username, else its From user): a user's
+    /// REGISTERs and calls stick to one switch.
+    HashUser,
+}
+
+impl Balancing {
+    /// Every algorithm, in the order the console lists them.
+    pub const ALL: [Balancing; 5] = [
+        Balancing::RoundRobin,
+        Balancing::Weighted,
+        Balancing::LeastChannels,
+        Balancing::HashCallId,
+        Balancing::HashUser,
+    ];
+
+    /// The name the console stores and shows: `round-robin`, `weighted`,
+    /// `least-channels`, `hash-call-id`, `hash-user`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balancing::RoundRobin => "round-robin",
+            Balancing::Weighted => "weighted",
+            Balancing::LeastChannels => "least-channels",
+            Balancing::HashCallId => "hash-call-id",
+            Balancing::HashUser => "hash-user",
+        }
+    }
+
+    /// The algorithm an [`as_str`](Self::as_str) name stands for; `None` for anything
+    /// else (a stored value from a newer build, say).
+    pub fn parse(name: &str) -> Option<Balancing> {
+        Balancing::ALL.into_iter().find(|b| b.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Balancing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One switch a Dispatcher may send to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SwitchTarget {
+    /// The control plane's id of the switch server: the key its health and traffic are
+    /// reported under ([`crate::Engine::dispatch_status`]) and the input of the hashes,
+    /// so a switch keeps its share when its address or its place in the list changes.
+    pub id: i64,
+    /// Its UDP SIP address.
+    pub addr: SocketAddr,
+    /// Its share under [`Balancing::Weighted`] (ignored by the other algorithms); a
+    /// weight of 0 takes calls only when no weighted switch is left.
+    pub weight: u32,
+}
+
+/// A Dispatcher's balancing: the algorithm, the switches, and how they are probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchConfig {
+    /// How the switch of each new request is picked.
+    pub algorithm: Balancing,
+    /// The Switch servers of the Dispatcher's cluster, in the console's order (round-robin
+    /// goes down this list).
+    pub switches: Vec<SwitchTarget>,
+    /// How often each switch gets an OPTIONS probe; 5 s by default.
+    pub probe_interval: Duration,
+    /// Consecutive unanswered probes that take an Active switch out; 2 by default (one
+    /// lost datagram is ordinary).
+    pub probe_failures: u32,
+    /// Consecutive answered probes that bring an Inactive switch back; 2 by default (a
+    /// switch that is still starting may answer once and go again).
+    pub probe_successes: u32,
+}
+
+impl Default for DispatchConfig {
+    /// Round-robin over no switch, probed every 5 s, out after 2 misses, back after 2
+    /// answers.
+    fn default() -> Self {
+        DispatchConfig {
+            algorithm: Balancing::default(),
+            switches: Vec::new(),
+            probe_interval: Duration::from_secs(5),
+            probe_failures: 2,
+            probe_successes: 2,
+        }
+    }
 }

@@ -11,11 +11,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{NodeConfig, NodeRole};
 use crate::digest::Authenticator;
 use crate::directory::{domain_of, UserDirectory};
+use crate::health::{self, SwitchStatus, Switches};
 use crate::keepalive::{self, KeepAlive, KeepAliveSettings};
 use crate::limits::{Budget, CallFigures};
 use crate::location::LocationStore;
 use crate::node::{run_timers, Node, StatsSnapshot};
 use crate::registrar::Registrar;
+use crate::route::dispatch::DispatchRouter;
 use crate::route::location::LocationRouter;
 use crate::route::Router;
 use crate::trace::Tracer;
@@ -282,18 +284,33 @@ impl Engine {
         let release = self.release();
         let (tracer, captured) = Tracer::new();
         let mut node = Node::new(spec.role, &self.build).with_tracer(tracer.clone());
-        if let Some(registrar) = &self.registrar {
-            // A node that knows users also routes calls to them. The role picks the router:
-            // both roles route to registered users until the dispatcher's balancing router
-            // lands beside this one.
-            let router: Arc<dyn Router> = match spec.role {
-                NodeRole::Switch | NodeRole::Dispatcher => Arc::new(LocationRouter::new(
-                    domain_of(local.ip()),
-                    registrar.directory().clone(),
-                    registrar.store().clone(),
-                    node.streams_handle(),
-                )),
-            };
+        if spec.role == NodeRole::Dispatcher {
+            // A Dispatcher balances over its switches, whoever the users are: it needs no
+            // registrar (REGISTERs go on to the switches). It keeps open the NAT mappings
+            // of the phones that registered through it, which are with its address.
+            let switches = Arc::new(Switches::new());
+            let router: Arc<dyn Router> =
+                Arc::new(DispatchRouter::new(node.subscribe(), switches.clone()));
+            node = node.with_router(router, local).with_switches(switches);
+            if let Some(registrar) = &self.registrar {
+                node = node.with_keepalive(
+                    KeepAlive::new(
+                        registrar.directory().clone(),
+                        registrar.store().clone(),
+                        domain_of(spec.ip),
+                        release.keepalive,
+                    )
+                    .for_edge(local),
+                );
+            }
+        } else if let Some(registrar) = &self.registrar {
+            // A Switch that knows users also routes calls to them.
+            let router: Arc<dyn Router> = Arc::new(LocationRouter::new(
+                domain_of(local.ip()),
+                registrar.directory().clone(),
+                registrar.store().clone(),
+                node.streams_handle(),
+            ));
             node = node
                 .with_router(router, local)
                 .with_registrar(registrar.clone())
@@ -310,6 +327,13 @@ impl Engine {
         // Keep-alives leave straight from a clone of the socket, a batch per wake-up of
         // their own task (see `transport::Outlet`).
         let pings = socket.try_clone().map(udp::Sender::new).map_err(udp_bind)?;
+        // A Dispatcher's probes too: the switches' Restrict Direct lets that address in.
+        let probes = match spec.role {
+            NodeRole::Dispatcher => {
+                Some(socket.try_clone().map(udp::Sender::new).map_err(udp_bind)?)
+            }
+            NodeRole::Switch => None,
+        };
         let outgoing = node.take_outgoing();
         let node = Arc::new(node);
         let inbound: Arc<dyn Inbound> = node.clone();
@@ -349,6 +373,15 @@ impl Engine {
                 node.subscribe(),
                 local,
                 pings,
+                shutdown.clone(),
+            )));
+        }
+        if let (Some(switches), Some(probes)) = (node.switches(), probes) {
+            tasks.push(tokio::spawn(health::run(
+                switches.clone(),
+                node.subscribe(),
+                local,
+                probes,
                 shutdown.clone(),
             )));
         }
@@ -590,9 +623,11 @@ impl Engine {
         }
     }
 
-    /// Gives `node` its configuration, and the budget of the cluster it names.
+    /// Gives `node` its configuration, and the budget of the cluster it names (a Switch's:
+    /// a Dispatcher's calls are counted by the switches it sends them to, not twice).
     fn apply(&self, node: &Node, config: NodeConfig) {
-        let budget = config.cluster.map(|cluster| {
+        let shares = node.role() == NodeRole::Switch;
+        let budget = config.cluster.filter(|_| shares).map(|cluster| {
             let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
             budgets.retain(|_, budget| budget.strong_count() > 0);
             match budgets.get(&cluster).and_then(Weak::upgrade) {
@@ -611,6 +646,20 @@ impl Engine {
     /// What a node carries now: channels in use and calls in the last second.
     pub fn call_figures(&self, id: i64) -> Option<CallFigures> {
         self.lock().get(&id).map(|r| r.node.call_figures())
+    }
+
+    /// A running Dispatcher's switches as its console page shows them (state, latency,
+    /// calls sent in the last minute and their share), in its configuration's order;
+    /// `None` for a node that does not run or is no Dispatcher.
+    pub fn dispatch_status(&self, id: i64) -> Option<Vec<SwitchStatus>> {
+        let node = self.lock().get(&id).map(|r| r.node.clone())?;
+        let switches = node.switches()?;
+        let config = node.config();
+        let targets = config
+            .dispatch
+            .as_ref()
+            .map_or(&[][..], |d| d.switches.as_slice());
+        Some(switches.status(targets, tokio::time::Instant::now()))
     }
 
     /// Where a running node's upstream registration (UAC Auth) stands.

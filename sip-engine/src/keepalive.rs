@@ -4,7 +4,8 @@
 //! A NAT forgets a UDP mapping after a quiet minute or so; then no call reaches the phone
 //! until it registers again. So every running node sends, from its own UDP socket (the
 //! mapping is for that 5-tuple), a keep-alive to each registered UDP contact of its domain
-//! once per interval: a bare CRLF or a SIP OPTIONS, as the user's [`KeepAliveMode`] says.
+//! that registered here directly (one that came through a Dispatcher, with a Path, has its
+//! mapping with the Dispatcher) once per interval: a bare CRLF or a SIP OPTIONS, as the user's [`KeepAliveMode`] says.
 //! Each contact gets its own random place in the interval, so N contacts cost N/interval
 //! sends a second instead of a burst of N.
 //!
@@ -32,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
 use crate::directory::{KeepAliveMode, UserDirectory};
+use crate::forward::rewrite::{names, nat_of};
 use crate::location::{Binding, LocationStore};
+use crate::message::uri_of;
 use crate::transaction::Outbound;
 use crate::transport::{Outlet, Transport};
 
@@ -118,6 +121,8 @@ pub struct KeepAlive {
     /// Keyed hash that gives each contact its place in the interval; random per node so
     /// that no choice of contacts can line them all up.
     spread: RandomState,
+    /// A Dispatcher's own address: contacts registered through it are pinged from here.
+    edge: Option<SocketAddr>,
 }
 
 impl KeepAlive {
@@ -137,7 +142,17 @@ impl KeepAlive {
             tag: format!("{:08x}", rand::random::<u32>()),
             origin: Instant::now(),
             spread: RandomState::new(),
+            edge: None,
         }
+    }
+
+    /// The same keep-alives, also for the contacts registered through this node as a
+    /// Dispatcher at `local` (their Path's first entry names it): the phone's NAT mapping
+    /// is with this node, so the pings go from here, to the address the Path recorded.
+    /// One sender per contact: the switch that holds the binding sends none.
+    pub fn for_edge(mut self, local: SocketAddr) -> Self {
+        self.edge = Some(local);
+        self
     }
 
     pub fn settings(&self) -> KeepAliveSettings {
@@ -153,9 +168,23 @@ impl KeepAlive {
             &self.domain,
             SystemTime::now(),
             &mut |aor: &str, binding: &Binding| {
-                if binding.transport != Transport::Udp {
-                    return;
-                }
+                // A contact registered through a Dispatcher (a Path) is kept open by that
+                // Dispatcher, whose address the phone's NAT knows: a ping from anywhere
+                // else would not reach it, and two senders are one too many.
+                let received = if binding.path.is_empty() {
+                    if binding.transport != Transport::Udp {
+                        return;
+                    }
+                    binding.received
+                } else {
+                    match self
+                        .edge
+                        .and_then(|local| edge_target(&binding.path, local))
+                    {
+                        Some(nat) => nat,
+                        None => return,
+                    }
+                };
                 let hash = self.spread.hash_one((aor, &binding.contact));
                 // Below `interval`, which is a Duration's nanoseconds: fits a u64.
                 let offset = u64::try_from(u128::from(hash) % interval).unwrap_or(0);
@@ -163,7 +192,7 @@ impl KeepAlive {
                     at: round_start + Duration::from_nanos(offset),
                     aor: aor.into(),
                     contact: binding.contact.as_str().into(),
-                    received: binding.received,
+                    received,
                 });
             },
         );
@@ -364,6 +393,16 @@ pub fn answer_of(datagram: &[u8]) -> Option<(u16, &str)> {
     None
 }
 
+/// Where a Dispatcher at `local` pings a contact registered with `path`: the NAT address
+/// its own Path entry recorded, when the first entry is its own.
+fn edge_target(path: &[String], local: SocketAddr) -> Option<SocketAddr> {
+    let uri = uri_of(path.first()?)?;
+    if !names(local, uri) {
+        return None;
+    }
+    nat_of(uri)
+}
+
 /// The user part of `sip:<user>@<domain>`.
 fn user_of(aor: &str) -> Option<&str> {
     let (user, _) = aor.strip_prefix("sip:")?.rsplit_once('@')?;
@@ -482,6 +521,7 @@ mod tests {
                 latency: None,
                 missed_keepalives: 0,
                 online: true,
+                path: Vec::new(),
             };
             self.store
                 .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
@@ -793,6 +833,55 @@ mod tests {
         assert_eq!(hex_decode(&hex_encode("sip:ü@x")), Some("sip:ü@x".into()));
         assert_eq!(hex_decode("abc"), None);
         assert_eq!(hex_decode("zz"), None);
+    }
+
+    #[test]
+    fn a_contact_registered_through_a_dispatcher_gets_no_keep_alive_from_the_switch() {
+        let f = Fixture::new();
+        let direct = f.register("alice", phone(1), Transport::Udp);
+        let through = f.register("bob", phone(2), Transport::Udp);
+        let mut binding = f.binding(&through).unwrap();
+        binding.path = vec!["<sip:127.0.81.9:5060;lr>".into()];
+        binding.cseq += 1;
+        f.store
+            .apply(&through, &[Change::Upsert(binding)], SystemTime::now())
+            .unwrap();
+        let plan = f
+            .keepalive(KeepAliveSettings::default())
+            .plan(Instant::now());
+        let aors: Vec<&str> = plan.iter().map(|due| &*due.aor).collect();
+        assert_eq!(aors, [direct.as_str()]);
+    }
+
+    #[test]
+    fn a_dispatcher_pings_the_contacts_registered_through_it_at_their_nat_address() {
+        let f = Fixture::new();
+        let dispatcher: SocketAddr = "127.0.81.9:5060".parse().unwrap();
+        let mut through_us = Vec::new();
+        for (user, first_hop) in [
+            ("bob", dispatcher),
+            ("carol", "127.0.81.8:5060".parse().unwrap()),
+        ] {
+            let aor = f.register(user, dispatcher, Transport::Udp);
+            let mut binding = f.binding(&aor).unwrap();
+            binding.path = vec![format!("<sip:{first_hop};lr;nat=198.51.100.7~41000>")];
+            binding.cseq += 1;
+            f.store
+                .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
+                .unwrap();
+            through_us.push(aor);
+        }
+        let plan = f
+            .keepalive(KeepAliveSettings::default())
+            .for_edge(dispatcher)
+            .plan(Instant::now());
+        assert_eq!(
+            plan.len(),
+            1,
+            "carol came through another dispatcher: {plan:?}"
+        );
+        assert_eq!(&*plan[0].aor, through_us[0].as_str());
+        assert_eq!(plan[0].received, "198.51.100.7:41000".parse().unwrap());
     }
 
     #[test]

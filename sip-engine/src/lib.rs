@@ -19,26 +19,35 @@
 //!   [`transport::Transport`] a message really travels on.
 //! - [`transaction`]: RFC 3261 §17 server and client transactions, sans-I/O: retransmitted
 //!   requests are absorbed, lost responses and requests retransmitted over UDP (T1/T2/T4).
-//! - [`config`]: what the control plane tells a node to run ([`NodeConfig`], [`NodeRole`]).
+//! - [`config`]: what the control plane tells a node to run ([`NodeConfig`], [`NodeRole`],
+//!   a Dispatcher's [`DispatchConfig`]).
 //! - [`directory`]: the SIP users ([`UserDirectory`]), their keep-alive modes, tenants.
 //! - [`digest`]: digest authentication (MD5, SHA-256) with stateless HMAC-sealed nonces and
 //!   nonce-count replay protection.
-//! - [`location`]: [`LocationStore`], the only owner of bindings, and an in-memory one.
-//! - [`registrar`]: REGISTER (RFC 3261 §10.3), and the caller check (407) of new calls.
+//! - [`location`]: [`LocationStore`], the only owner of bindings (with the Path they came
+//!   through), and an in-memory one.
+//! - [`registrar`]: REGISTER (RFC 3261 §10.3, with Path: RFC 3327), and the caller check
+//!   (407) of new calls.
 //! - [`keepalive`]: NAT keep-alives (CRLF or OPTIONS) to registered UDP contacts, spread
-//!   over the interval; replies matched by Call-ID alone give latency and find phones that
-//!   went away.
+//!   over the interval; a contact registered through a Dispatcher is pinged by that
+//!   Dispatcher alone, at the NAT address its Path recorded. Replies matched by Call-ID
+//!   alone give latency and find phones that went away.
 //! - [`limits`]: call admission: channel and CPS limits, counted per node or per cluster.
 //! - [`dialog`]: calls as dialogs: the [`dialog::DialogEvent`]s a node emits, the
 //!   [`dialog::DialogObserver`]s that consume them, and the BYE a node sends to end a call.
 //! - [`route`]: the [`route::Router`] trait (one decision per new request: answer, refuse,
 //!   parallel or serial targets) and its implementations — [`route::location`], a
-//!   registered user's contacts.
+//!   registered user's contacts (a Switch); [`route::dispatch`], the healthy switches in
+//!   the order of the Dispatcher's balancing algorithm.
+//! - [`health`]: a Dispatcher's switches — OPTIONS probes from its own socket, Active and
+//!   Inactive by thresholds, latency, calls sent per switch ([`SwitchStatus`]).
 //! - [`forward`]: the stateful proxy core — response contexts, parallel forking and serial
 //!   failover within one transaction, CANCEL, Timer C — and ([`forward::rewrite`]) the
-//!   RFC 3261 §16.6 rewriting of what passes.
+//!   RFC 3261 §16.6 rewriting of what passes (Record-Route, or Path on a REGISTER).
 //! - [`node`]: one server's pipeline ([`node::Node`]) and its [`node::policy`] (Restrict
-//!   Direct, Interconnect, refusing nodes); its timers run in a task of their own.
+//!   Direct, Interconnect, refusing nodes); its timers run in a task of their own. A
+//!   Dispatcher's pipeline sends every new request to its router, unauthenticated and
+//!   unlimited (the switches do both).
 //! - [`uac`]: UAC Auth, the node's own registration upstream to a carrier.
 //! - [`trace`]: copies of every message shipped as HEP3 to a collector.
 //! - [`handle`]: [`Engine`], which starts and stops nodes, gives each its router and
@@ -51,6 +60,7 @@ pub mod digest;
 pub mod directory;
 pub mod forward;
 pub mod handle;
+pub mod health;
 pub mod keepalive;
 pub mod limits;
 pub mod location;
@@ -64,10 +74,14 @@ pub mod transaction;
 pub mod transport;
 pub mod uac;
 
-pub use config::{DigestAlgorithms, NodeConfig, NodeRole, UacRegistration};
+pub use config::{
+    Balancing, DigestAlgorithms, DispatchConfig, NodeConfig, NodeRole, SwitchTarget,
+    UacRegistration,
+};
 pub use digest::Secret;
 pub use directory::{KeepAliveMode, MemoryDirectory, UserDirectory};
 pub use handle::{Engine, NodeSpec, Release, StartError, TlsSpec};
+pub use health::SwitchStatus;
 pub use keepalive::KeepAliveSettings;
 pub use limits::{CallFigures, CallLimits};
 pub use location::{Binding, LocationStore, MemoryLocationStore};

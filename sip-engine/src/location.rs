@@ -39,6 +39,11 @@ pub struct Binding {
     /// False once a contact left too many keep-alives unanswered: it went away without
     /// un-registering. Any answer, or a new REGISTER, brings it back.
     pub online: bool,
+    /// The REGISTER's Path (RFC 3327), header values nearest the registrar first: the
+    /// proxies a request for this contact must pass (the Dispatcher that holds the
+    /// phone's NAT binding, which then also keeps it open). Empty for a phone that
+    /// registered here directly.
+    pub path: Vec<String>,
 }
 
 impl Binding {
@@ -486,6 +491,7 @@ mod tests {
             latency: None,
             missed_keepalives: 0,
             online: true,
+            path: Vec::new(),
         }
     }
 

@@ -199,6 +199,8 @@ impl Registrar {
         let mut expires_header = None;
         let mut user_agent = None;
         let mut contacts = Vec::new();
+        // The proxies between the phone and here (RFC 3327), nearest first.
+        let mut path: Vec<String> = Vec::new();
         for header in request.headers.iter() {
             match header {
                 Header::CallId(id) => call_id = Some(id.value().to_string()),
@@ -213,6 +215,9 @@ impl Registrar {
                         .into_iter()
                         .map(str::to_string),
                 ),
+                Header::Other(name, value) if name.eq_ignore_ascii_case("Path") => {
+                    path.extend(split_header_list(value).into_iter().map(str::to_string))
+                }
                 _ => {}
             }
         }
@@ -283,13 +288,23 @@ impl Registrar {
                         latency: None,
                         missed_keepalives: 0,
                         online: true,
+                        path: path.clone(),
                     })
                 });
             }
             changes
         };
         match self.store.apply(&aor, &changes, now) {
-            Ok(bindings) => self.ok(&bindings, now),
+            Ok(bindings) => {
+                let mut answer = self.ok(&bindings, now);
+                // The Path stored is echoed, so the phone's side can see it (RFC 3327 §5.3).
+                if !path.is_empty() {
+                    answer
+                        .headers
+                        .push(Header::Other("Path".into(), path.join(", ")));
+                }
+                answer
+            }
             Err(error) => server_error(&error),
         }
     }
@@ -588,6 +603,23 @@ mod tests {
             Transport::Udp,
             now(),
         )
+    }
+
+    #[test]
+    fn a_register_s_path_is_stored_with_its_binding_and_echoed() {
+        let f = fixture();
+        let path = "Path: <sip:127.0.0.9:5060;lr;nat=198.51.100.7~40000>\r\n";
+        let answer = authed(&f, &format!("Contact: <sip:alice@10.0.0.1>\r\n{path}"), 1);
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(
+            header_values(&answer, "Path"),
+            ["Path: <sip:127.0.0.9:5060;lr;nat=198.51.100.7~40000>"]
+        );
+        let bindings = f.store.lookup("sip:alice@sip.example", now()).unwrap();
+        assert_eq!(
+            bindings[0].path,
+            ["<sip:127.0.0.9:5060;lr;nat=198.51.100.7~40000>"]
+        );
     }
 
     #[test]

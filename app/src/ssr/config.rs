@@ -94,6 +94,7 @@ pub async fn node_config(
         cluster_peers,
         failover,
         trace: trace_target(state, server, record),
+        dispatch: None,
     })
 }
 

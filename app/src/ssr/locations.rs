@@ -52,6 +52,7 @@ impl PersistentLocations {
                 latency: None,
                 missed_keepalives: 0,
                 online: true,
+                path: Vec::new(),
             };
             if memory
                 .apply(&row.aor, &[Change::Upsert(binding)], now)

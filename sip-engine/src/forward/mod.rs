@@ -12,10 +12,10 @@
 //!   other branches are cancelled; otherwise the caller gets the best final answer once
 //!   every branch has one (a 6xx, else the lowest code), or 408 when none answered at all.
 //! - **in series** (failover): one branch at a time, within the caller's one transaction. A
-//!   branch that answers 408 or 5xx, or nothing within its time, gives way to the next
-//!   target (a silent INVITE branch is cancelled first); a 2xx, 3xx, 4xx or 6xx ends the
-//!   search and goes to the caller. When every target failed, the caller gets the best of
-//!   their answers, or 408.
+//!   branch that answers 408 or 500–503, or nothing within its time, gives way to the next
+//!   target (a silent INVITE branch is cancelled first); a 2xx, 3xx, 4xx, 504 and above,
+//!   or 6xx ends the search and goes to the caller. When every target failed, the caller
+//!   gets the best of their answers, or 408.
 //!
 //! Choices and limits of this build:
 //! - Streams: a phone registered over TCP, TLS or a WebSocket is reached over the
@@ -44,7 +44,7 @@ use crate::message::{call_id, encode_request, encode_response, to_tag};
 use crate::transaction::client::ClientKey;
 use crate::transaction::{ClientError, Key, Outbound, TransactionLayer};
 use crate::transport::Streams;
-use rewrite::{cancel_for, client_key, next_hop, route_uris, without_top_via, Hop};
+use rewrite::{cancel_for, client_key, next_hop, route_uris, without_top_via, Hop, Mark};
 
 /// How long a forwarded request waits for its first answer: 64·T1, as Timers B and F.
 pub const NO_ANSWER: Duration = Duration::from_secs(32);
@@ -224,9 +224,12 @@ fn better(candidate: u16, best: Option<&Relayed>) -> bool {
     best.is_none_or(|best| rank(candidate) < rank(best.code))
 }
 
-/// Whether a serial search goes on to its next target after this final answer.
+/// Whether a serial search goes on to its next target after this final answer: 408, and
+/// 500–503 (the target broke, does not do it, or is full: another may). 504 and above are
+/// not: a 504 says the target reached *its* next hop and that timed out, which another
+/// target would only repeat, and 505/513 would fail the same everywhere.
 fn fails_over(code: u16) -> bool {
-    code == 408 || (500..600).contains(&code)
+    code == 408 || (500..=503).contains(&code)
 }
 
 /// One node's forwarder: its own address (what it writes in Via and Record-Route), its
@@ -299,6 +302,19 @@ impl Forwarder {
         request: &Request,
         source: SocketAddr,
     ) -> Option<Result<(Request, SocketAddr), Refusal>> {
+        self.loose_route_from(request, source, false)
+    }
+
+    /// As [`loose_route`](Self::loose_route); but from a `trusted` source (a Dispatcher's
+    /// switch, sending a call along the Path the Dispatcher gave a REGISTER) a new request
+    /// is relayed too, record-routed, and when the node's Route is the last one and
+    /// names a NAT address ([`rewrite::NAT_PARAM`]) it goes there.
+    pub fn loose_route_from(
+        &self,
+        request: &Request,
+        source: SocketAddr,
+        trusted: bool,
+    ) -> Option<Result<(Request, SocketAddr), Refusal>> {
         let routes = route_uris(&request.headers);
         let via_me = routes.first().is_some_and(|uri| self.names_me(uri));
         if !via_me {
@@ -311,13 +327,27 @@ impl Forwarder {
         if self.names_me(&next) {
             return None;
         }
-        if to_tag(&request.headers).is_none() {
+        let initial = to_tag(&request.headers).is_none();
+        if initial && !trusted {
             return Some(Err((StatusCode::Forbidden, "Relaying Not Allowed")));
         }
         if let Some(refusal) = rewrite::max_forwards_refusal(request) {
             return Some(Err(refusal));
         }
-        Some(match next_hop(&next, &self.streams) {
+        let nat = routes
+            .first()
+            .filter(|_| initial && routes.len() == 1)
+            .and_then(|uri| rewrite::nat_of(uri));
+        let mark = if initial {
+            Mark::RecordRoute
+        } else {
+            Mark::Nothing
+        };
+        let hop = match nat {
+            Some(addr) => Ok(addr),
+            None => next_hop(&next, &self.streams),
+        };
+        Some(match hop {
             Ok(target) if target == self.local => Err((StatusCode::LoopDetected, "Loop Detected")),
             Ok(target) => Ok((
                 rewrite::prepare(
@@ -326,7 +356,7 @@ impl Forwarder {
                     self.hop(target),
                     None,
                     true,
-                    false,
+                    mark,
                     self.streams.contains(source),
                 ),
                 target,
@@ -336,7 +366,9 @@ impl Forwarder {
     }
 
     /// An initial request as it leaves for `target` (record-routed, its Request-URI
-    /// replaced by `uri` when given, the node's own Route popped if it carries one).
+    /// replaced by `uri` when given, the node's own Route popped if it carries one). A
+    /// REGISTER makes no dialog: it gets a Path naming the node instead (RFC 3327), so the
+    /// registrar sends requests for the contact through here.
     pub fn prepare_initial(
         &self,
         request: &Request,
@@ -344,15 +376,34 @@ impl Forwarder {
         uri: Option<rsip::Uri>,
         target: SocketAddr,
     ) -> Request {
-        rewrite::prepare(
+        self.prepare_routed(request, source, uri, target, &[])
+    }
+
+    /// As [`prepare_initial`](Self::prepare_initial), sent along `route` (a registered
+    /// contact's Path, nearest first), whose first entry is `target`.
+    pub fn prepare_routed(
+        &self,
+        request: &Request,
+        source: SocketAddr,
+        uri: Option<rsip::Uri>,
+        target: SocketAddr,
+        route: &[String],
+    ) -> Request {
+        let mark = if request.method == Method::Register {
+            Mark::Path
+        } else {
+            Mark::RecordRoute
+        };
+        let prepared = rewrite::prepare(
             request,
             source,
             self.hop(target),
             uri,
             self.routed_here(request),
-            true,
+            mark,
             self.streams.contains(source),
-        )
+        );
+        rewrite::with_route(prepared, route)
     }
 
     /// Sends `branches` (prepared requests and their targets) on behalf of `caller`, as
@@ -973,6 +1024,7 @@ mod tests {
             latency: None,
             missed_keepalives: 0,
             online,
+            path: Vec::new(),
         }
     }
 
@@ -1025,7 +1077,7 @@ mod tests {
             };
             let mut branches: Vec<(Request, SocketAddr)> = match self.router.route(&inquiry) {
                 Route::Local => return None,
-                Route::Refuse { status, reason } => {
+                Route::Refuse { status, reason, .. } => {
                     return Some(Decision::Answer { status, reason })
                 }
                 Route::Parallel(targets) | Route::Serial(targets) => targets
@@ -1033,7 +1085,7 @@ mod tests {
                     .map(|t| {
                         (
                             self.forwarder
-                                .prepare_initial(request, source, t.uri, t.addr),
+                                .prepare_routed(request, source, t.uri, t.addr, &t.route),
                             t.addr,
                         )
                     })
@@ -1157,6 +1209,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Max-Forwards: 69\r\n"), "{text}");
+    }
+
+    #[test]
+    fn phones_registered_through_a_dispatcher_are_rung_along_its_path_each_one() {
+        let dispatcher: SocketAddr = "127.0.84.20:5060".parse().unwrap();
+        let path = format!("<sip:{dispatcher};lr;nat=198.51.100.7~40001>");
+        let through = |contact: &str| Binding {
+            path: vec![path.clone()],
+            ..binding(contact, dispatcher, Transport::Udp, true)
+        };
+        let bindings = vec![
+            through("sip:bob@192.168.1.20:5060"),
+            through("sip:bob@192.168.1.21:5060"),
+        ];
+        let Some(Decision::Fork { branches }) = route(&proxy(bindings), &invite("bob", "")) else {
+            panic!("two phones behind one dispatcher are two phones");
+        };
+        for (request, target) in &branches {
+            assert_eq!(*target, dispatcher);
+            let text = request.to_string();
+            assert!(text.contains(&format!("Route: {path}\r\n")), "{text}");
+            assert!(text.starts_with("INVITE sip:bob@192.168.1.2"), "{text}");
+        }
     }
 
     #[test]
@@ -1670,6 +1745,16 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         let expired = p.forwarder.poll(&layer, Instant::now());
         assert!(expired.send.is_empty() && expired.timed_out.is_empty());
+    }
+
+    #[test]
+    fn a_serial_search_fails_over_on_408_and_500_to_503_but_not_on_504_and_above() {
+        for code in [408, 500, 501, 502, 503] {
+            assert!(fails_over(code), "{code}");
+        }
+        for code in [404, 486, 504, 505, 513, 580, 603] {
+            assert!(!fails_over(code), "{code}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

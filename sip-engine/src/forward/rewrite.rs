@@ -49,27 +49,57 @@ pub fn names(local: SocketAddr, uri: &str) -> bool {
     ip_of(uri.host()) == Some(local.ip()) && port == local.port()
 }
 
+/// What the node writes of itself into a request beside its Via.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Nothing: a request inside a dialog, which has its route set already.
+    Nothing,
+    /// A Record-Route (an initial request): the dialog's later requests come through here.
+    RecordRoute,
+    /// A Path (RFC 3327; a REGISTER, which makes no dialog and must not be
+    /// record-routed): requests for the registered contact come through here. It carries
+    /// the address the REGISTER came from ([`NAT_PARAM`]), where such a request goes on.
+    Path,
+}
+
+/// The parameter of a node's Path URI that names the address a REGISTER came from
+/// (`<ip>~<port>`: no colon, which some parsers cut a parameter's value at). A request that
+/// comes back along that Path goes there: behind NAT, the only address that reaches the
+/// phone, whatever its Contact says (as Kamailio's path module does with `received`).
+pub const NAT_PARAM: &str = "nat";
+
 /// The request as it leaves the node (RFC 3261 §16.6): the node's Via on top (with a fresh
 /// branch), the caller's Via stamped with `received`/`rport`, Max-Forwards one lower, the
-/// node's own Route popped (`pop_route`), `uri` as the Request-URI when given, and with
-/// `record_route` (an initial INVITE) a Record-Route that keeps the dialog's requests
-/// coming through here and the caller's Contact pointed at the address it sent from
-/// (`source_is_stream`: over the connection it opened).
+/// node's own Route popped (`pop_route`), `uri` as the Request-URI when given, and what
+/// `mark` says: with a Record-Route (an initial request) the caller's Contact is also
+/// pointed at the address it sent from (`source_is_stream`: over the connection it
+/// opened); a Path goes above any Path already there.
 pub fn prepare(
     request: &Request,
     source: SocketAddr,
     hop: Hop,
     uri: Option<rsip::Uri>,
     pop_route: bool,
-    record_route: bool,
+    mark: Mark,
     source_is_stream: bool,
 ) -> Request {
     let mut headers = Headers::default();
     headers.push(hop.via());
-    if record_route {
-        headers.push(Header::RecordRoute(rsip::headers::RecordRoute::new(
+    let record_route = mark == Mark::RecordRoute;
+    match mark {
+        Mark::Nothing => {}
+        Mark::RecordRoute => headers.push(Header::RecordRoute(rsip::headers::RecordRoute::new(
             format!("<sip:{};lr>", hop.local),
-        )));
+        ))),
+        Mark::Path => headers.push(Header::Other(
+            "Path".into(),
+            format!(
+                "<sip:{};lr;{NAT_PARAM}={}~{}>",
+                hop.local,
+                source.ip(),
+                source.port()
+            ),
+        )),
     }
     let (mut top_via, mut route_popped, mut max_forwards) = (true, !pop_route, false);
     for header in request.headers.iter() {
@@ -119,6 +149,37 @@ pub fn prepare(
         headers,
         body: request.body.clone(),
     }
+}
+
+/// `request` with `route` (header values, nearest first: a contact's Path) as its Route
+/// set, right below the node's own Via, above any Route it had.
+pub fn with_route(request: Request, route: &[String]) -> Request {
+    if route.is_empty() {
+        return request;
+    }
+    let mut headers = Headers::default();
+    let mut placed = false;
+    for header in request.headers {
+        let via = matches!(header, Header::Via(_));
+        headers.push(header);
+        if via && !placed {
+            placed = true;
+            headers.push(Header::Route(rsip::headers::Route::new(route.join(", "))));
+        }
+    }
+    Request { headers, ..request }
+}
+
+/// The address a node's Path URI `uri` names with [`NAT_PARAM`], if any.
+pub fn nat_of(uri: &str) -> Option<SocketAddr> {
+    let value = uri.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case(NAT_PARAM)
+            .then_some(value.trim())
+    })?;
+    let (ip, port) = value.rsplit_once('~')?;
+    Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
 }
 
 /// The URIs of the Route headers, in order, one per element of comma-separated lists.

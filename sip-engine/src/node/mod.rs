@@ -7,10 +7,14 @@
 //! 3. **policy** ([`policy`]): what the configuration refuses (Restrict Direct,
 //!    Interconnect, a node refusing new calls);
 //! 4. by what it asks for: a CANCEL follows its INVITE ([`Forwarder::cancel`]); a request
-//!    that names the node in its Route goes on along its route set (loose routing); a
-//!    REGISTER goes to the [`Registrar`] (beside the proxy path, never through it);
-//!    OPTIONS is answered here; an initial INVITE is checked (caller authorization, call
-//!    admission under the node's limits) and handed to the role's [`Router`];
+//!    that names the node in its Route goes on along its route set (loose routing; a new
+//!    one only on a Dispatcher, from one of its switches: a call along the Path it gave a
+//!    phone's REGISTER); a REGISTER goes to the [`Registrar`] (beside the proxy path,
+//!    never through it); OPTIONS is answered here; an initial INVITE is checked (caller
+//!    authorization, call admission under the node's limits) and handed to the role's
+//!    [`Router`]. A Dispatcher does none of that itself: every new request but ACK and
+//!    CANCEL goes to its router (which balances it over the switches, who authenticate and
+//!    admit), save the OPTIONS the router leaves to the node;
 //! 5. **forwarder** ([`Forwarder`]): the stateful proxy core sends what the router decided,
 //!    in parallel or in series, and relays the answers;
 //! 6. back down to the **transport**: what [`Node::receive`] returns goes back where the
@@ -42,6 +46,7 @@ use crate::dialog::{answer_ends, bye, caller_of, DialogEvent, DialogObserver};
 use crate::directory::domain_of;
 use crate::forward::rewrite::{invite_key_of, max_forwards_refusal};
 use crate::forward::{Caller, Cancelled, Forwarder, Mode, Relayed};
+use crate::health::Switches;
 use crate::keepalive::KeepAlive;
 use crate::limits::{CallFigures, Calls, Full};
 use crate::message::{
@@ -96,6 +101,33 @@ const ALWAYS_ALLOWED: &[Method] = &[Method::Options];
 
 /// The reason phrase of a 503 for a node at its limits.
 pub const AT_CAPACITY: &str = "Server at max cps / channels";
+
+/// How long a Dispatcher waits for a switch's first answer to an INVITE before it tries
+/// the next switch: a live switch sends 100 Trying at once, so two seconds of silence mean
+/// it is gone (well before the caller's own 32 s give up).
+pub const SWITCH_PATIENCE_INVITE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The same for other requests, which get no 100 from a switch and wait for the switch's
+/// own final answer (a phone's to a MESSAGE, say): longer, so a slow answer is not
+/// mistaken for a dead switch and the request sent twice.
+pub const SWITCH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// The methods a Dispatcher passes on to its switches, beside OPTIONS: what `Allow` says.
+const DISPATCHED: &[Method] = &[
+    Method::Invite,
+    Method::Ack,
+    Method::Cancel,
+    Method::Bye,
+    Method::Register,
+    Method::Message,
+    Method::Subscribe,
+    Method::Notify,
+    Method::Refer,
+    Method::Info,
+    Method::Update,
+    Method::PRack,
+    Method::Publish,
+];
 
 /// Messages waiting for the node's UDP loop: what the forwarder sends on or relays,
 /// retransmissions, upstream registrations. When full, the forwarder drops (as UDP would,
@@ -183,6 +215,8 @@ pub struct Node {
     streams: Arc<Streams>,
     /// Hands copies of messages to the node's trace shipper.
     tracer: Tracer,
+    /// A Dispatcher's switches: it claims the answers to their probes.
+    switches: Option<Arc<Switches>>,
 }
 
 impl Node {
@@ -208,7 +242,22 @@ impl Node {
             outgoing: Mutex::new(Some(outgoing)),
             streams: Arc::default(),
             tracer: Tracer::new().0,
+            switches: None,
         }
+    }
+
+    /// The same node, probing and counting `switches` (a Dispatcher's): it hands them the
+    /// answers to their probes and tells them every dialog event (calls in progress per
+    /// switch).
+    pub fn with_switches(mut self, switches: Arc<Switches>) -> Self {
+        self.observers.push(switches.clone());
+        self.switches = Some(switches);
+        self
+    }
+
+    /// A Dispatcher's switches, when it has them.
+    pub fn switches(&self) -> Option<&Arc<Switches>> {
+        self.switches.as_ref()
     }
 
     /// The same node, serving REGISTER with `registrar`.
@@ -690,7 +739,16 @@ impl Node {
                 .iter()
                 .any(|h| matches!(h, Header::Route(_)))
             {
-                match forwarder.loose_route(request, source) {
+                // A Dispatcher's switch sends a call for a phone registered through
+                // the Dispatcher along the Path it gave: that new request is relayed.
+                let trusted = self.role == NodeRole::Dispatcher
+                    && self
+                        .config
+                        .borrow()
+                        .dispatch
+                        .as_ref()
+                        .is_some_and(|d| d.switches.iter().any(|s| s.addr.ip() == source.ip()));
+                match forwarder.loose_route_from(request, source, trusted) {
                     Some(Ok((forwarded, target))) => {
                         return self.forward_in_dialog(
                             forwarder, request, key, source, transport, forwarded, target, now,
@@ -708,6 +766,13 @@ impl Node {
             // ACK never gets a response (RFC 3261 §17.2.1); one that no transaction
             // absorbed and no route carries acknowledges a 2xx not sent through here.
             (Method::Ack, _, _) => Served::Done(None),
+            (method, _, Some(router))
+                if self.role == NodeRole::Dispatcher
+                    && *method != Method::Cancel
+                    && to_tag(&request.headers).is_none() =>
+            {
+                self.call(router.as_ref(), request, key, source, transport, now)
+            }
             (Method::Options, _, _) => {
                 Served::Answer(Answer::new(StatusCode::OK, self.capabilities()))
             }
@@ -754,8 +819,10 @@ impl Node {
         }
     }
 
-    /// An initial INVITE: the caller authorized, the call admitted under the node's limits
-    /// (or handed to its capacity failover), then routed and forwarded.
+    /// A new request for the router. On a Switch, an initial INVITE: the caller authorized,
+    /// the call admitted under the node's limits (or handed to its capacity failover). On a
+    /// Dispatcher, any new request, neither authorized nor limited here: its switches do
+    /// both, under the cluster's budget. Then routed and forwarded.
     fn call(
         &self,
         router: &dyn Router,
@@ -765,7 +832,9 @@ impl Node {
         transport: Transport,
         now: Instant,
     ) -> Served {
-        if let Some(registrar) = &self.registrar {
+        let dispatcher = self.role == NodeRole::Dispatcher;
+        let invite = request.method == Method::Invite;
+        if let (Some(registrar), false) = (&self.registrar, dispatcher) {
             let config = self.config.borrow();
             let fqdn = config.fqdn.as_deref().map(str::to_ascii_lowercase);
             let aliases: Vec<&str> = fqdn.iter().map(String::as_str).collect();
@@ -796,12 +865,17 @@ impl Node {
                 locations.extend(config.sharing_peers.iter().copied());
             }
             let from_peer = config.cluster_peers.contains(&source.ip());
-            (config.limits, config.failover, from_peer, locations)
+            if dispatcher {
+                (None, None, from_peer, locations)
+            } else {
+                (config.limits, config.failover, from_peer, locations)
+            }
         };
-        let call = call_id(&request.headers);
+        let call = call_id(&request.headers).filter(|_| invite);
         // A new call takes a channel here, or goes to the failover member when this node is
         // full (unless a member handed it here already: it is not handed back), or is
-        // refused.
+        // refused. A Dispatcher's calls are counted (its figures, and its BYEs when it
+        // stops), never limited.
         let mut admitted = None;
         let mut route = None;
         if let Some(call) = call {
@@ -809,10 +883,7 @@ impl Node {
                 Ok(()) => admitted = Some(call),
                 Err(full) => match failover {
                     Some(target) if transport == Transport::Udp && !peers => {
-                        route = Some(Route::Serial(vec![Target {
-                            uri: None,
-                            addr: target,
-                        }]));
+                        route = Some(Route::Serial(vec![Target::direct(None, target)]));
                     }
                     _ => return Served::Answer(at_capacity(full)),
                 },
@@ -834,32 +905,51 @@ impl Node {
                 });
             }
         };
-        let Some(forwarder) = &self.forwarder else {
-            failed(405);
-            return Served::Answer(Answer::new(
+        let not_allowed = || {
+            Served::Answer(Answer::new(
                 StatusCode::MethodNotAllowed,
                 vec![self.allow_header()],
-            ));
+            ))
+        };
+        let Some(forwarder) = &self.forwarder else {
+            failed(405);
+            return not_allowed();
         };
         let (mode, targets) = match route {
+            // The router leaves it to the node: an OPTIONS is answered, anything else is
+            // not served here.
+            Route::Local if request.method == Method::Options => {
+                return Served::Answer(Answer::new(StatusCode::OK, self.capabilities()));
+            }
             Route::Local => {
                 failed(405);
-                return Served::Answer(Answer::new(
-                    StatusCode::MethodNotAllowed,
-                    vec![self.allow_header()],
-                ));
+                return not_allowed();
             }
-            Route::Refuse { status, reason } => {
+            Route::Refuse {
+                status,
+                reason,
+                retry_after,
+            } => {
                 failed(status.code());
-                return Served::Answer(Answer::why(status, reason));
+                let mut answer = Answer::why(status, reason);
+                if let Some(seconds) = retry_after {
+                    answer
+                        .headers
+                        .push(Header::RetryAfter(rsip::headers::RetryAfter::new(
+                            seconds.to_string(),
+                        )));
+                }
+                return Served::Answer(answer);
             }
             Route::Parallel(targets) => (Mode::Parallel, targets),
-            Route::Serial(targets) => (
-                Mode::Serial {
-                    patience: crate::forward::NO_ANSWER,
-                },
-                targets,
-            ),
+            Route::Serial(targets) => {
+                let patience = match (dispatcher, invite) {
+                    (true, true) => SWITCH_PATIENCE_INVITE,
+                    (true, false) => SWITCH_PATIENCE,
+                    (false, _) => crate::forward::NO_ANSWER,
+                };
+                (Mode::Serial { patience }, targets)
+            }
         };
         if targets
             .iter()
@@ -872,7 +962,13 @@ impl Node {
             .into_iter()
             .map(|target| {
                 (
-                    forwarder.prepare_initial(request, source, target.uri, target.addr),
+                    forwarder.prepare_routed(
+                        request,
+                        source,
+                        target.uri,
+                        target.addr,
+                        &target.route,
+                    ),
                     target.addr,
                 )
             })
@@ -881,6 +977,7 @@ impl Node {
         // see it.
         let caller = branches
             .first()
+            .filter(|_| invite)
             .and_then(|(forwarded, _)| caller_of(request, forwarded));
         // Told before the INVITE leaves: a callee may answer at once.
         if let (Some(call), Some(caller)) = (call, caller) {
@@ -907,6 +1004,10 @@ impl Node {
                     "Forwarding Failed",
                 ));
             }
+        }
+        if !invite {
+            // Its final answer comes from downstream; only an INVITE gets a 100 here.
+            return Served::Done(None);
         }
         Served::Done(Some(self.trying(request, key, source, transport, now)))
     }
@@ -1065,7 +1166,12 @@ impl Node {
                     .keepalive
                     .as_ref()
                     .is_some_and(|keepalive| keepalive.on_response(response, now));
-                if !keepalive_reply {
+                let probe_reply = !keepalive_reply
+                    && self
+                        .switches
+                        .as_ref()
+                        .is_some_and(|switches| switches.on_response(response, now));
+                if !keepalive_reply && !probe_reply {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 None
@@ -1162,10 +1268,20 @@ impl Node {
         if self.registrar.is_some() {
             methods.push(Method::Register.to_string());
         }
-        if self.router.is_some() {
-            for method in [Method::Invite, Method::Ack, Method::Cancel] {
-                methods.push(method.to_string());
+        match (&self.router, self.role) {
+            (Some(_), NodeRole::Dispatcher) => {
+                for method in DISPATCHED {
+                    if !(*method == Method::Register && self.registrar.is_some()) {
+                        methods.push(method.to_string());
+                    }
+                }
             }
+            (Some(_), NodeRole::Switch) => {
+                for method in [Method::Invite, Method::Ack, Method::Cancel] {
+                    methods.push(method.to_string());
+                }
+            }
+            (None, _) => {}
         }
         Header::Allow(rsip::headers::Allow::new(methods.join(", ")))
     }
@@ -1499,6 +1615,7 @@ mod tests {
             latency: None,
             missed_keepalives: 0,
             online: true,
+            path: Vec::new(),
         };
         store
             .apply(

@@ -1,6 +1,8 @@
 //! Routing to registered users: an INVITE for a user of the node's domain rings that
 //! user's contacts, at the address each REGISTER came from (which reaches a phone behind
-//! NAT), wherever in the cluster the user registered.
+//! NAT), wherever in the cluster the user registered. A contact registered through a
+//! Dispatcher (its REGISTER carried a Path, RFC 3327) is rung along that Path instead: the
+//! Dispatcher holds the phone's NAT binding, so the call reaches the phone from there.
 
 use std::cmp::Reverse;
 use std::sync::Arc;
@@ -9,7 +11,9 @@ use rsip::StatusCode;
 
 use super::{Inquiry, Route, Router, Target};
 use crate::directory::{domain_of, UserDirectory};
+use crate::forward::rewrite::next_hop;
 use crate::location::{Binding, LocationStore};
+use crate::message::uri_of;
 use crate::transport::{Streams, Transport};
 
 /// Routes to the contacts a user registered, found in the location store under
@@ -78,13 +82,23 @@ impl Router for LocationRouter {
         let targets: Vec<Target> = live
             .iter()
             .filter(|binding| {
-                binding.transport == Transport::Udp || self.streams.contains(binding.received)
+                !binding.path.is_empty()
+                    || binding.transport == Transport::Udp
+                    || self.streams.contains(binding.received)
             })
             .filter_map(|binding| {
                 let contact = rsip::Uri::try_from(binding.contact.as_str()).ok()?;
+                if binding.path.is_empty() {
+                    return Some(Target::direct(Some(contact), binding.received));
+                }
+                // Registered through a proxy (a Dispatcher): along its Path, from whose
+                // address the phone's NAT lets the call in.
+                let first = uri_of(&binding.path[0])?;
+                let addr = next_hop(first, &self.streams).ok()?;
                 Some(Target {
                     uri: Some(contact),
-                    addr: binding.received,
+                    addr,
+                    route: binding.path.clone(),
                 })
             })
             .collect();
@@ -101,14 +115,17 @@ impl Router for LocationRouter {
 /// The bindings a call rings: the live ones, longest-registered first (bindings carry no
 /// registration time; the latest expiry is usually the latest REGISTER), each phone once
 /// (two contacts at one received address are the same phone re-registered under a new
-/// Contact).
+/// Contact). Bindings that came through a proxy (a Path) all share its address: those are
+/// told apart by their contact.
 fn pick(bindings: &[Binding]) -> Vec<&Binding> {
     let mut live: Vec<&Binding> = bindings.iter().filter(|b| b.online).collect();
     live.sort_by_key(|b| Reverse(b.expires_at));
     let mut seen = Vec::new();
     live.retain(|b| {
-        let new = !seen.contains(&(b.received, b.transport));
-        seen.push((b.received, b.transport));
+        let contact = (!b.path.is_empty()).then_some(b.contact.as_str());
+        let key = (b.received, b.transport, contact);
+        let new = !seen.contains(&key);
+        seen.push(key);
         new
     });
     live
