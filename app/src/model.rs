@@ -362,20 +362,33 @@ pub struct ServerRow {
     pub ip: String,
     pub zone: String,
     pub kind: ServerKind,
+    // What is absent or false is left out of the JSON: a page carries its rows twice (as
+    // HTML and as hydration data), so every field a row can spare counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub channels_in_use: u32,
     pub channels: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub cps_now: u32,
     pub cps: u32,
     /// The day the paid or trial period ends, as `YYYY-MM-DD` (UTC).
     pub expires: String,
     pub status: ServerStatus,
     /// The control plane's last measurement of the node; `None` until one was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
     /// A resize waiting for its time: the new channel count and when it becomes active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_resize: Option<(u32, String)>,
     /// The node runs an older node release than the current one (see *Run Server Update*).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending_update: bool,
+}
+
+/// Whether a count is zero: an idle server's figures are left out of its row's JSON.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The node release nodes get when they start: what the operator published last.

@@ -3,7 +3,8 @@
 //! - Server-side render of the Servers page for an account with 1,000 and with 10,000
 //!   servers: the whole request through the real router (session lookup, the store's
 //!   filtered and paged query, render), body read to the end; the first page, and a
-//!   filtered page further in.
+//!   filtered page further in. With `BENCH_KEEP_HTML=<dir>`, the last page of each view
+//!   is written there, to see what its bytes are.
 //! - SIP OPTIONS round trip to a node on loopback, as the control plane's probe measures it.
 //! - Live update of one row: from an action on the node to the browser's event stream
 //!   carrying the row's new status.
@@ -123,6 +124,7 @@ async fn render_servers_page(servers: usize) {
                 .expect("request")
         };
         let mut bytes = 0;
+        let mut last = axum::body::Bytes::new();
         let mut times = Vec::with_capacity(RENDERS);
         for i in 0..RENDERS + 20 {
             let started = Instant::now();
@@ -135,12 +137,18 @@ async fn render_servers_page(servers: usize) {
                 times.push(elapsed);
             }
             bytes = body.len();
+            last = body.clone();
             let html = String::from_utf8_lossy(&body);
             assert!(html.contains(row), "{path}: the page shows its rows");
             assert!(
                 html.contains(&count),
                 "{path}: the page shows its count ({count})"
             );
+        }
+        if let Some(dir) = std::env::var_os("BENCH_KEEP_HTML") {
+            // The last page rendered, to look at what the bytes are.
+            let name = format!("servers-{servers}-{}.html", path.len());
+            std::fs::write(std::path::Path::new(&dir).join(name), &last).expect("keep html");
         }
         report(
             &format!(

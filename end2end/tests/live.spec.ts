@@ -8,7 +8,7 @@ test('the list shows measured latencies and follows a node change without reload
 
   // Hovering the status icon shows SIP and ICMP round trips measured by the control plane.
   await row.locator('.dot').hover();
-  const card = row.getByTestId('latency');
+  const card = row.getByRole('tooltip');
   await expect(card).toBeVisible();
   await expect(card).toContainText(/SIP latency: \d+\.\d\d ms · ICMP latency: (\d+\.\d\d ms|✗ no answer)/);
 
@@ -22,7 +22,7 @@ test('the list shows measured latencies and follows a node change without reload
 
   await expect(row.getByTestId('status')).toContainText('Stopped', { timeout: 3000 });
   await row.locator('.dot').hover();
-  await expect(row.getByTestId('latency')).toContainText('the node is not running');
+  await expect(row.getByRole('tooltip')).toContainText('the node is not running');
   expect(errors).toEqual([]);
 });
 

@@ -334,8 +334,15 @@ fn ServerTable(
     }
 }
 
-/// One row; `row` is `None` only while a row that left the page is being removed.
+/// One row; `row` is `None` only while a row that left the page is being removed. A
+/// server keeps its address and type for life, so those cells are written once; the
+/// others follow the row.
 fn server_row(id: i64, row: Memo<Option<ServerRow>>) -> impl IntoView {
+    let (ip, kind) = row
+        .get_untracked()
+        .map(|r| (r.ip, r.kind.label()))
+        .unwrap_or_default();
+    let ip_attribute = ip.clone();
     let text = move |f: fn(&ServerRow) -> String| {
         move || row.with(|r| r.as_ref().map(f).unwrap_or_default())
     };
@@ -348,18 +355,23 @@ fn server_row(id: i64, row: Memo<Option<ServerRow>>) -> impl IntoView {
         None if r.status == ServerStatus::Running => "Measuring latency…".to_string(),
         None => "Not measured: the node is not running.".to_string(),
     };
+    // The latency card exists only while the dot is hovered or focused: fifty rows of
+    // hidden cards would be a tenth of the page (see `bench/`).
+    let card_open = RwSignal::new(false);
     view! {
-        <tr data-server-id=id data-ip=text(|r| r.ip.clone())>
-            <td class="ip"><A href=format!("/servers/{id}")>{text(|r| r.ip.clone())}</A></td>
+        <tr data-server-id=id data-ip=ip_attribute>
+            <td class="ip"><a href=format!("/servers/{id}")>{ip}</a></td>
             <td>{text(|r| r.alias.clone())}</td>
-            <td>{text(|r| r.kind.label().to_string())}</td>
+            <td>{kind}</td>
             <td>{text(|r| r.cluster.clone().unwrap_or_else(|| "—".into()))}</td>
             <td class="channels">{text(|r| format!("{} / {}", r.channels_in_use, r.channels))}</td>
             <td class="cps">{text(|r| format!("{} / {}", r.cps_now, r.cps))}</td>
             <td>{text(|r| r.expires.clone())}</td>
             <td class=text(|r| format!("status {}", r.status.as_str()))>
-                <span class="dot" tabindex="0" aria-label="Latency"></span>
-                <span class="hovercard" role="tooltip" data-testid="latency">{text(card)}</span>
+                <span class="dot" tabindex="0" aria-label="Latency"
+                    on:mouseenter=move |_| card_open.set(true) on:mouseleave=move |_| card_open.set(false)
+                    on:focus=move |_| card_open.set(true) on:blur=move |_| card_open.set(false)></span>
+                {move || card_open.get().then(|| view! { <span class="hovercard" role="tooltip">{text(card)}</span> })}
                 <span data-testid="status">{text(|r| r.status.label().to_string())}</span>
             </td>
         </tr>
