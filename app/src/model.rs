@@ -706,8 +706,177 @@ pub struct ServerConfig {
     pub tls_port: u16,
     pub failover_enabled: bool,
     pub failover_target_id: Option<i64>,
+    /// A Dispatcher's balancing over its cluster's switches (see [`Dispatching`]).
+    pub dispatching: Dispatching,
+    /// A Switch's share under the weighted algorithm, relative to its cluster's others.
+    pub weight: u32,
     /// The control plane's version of this configuration.
     pub version: i64,
+}
+
+/// How a Dispatcher spreads requests over the Switch servers of its cluster, and how it
+/// watches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Dispatching {
+    pub balancing: Balancing,
+    /// Seconds between two OPTIONS probes to each switch.
+    pub probe_interval: u32,
+    /// Missed probes in a row that make a switch Inactive.
+    pub probe_failures: u32,
+    /// Answered probes in a row that make an Inactive switch Active again.
+    pub probe_successes: u32,
+    /// AnyReg: the Dispatcher answers REGISTERs itself, into the cluster's shared
+    /// location, instead of balancing them to the switches.
+    pub any_reg: bool,
+}
+
+impl Default for Dispatching {
+    fn default() -> Self {
+        Dispatching {
+            balancing: Balancing::default(),
+            probe_interval: 5,
+            probe_failures: 2,
+            probe_successes: 2,
+            any_reg: false,
+        }
+    }
+}
+
+impl Dispatching {
+    /// The bounds the form accepts: `(field, least, most)`.
+    pub const PROBE_BOUNDS: [(&'static str, u32, u32); 3] = [
+        ("probe_interval", 1, 300),
+        ("probe_failures", 1, 10),
+        ("probe_successes", 1, 10),
+    ];
+    /// The weights a Switch may have.
+    pub const WEIGHTS: (u32, u32) = (1, 1000);
+}
+
+/// One Switch as a Dispatcher sees it: its probed state, latency and traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwitchHealth {
+    pub id: i64,
+    pub alias: String,
+    pub ip: String,
+    /// Active (takes new calls) or Inactive (probes unanswered); `None` while the
+    /// Dispatcher does not run.
+    pub active: Option<bool>,
+    /// The probes' round trip, a moving average, in microseconds.
+    pub latency_us: Option<u32>,
+    /// Calls the Dispatcher sent it in the last minute.
+    pub sent_last_minute: u64,
+    /// Its part of those calls, 0 to 1.
+    pub share: f32,
+}
+
+impl SwitchHealth {
+    pub fn state(&self) -> &'static str {
+        match self.active {
+            Some(true) => "Active",
+            Some(false) => "Inactive",
+            None => "Unknown",
+        }
+    }
+}
+
+/// How a server is drawn in its cluster's picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Shade {
+    /// Running, and taking calls (a switch: Active at every running Dispatcher).
+    Up,
+    /// Installing, rebooting or updating.
+    Busy,
+    /// Not running, or a switch that a Dispatcher probes in vain.
+    Down,
+}
+
+impl Shade {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shade::Up => "up",
+            Shade::Busy => "busy",
+            Shade::Down => "down",
+        }
+    }
+}
+
+/// One server in a cluster's picture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PictureNode {
+    pub id: i64,
+    pub alias: String,
+    pub ip: String,
+    pub shade: Shade,
+    /// What the box says under the name: status or probe state.
+    pub state: String,
+    pub channels_in_use: u32,
+    pub channels: u32,
+    pub cps_now: u32,
+    pub cps: u32,
+}
+
+/// A cluster drawn as its Dispatchers above its Switches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPicture {
+    pub id: i64,
+    pub name: String,
+    pub dispatchers: Vec<PictureNode>,
+    pub switches: Vec<PictureNode>,
+}
+
+/// A Dispatcher's balancing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Balancing {
+    /// Each switch in turn.
+    #[default]
+    RoundRobin,
+    /// In proportion to the switches' weights.
+    Weighted,
+    /// The switch with the fewest calls in progress.
+    LeastChannels,
+    /// One switch per Call-ID (a rendezvous hash): every request of a call lands together.
+    HashCallId,
+    /// One switch per user (From or digest username): a phone's REGISTERs and calls stick.
+    HashUser,
+}
+
+impl Balancing {
+    pub const ALL: [Balancing; 5] = [
+        Balancing::RoundRobin,
+        Balancing::Weighted,
+        Balancing::LeastChannels,
+        Balancing::HashCallId,
+        Balancing::HashUser,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balancing::RoundRobin => "round-robin",
+            Balancing::Weighted => "weighted",
+            Balancing::LeastChannels => "least-channels",
+            Balancing::HashCallId => "hash-call-id",
+            Balancing::HashUser => "hash-user",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Balancing::RoundRobin => "Round-robin",
+            Balancing::Weighted => "Weighted",
+            Balancing::LeastChannels => "Least channels in use",
+            Balancing::HashCallId => "Hash over Call-ID",
+            Balancing::HashUser => "Hash over user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|choice| choice.as_str() == s)
+            .ok_or_else(|| AppError::field("balancing", "Choose one of the listed algorithms."))
+    }
 }
 
 /// Where a server's data (CDRs, routing) is processed.
@@ -812,6 +981,8 @@ impl Fqdn {
 pub struct ServerConfigView {
     pub server_id: i64,
     pub config: ServerConfig,
+    /// Which settings apply: a Dispatcher's balancing, or a Switch's weight.
+    pub kind: ServerKind,
     pub clusters: Vec<(i64, String)>,
     /// Other members of the server's cluster: the only allowed failover targets.
     pub failover_candidates: Vec<(i64, String)>,

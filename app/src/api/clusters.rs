@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::ClusterRow;
+use crate::model::{ClusterPicture, ClusterRow, SwitchHealth};
 
 /// The caller's clusters with their members' totals.
 #[server(prefix = "/api", endpoint = "list_clusters")]
@@ -52,4 +52,22 @@ pub async fn delete_cluster(id: i64) -> Result<(), AppError> {
     use crate::ssr::{auth::require_user, clusters, state::AppState};
     let user = require_user().await?;
     clusters::delete(&AppState::current()?, &user, id).await
+}
+
+/// The caller's clusters as pictures: Dispatchers above Switches, each with its state and
+/// live channels and CPS.
+#[server(prefix = "/api", endpoint = "cluster_pictures")]
+pub async fn cluster_pictures() -> Result<Vec<ClusterPicture>, AppError> {
+    use crate::ssr::{auth::require_user, clusters, state::AppState};
+    let user = require_user().await?;
+    clusters::pictures(&AppState::current()?, user.account_id).await
+}
+
+/// The switches one of the caller's Dispatchers balances over, as it sees them ("not
+/// found" for another account's server).
+#[server(prefix = "/api", endpoint = "dispatcher_switches")]
+pub async fn dispatcher_switches(id: i64) -> Result<Vec<SwitchHealth>, AppError> {
+    use crate::ssr::{auth::require_user, clusters, state::AppState};
+    let user = require_user().await?;
+    clusters::switch_health(&AppState::current()?, user.account_id, id).await
 }

@@ -47,8 +47,14 @@ pub async fn save_server_config(
     tls_port: String,
     #[server(default)] failover_enabled: Option<String>,
     #[server(default)] failover_target: Option<String>,
+    #[server(default)] balancing: Option<String>,
+    #[server(default)] probe_interval: Option<String>,
+    #[server(default)] probe_failures: Option<String>,
+    #[server(default)] probe_successes: Option<String>,
+    #[server(default)] any_reg: Option<String>,
+    #[server(default)] weight: Option<String>,
 ) -> Result<ServerConfigView, AppError> {
-    use crate::model::{DataZone, DigestChoice, Fqdn, Port};
+    use crate::model::{Balancing, DataZone, DigestChoice, Dispatching, Fqdn, Port};
     use crate::ssr::store::ConfigRecord;
     use crate::ssr::{auth::require_user, config, state::AppState};
 
@@ -69,7 +75,52 @@ pub async fn save_server_config(
             .transpose()
     }
 
+    // A whole number within `least..=most`; a form without the field (a Switch's form has
+    // no probe settings, a Dispatcher's no weight) keeps `default`.
+    fn bounded(
+        field: &str,
+        value: &Option<String>,
+        (least, most): (u32, u32),
+        default: u32,
+    ) -> Result<i64, AppError> {
+        let Some(text) = given(value) else {
+            return Ok(i64::from(default));
+        };
+        match text.parse::<u32>() {
+            Ok(n) if (least..=most).contains(&n) => Ok(i64::from(n)),
+            _ => Err(AppError::field(
+                field,
+                format!("Enter a whole number from {least} to {most}."),
+            )),
+        }
+    }
+
     let user = require_user().await?;
+    let defaults = Dispatching::default();
+    let [interval, failures, successes] = Dispatching::PROBE_BOUNDS;
+    let probe_interval = bounded(
+        interval.0,
+        &probe_interval,
+        (interval.1, interval.2),
+        defaults.probe_interval,
+    )?;
+    let probe_failures = bounded(
+        failures.0,
+        &probe_failures,
+        (failures.1, failures.2),
+        defaults.probe_failures,
+    )?;
+    let probe_successes = bounded(
+        successes.0,
+        &probe_successes,
+        (successes.1, successes.2),
+        defaults.probe_successes,
+    )?;
+    let weight = bounded("weight", &weight, Dispatching::WEIGHTS, 1)?;
+    let balancing = given(&balancing)
+        .map(Balancing::parse)
+        .transpose()?
+        .unwrap_or_default();
     let udp_port = port("udp_port", &udp_port)?;
     let tcp_port = port("tcp_port", &tcp_port)?;
     let tls_port = port("tls_port", &tls_port)?;
@@ -145,6 +196,12 @@ pub async fn save_server_config(
         tls_port,
         failover_enabled: failover_enabled.is_some(),
         failover_target_id: id_of("failover_target", &failover_target)?,
+        balancing: balancing.as_str().to_string(),
+        probe_interval,
+        probe_failures,
+        probe_successes,
+        any_reg: any_reg.is_some(),
+        weight,
         config_version: 0,
     };
     config::save(&AppState::current()?, &user, id, record).await

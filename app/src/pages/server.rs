@@ -4,13 +4,14 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
+use crate::api::clusters::dispatcher_switches;
 use crate::api::config::{get_server_config, SaveServerConfig};
 use crate::api::servers::{get_server, DeleteServer, ResizeCapacity, RunServerAction};
 use crate::components::forms::load_error;
 use crate::components::forms::{FieldError, FormError};
 use crate::error::AppError;
 use crate::model::ServerCommand;
-use crate::model::ServerConfigView;
+use crate::model::{Balancing, Dispatching, ServerConfigView, ServerKind};
 
 #[component]
 pub fn ServerPage() -> impl IntoView {
@@ -62,6 +63,7 @@ pub fn ServerPage() -> impl IntoView {
                                 "It refuses new calls (503) until a top-up renews it."
                             </p>
                         })}
+                        {(s.kind == ServerKind::Dispatcher).then(|| view! { <DispatcherSwitches id=s.id/> })}
                         <Actions id=s.id action/>
                         <Resize id=s.id channels=s.channels resize/>
                         <nav class="server-tools">
@@ -259,9 +261,24 @@ fn config_form(
         ),
         None => "Health probe: over UDP to the SIP port.".to_string(),
     };
+    let balancing = match view.kind {
+        ServerKind::Dispatcher => dispatching_card(c.dispatching, error).into_any(),
+        ServerKind::Switch => view! {
+            <section class="card">
+                <h2>"Balancing"</h2>
+                <label>"Weight"
+                    <input type="text" name="weight" inputmode="numeric" value=c.weight.to_string()/>
+                </label>
+                <p class="hint">"This switch's share of its cluster's traffic when the cluster's Dispatcher balances by weight: a switch of weight 3 takes three calls for each one a switch of weight 1 takes."</p>
+                <FieldError error field="weight"/>
+            </section>
+        }
+        .into_any(),
+    };
     view! {
         <ActionForm action=save attr:class="config">
             <input type="hidden" name="id" value=view.server_id.to_string()/>
+            {balancing}
             <section class="card">
                 <h2>"Capacity Failover"</h2>
                 <p class="hint">"At its CPS or channel limit, this server hands the next call to the chosen member of its cluster when that one has room."</p>
@@ -337,6 +354,107 @@ fn config_form(
                 <button type="submit">"Save configuration"</button>
             </section>
         </ActionForm>
+    }
+}
+
+/// The switches a Dispatcher balances over, as its probes and counters see them; refreshed
+/// every two seconds while the page is open.
+#[component]
+fn DispatcherSwitches(id: i64) -> impl IntoView {
+    let tick = RwSignal::new(0u32);
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = set_interval_with_handle(
+            move || tick.update(|t| *t += 1),
+            std::time::Duration::from_secs(2),
+        )
+        .ok();
+        on_cleanup(move || {
+            if let Some(handle) = handle {
+                handle.clear();
+            }
+        });
+    }
+    let switches = Resource::new(move || tick.get(), move |_| dispatcher_switches(id));
+    view! {
+        <section class="card switches">
+            <h2>"Switches"</h2>
+            <p class="hint">"The Switch servers of this Dispatcher's cluster. An Inactive switch missed its probes and gets no new calls until it answers again."</p>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match switches.await {
+                        Err(error) => load_error(error),
+                        Ok(rows) if rows.is_empty() => view! {
+                            <p class="empty">"No switches: put Switch servers in this Dispatcher's cluster."</p>
+                        }
+                        .into_any(),
+                        Ok(rows) => view! {
+                            <table class="switches">
+                                <thead>
+                                    <tr><th>"Switch"</th><th>"IP"</th><th>"State"</th><th>"Latency"</th><th>"Calls, last minute"</th><th>"Share"</th></tr>
+                                </thead>
+                                <tbody>
+                                    {rows.into_iter().map(|r| {
+                                        let state = r.state();
+                                        let latency = r.latency_us.map_or_else(|| "—".to_string(), |us| format!("{:.2} ms", f64::from(us) / 1000.0));
+                                        let share = format!("{:.0} %", r.share * 100.0);
+                                        let key = r.ip.clone();
+                                        view! {
+                                            <tr data-switch=key>
+                                                <td><a href=format!("/servers/{}", r.id)>{r.alias}</a></td>
+                                                <td>{r.ip}</td>
+                                                <td class=format!("probe {}", state.to_lowercase()) data-testid="switch-state">{state}</td>
+                                                <td>{latency}</td>
+                                                <td data-testid="switch-calls">{r.sent_last_minute}</td>
+                                                <td>{share}</td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }
+                        .into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// A Dispatcher's algorithm, probe settings and AnyReg, inside the configuration form.
+fn dispatching_card(d: Dispatching, error: Signal<Option<AppError>>) -> impl IntoView {
+    let number = move |name: &'static str, label: &'static str, value: u32, hint: &'static str| {
+        view! {
+            <label>{label}
+                <input type="text" name=name inputmode="numeric" value=value.to_string()/>
+            </label>
+            <p class="hint">{hint}</p>
+            <FieldError error field=name/>
+        }
+    };
+    view! {
+        <section class="card">
+            <h2>"Balancing"</h2>
+            <p class="hint">"This Dispatcher is its cluster's edge: it sends each new call, registration and message to one of the cluster's Switch servers, and the next one when that one fails or does not answer."</p>
+            <label>"Algorithm"
+                <select name="balancing">
+                    {Balancing::ALL
+                        .into_iter()
+                        .map(|b| view! { <option value=b.as_str() selected={b == d.balancing}>{b.label()}</option> })
+                        .collect_view()}
+                </select>
+            </label>
+            <p class="hint">"Round-robin takes each switch in turn; weighted follows the switches' weights; least channels picks the switch with the fewest calls in progress; the hashes keep a call (Call-ID) or a user on one switch, and when a switch goes down only its share moves."</p>
+            <FieldError error field="balancing"/>
+            {number("probe_interval", "Probe interval (seconds)", d.probe_interval, "How often the Dispatcher sends OPTIONS to each switch.")}
+            {number("probe_failures", "Misses before Inactive", d.probe_failures, "A switch that misses this many probes in a row gets no new calls.")}
+            {number("probe_successes", "Answers before Active", d.probe_successes, "An Inactive switch takes calls again after answering this many probes in a row.")}
+            <label class="check">
+                <input type="checkbox" name="any_reg" checked=d.any_reg/>
+                "Use AnyReg Server"
+            </label>
+            <p class="hint">"On: this Dispatcher answers REGISTERs itself, into the cluster's shared location; switches never see registrations, and a phone's keep-alives and calls come from this Dispatcher. It costs the Dispatcher the registrar's work (digest checks, location writes). Off: REGISTERs are balanced to the switches like calls, each carrying a Path through this Dispatcher."</p>
+        </section>
     }
 }
 

@@ -4,15 +4,17 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use sip_engine::{CallLimits, DigestAlgorithms, NodeConfig, StartError, TlsSpec};
+use sip_engine::{
+    CallLimits, DigestAlgorithms, DispatchConfig, NodeConfig, StartError, SwitchTarget, TlsSpec,
+};
 
 use super::fleet::node_spec;
 use super::state::AppState;
 use super::store::{AccountId, Audit, ConfigRecord, ServerRecord, SessionUser};
 use crate::error::AppError;
 use crate::model::{
-    DataZone, DigestChoice, ServerConfig, ServerConfigView, ServerKind, ServerStatus, TraceLine,
-    TraceView,
+    Balancing, DataZone, DigestChoice, Dispatching, ServerConfig, ServerConfigView, ServerKind,
+    ServerStatus, TraceLine, TraceView,
 };
 
 /// What a node runs for a stored server and its configuration: its channels and CPS as
@@ -65,6 +67,13 @@ pub async fn node_config(
             .collect(),
         _ => Vec::new(),
     };
+    let dispatch = match (server.kind(), record.cluster_id) {
+        (ServerKind::Dispatcher, Some(cluster)) => Some(dispatch_config(
+            record,
+            state.store.cluster_switches(account_id, cluster).await?,
+        )),
+        _ => None,
+    };
     Ok(NodeConfig {
         version: record.config_version,
         interconnect: record.interconnect,
@@ -94,8 +103,40 @@ pub async fn node_config(
         cluster_peers,
         failover,
         trace: trace_target(state, server, record),
-        dispatch: None,
+        dispatch,
     })
+}
+
+/// What a Dispatcher balances over: every Switch of its cluster (whatever its state: the
+/// Dispatcher's own probes say which answer), with its algorithm and probe settings.
+fn dispatch_config(
+    record: &ConfigRecord,
+    switches: Vec<(i64, String, i64, i64)>,
+) -> DispatchConfig {
+    let algorithm = match Balancing::parse(&record.balancing).unwrap_or_default() {
+        Balancing::RoundRobin => sip_engine::Balancing::RoundRobin,
+        Balancing::Weighted => sip_engine::Balancing::Weighted,
+        Balancing::LeastChannels => sip_engine::Balancing::LeastChannels,
+        Balancing::HashCallId => sip_engine::Balancing::HashCallId,
+        Balancing::HashUser => sip_engine::Balancing::HashUser,
+    };
+    let count = |n: i64| u32::try_from(n).unwrap_or(1).max(1);
+    DispatchConfig {
+        algorithm,
+        switches: switches
+            .into_iter()
+            .filter_map(|(id, ip, port, weight)| {
+                Some(SwitchTarget {
+                    id,
+                    addr: SocketAddr::new(ip.parse().ok()?, u16::try_from(port).ok()?),
+                    weight: count(weight),
+                })
+            })
+            .collect(),
+        probe_interval: std::time::Duration::from_secs(count(record.probe_interval).into()),
+        probe_failures: count(record.probe_failures),
+        probe_successes: count(record.probe_successes),
+    }
 }
 
 /// The server's SIP trace from its data zone's collector ("not found" for another
@@ -294,6 +335,11 @@ pub async fn view(
         .server_config(account_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    let server = state
+        .store
+        .server(account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let failover_candidates = match record.cluster_id {
         Some(cluster) => state
             .store
@@ -327,8 +373,17 @@ pub async fn view(
             tls_port: record.tls_port as u16,
             failover_enabled: record.failover_enabled,
             failover_target_id: record.failover_target_id,
+            dispatching: Dispatching {
+                balancing: Balancing::parse(&record.balancing).unwrap_or_default(),
+                probe_interval: u32::try_from(record.probe_interval).unwrap_or(5),
+                probe_failures: u32::try_from(record.probe_failures).unwrap_or(2),
+                probe_successes: u32::try_from(record.probe_successes).unwrap_or(2),
+                any_reg: record.any_reg,
+            },
+            weight: u32::try_from(record.weight).unwrap_or(1),
             version: record.config_version,
         },
+        kind: server.kind(),
         clusters: state.store.cluster_options(account_id).await?,
         failover_candidates,
         node_version: state.engine.config(id).map(|c| c.version),

@@ -246,6 +246,22 @@ pub fn config_form(view: &ServerConfigView, changes: &[(&str, &str)]) -> Vec<(St
                 .unwrap_or_default(),
         ),
     ];
+    // A Dispatcher's page has its balancing; a Switch's, its weight.
+    match view.kind {
+        app::model::ServerKind::Dispatcher => {
+            let d = &c.dispatching;
+            fields.extend([
+                ("balancing".into(), d.balancing.as_str().into()),
+                ("probe_interval".into(), d.probe_interval.to_string()),
+                ("probe_failures".into(), d.probe_failures.to_string()),
+                ("probe_successes".into(), d.probe_successes.to_string()),
+            ]);
+            if d.any_reg {
+                fields.push(("any_reg".into(), "on".into()));
+            }
+        }
+        app::model::ServerKind::Switch => fields.push(("weight".into(), c.weight.to_string())),
+    }
     for (name, value) in [
         ("uac_auth_username", &c.uac_auth_username),
         ("uac_auth_registrar", &c.uac_auth_registrar),

@@ -38,6 +38,23 @@ impl Store {
             .await
     }
 
+    /// The Switch servers of a cluster, as its Dispatchers balance over them: id, IP, UDP
+    /// port and weight.
+    pub async fn cluster_switches(
+        &self,
+        account_id: AccountId,
+        cluster_id: i64,
+    ) -> Result<Vec<(i64, String, i64, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, ip, udp_port, weight FROM servers \
+             WHERE account_id = ? AND cluster_id = ? AND kind = 'switch' ORDER BY id",
+        )
+        .bind(account_id)
+        .bind(cluster_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     pub async fn cluster_options(
         &self,
         account_id: AccountId,

@@ -69,7 +69,7 @@ pub struct NewServer<'a> {
 const CONFIG_COLUMNS: &str = "cluster_id, interconnect, uac_auth_username, uac_auth_password, uac_auth_registrar, fqdn, \
      auto_upgrade, disable_uac_ping, uac_location_sharing, tls_internals, restrict_direct, tcp_sip_trace, \
      data_zone, digest_algorithms, udp_port, tcp_port, tls_port, failover_enabled, failover_target_id, \
-     config_version";
+     balancing, probe_interval, probe_failures, probe_successes, any_reg, weight, config_version";
 
 /// A server's stored configuration.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -95,6 +95,15 @@ pub struct ConfigRecord {
     pub tls_port: i64,
     pub failover_enabled: bool,
     pub failover_target_id: Option<i64>,
+    /// A Dispatcher's algorithm (see [`crate::model::Balancing`]).
+    pub balancing: String,
+    /// Seconds between a Dispatcher's probes of each switch.
+    pub probe_interval: i64,
+    pub probe_failures: i64,
+    pub probe_successes: i64,
+    pub any_reg: bool,
+    /// A Switch's share under the weighted algorithm.
+    pub weight: i64,
     pub config_version: i64,
 }
 
@@ -414,7 +423,9 @@ impl Store {
              auto_upgrade = ?, \
              disable_uac_ping = ?, uac_location_sharing = ?, tls_internals = ?, restrict_direct = ?, \
              tcp_sip_trace = ?, data_zone = ?, digest_algorithms = ?, udp_port = ?, tcp_port = ?, \
-             tls_port = ?, failover_enabled = ?, failover_target_id = ?, config_version = config_version + 1 \
+             tls_port = ?, failover_enabled = ?, failover_target_id = ?, balancing = ?, \
+             probe_interval = ?, probe_failures = ?, probe_successes = ?, any_reg = ?, weight = ?, \
+             config_version = config_version + 1 \
              WHERE account_id = ? AND id = ? RETURNING config_version",
         )
         .bind(c.cluster_id)
@@ -436,6 +447,12 @@ impl Store {
         .bind(c.tls_port)
         .bind(c.failover_enabled)
         .bind(c.failover_target_id)
+        .bind(&c.balancing)
+        .bind(c.probe_interval)
+        .bind(c.probe_failures)
+        .bind(c.probe_successes)
+        .bind(c.any_reg)
+        .bind(c.weight)
         .bind(account_id)
         .bind(id)
         .fetch_one(&mut *tx)

@@ -1,0 +1,283 @@
+//! A Dispatcher deployed from the console balances its cluster: its node is given the
+//! cluster's Switch servers with the algorithm and probe settings saved on its page, calls
+//! through it reach a phone registered through it, spread as the algorithm says; a stopped
+//! switch goes Inactive within the probe bounds and calls keep connecting through the
+//! other; Restrict Direct refuses a call sent straight to a switch and connects one that
+//! comes through the Dispatcher.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use app::model::{ServerRow, SwitchHealth};
+use common::calls::{answer, invite, next, status_line};
+use common::phone::register_from;
+use common::{eventually, Client, TestApp};
+use sip_engine::Balancing;
+use tokio::net::UdpSocket;
+
+/// A Dispatcher and two Switches in one cluster, and bob registered through the
+/// Dispatcher from `phone`.
+struct Cluster {
+    dispatcher: ServerRow,
+    switches: [ServerRow; 2],
+    edge: SocketAddr,
+}
+
+async fn cluster(app: &TestApp, client: &Client, phone: &UdpSocket) -> Cluster {
+    let cluster: i64 = client
+        .call("create_cluster", &[("name", "Edge")])
+        .await
+        .unwrap();
+    let cluster = cluster.to_string();
+    let deploy = |kind: &'static str| {
+        let client = client.clone();
+        let cluster = cluster.clone();
+        async move {
+            client
+                .call::<ServerRow>(
+                    "deploy_server",
+                    // Room for every call of a test within one second.
+                    &[
+                        ("zone", "test-zone"),
+                        ("kind", kind),
+                        ("cluster", &cluster),
+                        ("cps", "100"),
+                    ],
+                )
+                .await
+                .expect("deploy")
+        }
+    };
+    let switches = [deploy("switch").await, deploy("switch").await];
+    let dispatcher = deploy("dispatcher").await;
+    let edge: SocketAddr = format!("{}:5060", dispatcher.ip).parse().unwrap();
+    // The Dispatcher's node runs with the cluster's switches, round-robin by default.
+    let runs = app
+        .server
+        .state
+        .engine
+        .config(dispatcher.id)
+        .and_then(|c| c.dispatch)
+        .expect("the Dispatcher balances");
+    assert_eq!(runs.algorithm, Balancing::RoundRobin);
+    let addrs: Vec<String> = runs.switches.iter().map(|s| s.addr.to_string()).collect();
+    assert_eq!(
+        addrs,
+        switches
+            .iter()
+            .map(|s| format!("{}:5060", s.ip))
+            .collect::<Vec<_>>()
+    );
+    client.sip_user("bob", "bob secret 12", "disabled").await;
+    assert_eq!(
+        register_from(phone, edge, "bob", "bob secret 12", "reg-edge").await,
+        "SIP/2.0 200 OK"
+    );
+    Cluster {
+        dispatcher,
+        switches,
+        edge,
+    }
+}
+
+/// Calls bob through `edge` from `caller`; the phone answers 486, so the call ends at
+/// once. Returns where the phone's INVITE came from.
+async fn busy_call(
+    caller: &UdpSocket,
+    phone: &UdpSocket,
+    edge: SocketAddr,
+    call: &str,
+) -> SocketAddr {
+    let from = caller.local_addr().unwrap();
+    caller
+        .send_to(invite(from, edge, "bob", call).as_bytes(), edge)
+        .await
+        .unwrap();
+    let (request, sender) = next(phone).await;
+    assert!(request.starts_with("INVITE "), "{request}");
+    assert!(
+        request.contains(&format!("Call-ID: {call}\r\n")),
+        "{request}"
+    );
+    phone
+        .send_to(answer(&request, "486 Busy Here").as_bytes(), sender)
+        .await
+        .unwrap();
+    loop {
+        let (response, _) = next(caller).await;
+        if response.contains(&format!("Call-ID: {call}\r\n")) {
+            assert_eq!(status_line(&response), "SIP/2.0 486 Busy Here");
+            return sender;
+        }
+    }
+}
+
+async fn switch_view(client: &Client, dispatcher: i64) -> Vec<SwitchHealth> {
+    client
+        .call("dispatcher_switches", &[("id", &dispatcher.to_string())])
+        .await
+        .expect("the Dispatcher's switches")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_spreads_calls_over_its_switches_as_its_page_says() {
+    let app = common::spawn_app("127.0.95.1-127.0.95.10").await;
+    let client = app.account_with_balance("edge@acme.test", 100).await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let c = cluster(&app, &client, &phone).await;
+    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+
+    // Round-robin: every call reaches the phone from the Dispatcher (its NAT binding), and
+    // the two switches carry half each.
+    for i in 0..20 {
+        assert_eq!(
+            busy_call(&caller, &phone, c.edge, &format!("rr-{i}")).await,
+            c.edge
+        );
+    }
+    let seen = switch_view(&client, c.dispatcher.id).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for switch in &seen {
+        assert_eq!(switch.active, Some(true), "{seen:?}");
+        assert_eq!(switch.sent_last_minute, 10, "{seen:?}");
+    }
+
+    // Weighted 3:1, saved on the pages: 12 more calls land 9 and 3.
+    let (a, b) = (&c.switches[0], &c.switches[1]);
+    client
+        .save_config(a.id, &[("weight", "3")])
+        .await
+        .expect("weight saved");
+    client
+        .save_config(c.dispatcher.id, &[("balancing", "weighted")])
+        .await
+        .expect("algorithm saved");
+    let runs = app.server.state.engine.config(c.dispatcher.id).unwrap();
+    let dispatch = runs.dispatch.unwrap();
+    assert_eq!(dispatch.algorithm, Balancing::Weighted);
+    assert_eq!(
+        dispatch
+            .switches
+            .iter()
+            .map(|s| s.weight)
+            .collect::<Vec<_>>(),
+        vec![3, 1]
+    );
+    for i in 0..12 {
+        busy_call(&caller, &phone, c.edge, &format!("w-{i}")).await;
+    }
+    let seen = switch_view(&client, c.dispatcher.id).await;
+    let calls = |id: i64| seen.iter().find(|s| s.id == id).unwrap().sent_last_minute;
+    assert_eq!((calls(a.id), calls(b.id)), (10 + 9, 10 + 3), "{seen:?}");
+
+    // A bad value is refused next to its field and changes nothing.
+    let refused = client
+        .save_config(c.dispatcher.id, &[("probe_interval", "0")])
+        .await
+        .expect_err("a zero interval is refused");
+    assert_eq!(
+        refused.for_field("probe_interval").as_deref(),
+        Some("Enter a whole number from 1 to 300.")
+    );
+    assert_eq!(
+        app.server
+            .state
+            .engine
+            .config(c.dispatcher.id)
+            .and_then(|c| c.dispatch)
+            .map(|d| d.probe_interval),
+        Some(Duration::from_secs(5))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_switch_goes_inactive_within_the_probe_bounds_and_calls_still_connect() {
+    let app = common::spawn_app("127.0.96.1-127.0.96.10").await;
+    let client = app.account_with_balance("probes@acme.test", 100).await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let c = cluster(&app, &client, &phone).await;
+    client
+        .save_config(
+            c.dispatcher.id,
+            &[
+                ("probe_interval", "1"),
+                ("probe_failures", "2"),
+                ("probe_successes", "2"),
+            ],
+        )
+        .await
+        .expect("probe settings saved");
+    let stopped = &c.switches[0];
+    let id = stopped.id.to_string();
+    client
+        .call::<ServerRow>("run_server_action", &[("id", &id), ("action", "stop")])
+        .await
+        .expect("stop");
+    // Inactive within probe_interval × probe_failures + 1 s.
+    let started = tokio::time::Instant::now();
+    let state_of =
+        |seen: &[SwitchHealth], id: i64| seen.iter().find(|s| s.id == id).and_then(|s| s.active);
+    loop {
+        let seen = switch_view(&client, c.dispatcher.id).await;
+        if state_of(&seen, stopped.id) == Some(false) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "still active: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every call connects, through the other switch.
+    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..6 {
+        busy_call(&caller, &phone, c.edge, &format!("after-stop-{i}")).await;
+    }
+    // The Clusters page's picture draws it down.
+    let pictures: Vec<app::model::ClusterPicture> =
+        client.call("cluster_pictures", &[]).await.unwrap();
+    let drawn = pictures[0]
+        .switches
+        .iter()
+        .find(|n| n.id == stopped.id)
+        .unwrap();
+    assert_eq!(drawn.shade, app::model::Shade::Down, "{drawn:?}");
+
+    client
+        .call::<ServerRow>("run_server_action", &[("id", &id), ("action", "start")])
+        .await
+        .expect("start");
+    eventually("the started switch is Active again", || async {
+        state_of(&switch_view(&client, c.dispatcher.id).await, stopped.id) == Some(true)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restrict_direct_refuses_a_call_straight_to_a_switch_and_connects_one_through_the_edge() {
+    let app = common::spawn_app("127.0.97.1-127.0.97.10").await;
+    let client = app.account_with_balance("direct@acme.test", 100).await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let c = cluster(&app, &client, &phone).await;
+    for switch in &c.switches {
+        client
+            .save_config(switch.id, &[("restrict_direct", "on")])
+            .await
+            .expect("Restrict Direct saved");
+    }
+    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let from = caller.local_addr().unwrap();
+    let switch: SocketAddr = format!("{}:5060", c.switches[0].ip).parse().unwrap();
+    caller
+        .send_to(invite(from, switch, "bob", "direct-1").as_bytes(), switch)
+        .await
+        .unwrap();
+    let (refused, _) = next(&caller).await;
+    assert!(
+        status_line(&refused).starts_with("SIP/2.0 403"),
+        "{refused}"
+    );
+    assert_eq!(busy_call(&caller, &phone, c.edge, "edge-1").await, c.edge);
+}
