@@ -889,6 +889,33 @@ mod tests {
     }
 
     #[test]
+    fn a_dispatcher_sends_no_udp_keep_alive_to_a_stream_phone_it_holds_under_any_reg() {
+        let f = Fixture::new();
+        let dispatcher: SocketAddr = "127.0.81.9:5060".parse().unwrap();
+        let mut planned = Vec::new();
+        for (user, transport) in [("bob", Transport::Udp), ("carol", Transport::Tcp)] {
+            let aor = f.register(user, phone(1), transport);
+            let mut binding = f.binding(&aor).unwrap();
+            binding.path = vec![format!("<sip:{dispatcher};lr;nat=198.51.100.7~40001>")];
+            binding.cseq += 1;
+            f.store
+                .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
+                .unwrap();
+            planned.push(aor);
+        }
+        let plan = f
+            .keepalive(KeepAliveSettings::default())
+            .for_edge(dispatcher)
+            .plan(Instant::now());
+        let aors: Vec<&str> = plan.iter().map(|due| &*due.aor).collect();
+        assert_eq!(
+            aors,
+            [planned[0].as_str()],
+            "the TCP phone keeps its connection"
+        );
+    }
+
+    #[test]
     fn answers_to_keep_alives_are_read_without_the_full_parser() {
         let answer = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.81.1:5060;branch=z9hG4bKx\r\n\
             i: ka-tag-1f-616c696365-736970\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
