@@ -207,11 +207,22 @@ pub struct DispatchConfig {
     /// Consecutive answered probes that bring an Inactive switch back; 2 by default (a
     /// switch that is still starting may answer once and go again).
     pub probe_successes: u32,
+    /// AnyReg (the console's "Use AnyReg Server"): the Dispatcher answers REGISTERs
+    /// itself, digest-authenticated, into the cluster's shared location store under its
+    /// own domain (its IP, which the switches look under as a cluster peer's), and no
+    /// switch sees them. Each binding gets a Path naming the Dispatcher and the phone's NAT
+    /// address, as a REGISTER balanced to a switch would carry, so the switches still
+    /// call the phone through the Dispatcher and the Dispatcher alone sends its
+    /// keep-alives. It costs the Dispatcher the registrar's work (a digest check and a
+    /// store write per REGISTER), which the switches no longer share; it saves the
+    /// REGISTER's extra hop. Off (the default): REGISTERs are balanced to the switches,
+    /// with a Path.
+    pub any_reg: bool,
 }
 
 impl Default for DispatchConfig {
     /// Round-robin over no switch, probed every 5 s, out after 2 misses, back after 2
-    /// answers.
+    /// answers; REGISTERs balanced (no AnyReg).
     fn default() -> Self {
         DispatchConfig {
             algorithm: Balancing::default(),
@@ -219,6 +230,7 @@ impl Default for DispatchConfig {
             probe_interval: Duration::from_secs(5),
             probe_failures: 2,
             probe_successes: 2,
+            any_reg: false,
         }
     }
 }

@@ -285,15 +285,17 @@ impl Engine {
         let (tracer, captured) = Tracer::new();
         let mut node = Node::new(spec.role, &self.build).with_tracer(tracer.clone());
         if spec.role == NodeRole::Dispatcher {
-            // A Dispatcher balances over its switches, whoever the users are: it needs no
-            // registrar (REGISTERs go on to the switches). It keeps open the NAT mappings
-            // of the phones that registered through it, which are with its address.
+            // A Dispatcher balances over its switches, whoever the users are. It gets the
+            // engine's registrar all the same, for AnyReg: the node hands it REGISTERs only
+            // while its configuration says `any_reg` (else they go on to the switches), and
+            // never asks it about a call. It keeps open the NAT mappings of the phones that
+            // registered through it (either way), which are with its address.
             let switches = Arc::new(Switches::new());
             let router: Arc<dyn Router> =
                 Arc::new(DispatchRouter::new(node.subscribe(), switches.clone()));
             node = node.with_router(router, local).with_switches(switches);
             if let Some(registrar) = &self.registrar {
-                node = node.with_keepalive(
+                node = node.with_registrar(registrar.clone()).with_keepalive(
                     KeepAlive::new(
                         registrar.directory().clone(),
                         registrar.store().clone(),

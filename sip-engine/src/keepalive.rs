@@ -4,10 +4,11 @@
 //! A NAT forgets a UDP mapping after a quiet minute or so; then no call reaches the phone
 //! until it registers again. So every running node sends, from its own UDP socket (the
 //! mapping is for that 5-tuple), a keep-alive to each registered UDP contact of its domain
-//! that registered here directly (one that came through a Dispatcher, with a Path, has its
-//! mapping with the Dispatcher) once per interval: a bare CRLF or a SIP OPTIONS, as the user's [`KeepAliveMode`] says.
-//! Each contact gets its own random place in the interval, so N contacts cost N/interval
-//! sends a second instead of a burst of N.
+//! that registered here directly once per interval: a bare CRLF or a SIP OPTIONS, as the
+//! user's [`KeepAliveMode`] says. A contact with a Path naming a Dispatcher (registered
+//! through it, or at it under AnyReg) has its mapping with that Dispatcher, which alone
+//! pings it. Each contact gets its own random place in the interval, so N contacts cost
+//! N/interval sends a second instead of a burst of N.
 //!
 //! OPTIONS replies are matched without per-ping state, as Kamailio's nathelper does: the
 //! Call-ID carries this node's random tag, the send time, the user and the contact, so the
@@ -168,13 +169,16 @@ impl KeepAlive {
             &self.domain,
             SystemTime::now(),
             &mut |aor: &str, binding: &Binding| {
+                // Only UDP contacts: a stream keeps its own connection open. (A binding a
+                // switch holds through a Dispatcher came over UDP from the Dispatcher; one a
+                // Dispatcher holds under AnyReg has the phone's own transport.)
+                if binding.transport != Transport::Udp {
+                    return;
+                }
                 // A contact registered through a Dispatcher (a Path) is kept open by that
                 // Dispatcher, whose address the phone's NAT knows: a ping from anywhere
                 // else would not reach it, and two senders are one too many.
                 let received = if binding.path.is_empty() {
-                    if binding.transport != Transport::Udp {
-                        return;
-                    }
                     binding.received
                 } else {
                     match self
@@ -882,6 +886,33 @@ mod tests {
         );
         assert_eq!(&*plan[0].aor, through_us[0].as_str());
         assert_eq!(plan[0].received, "198.51.100.7:41000".parse().unwrap());
+    }
+
+    #[test]
+    fn a_dispatcher_sends_no_udp_keep_alive_to_a_stream_phone_it_holds_under_any_reg() {
+        let f = Fixture::new();
+        let dispatcher: SocketAddr = "127.0.81.9:5060".parse().unwrap();
+        let mut planned = Vec::new();
+        for (user, transport) in [("bob", Transport::Udp), ("carol", Transport::Tcp)] {
+            let aor = f.register(user, phone(1), transport);
+            let mut binding = f.binding(&aor).unwrap();
+            binding.path = vec![format!("<sip:{dispatcher};lr;nat=198.51.100.7~40001>")];
+            binding.cseq += 1;
+            f.store
+                .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
+                .unwrap();
+            planned.push(aor);
+        }
+        let plan = f
+            .keepalive(KeepAliveSettings::default())
+            .for_edge(dispatcher)
+            .plan(Instant::now());
+        let aors: Vec<&str> = plan.iter().map(|due| &*due.aor).collect();
+        assert_eq!(
+            aors,
+            [planned[0].as_str()],
+            "the TCP phone keeps its connection"
+        );
     }
 
     #[test]

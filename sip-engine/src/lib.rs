@@ -27,10 +27,11 @@
 //! - [`location`]: [`LocationStore`], the only owner of bindings (with the Path they came
 //!   through), and an in-memory one.
 //! - [`registrar`]: REGISTER (RFC 3261 §10.3, with Path: RFC 3327), and the caller check
-//!   (407) of new calls.
+//!   (407) of new calls. A Dispatcher under AnyReg registers phones too, as their edge: it
+//!   writes itself first in each binding's Path, as in the Path of a REGISTER it balances.
 //! - [`keepalive`]: NAT keep-alives (CRLF or OPTIONS) to registered UDP contacts, spread
-//!   over the interval; a contact registered through a Dispatcher is pinged by that
-//!   Dispatcher alone, at the NAT address its Path recorded. Replies matched by Call-ID
+//!   over the interval; a contact registered through a Dispatcher (or at it, under AnyReg)
+//!   is pinged by that Dispatcher alone, at the NAT address its Path recorded. Replies matched by Call-ID
 //!   alone give latency and find phones that went away.
 //! - [`limits`]: call admission: channel and CPS limits, counted per node or per cluster.
 //! - [`dialog`]: calls as dialogs: the [`dialog::DialogEvent`]s a node emits, the
@@ -47,11 +48,13 @@
 //! - [`node`]: one server's pipeline ([`node::Node`]) and its [`node::policy`] (Restrict
 //!   Direct, Interconnect, refusing nodes); its timers run in a task of their own. A
 //!   Dispatcher's pipeline sends every new request to its router, unauthenticated and
-//!   unlimited (the switches do both).
+//!   unlimited (the switches do both); only under AnyReg does it answer REGISTERs itself,
+//!   with its registrar (never a call: no 407 from a Dispatcher).
 //! - [`uac`]: UAC Auth, the node's own registration upstream to a carrier.
 //! - [`trace`]: copies of every message shipped as HEP3 to a collector.
 //! - [`handle`]: [`Engine`], which starts and stops nodes, gives each its router and
-//!   services, and reports what each one runs.
+//!   services (the registrar to every node, a Dispatcher's for AnyReg alone), and reports
+//!   what each one runs.
 //! - [`probe`]: the control plane's side: an OPTIONS ping that measures the round trip.
 
 pub mod config;

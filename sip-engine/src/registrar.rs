@@ -4,6 +4,10 @@
 //! It never touches bindings itself: every change goes through [`LocationStore::apply`], which
 //! applies a REGISTER's changes all or none. It answers with a status and headers; the node
 //! wraps them into the response and the server transaction.
+//!
+//! A Switch registers phones; so does a Dispatcher under AnyReg, as the phones' edge: then
+//! it puts itself in each binding's Path ([`Site::edge`]), as it would in the Path of a
+//! REGISTER it balanced to a switch.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use rsip::{Header, Request, StatusCode};
 
 use crate::digest::{Algorithm, Authenticator, Credentials, CredentialsError, Verdict};
 use crate::directory::UserDirectory;
+use crate::forward::rewrite::path_entry;
 use crate::location::{contact_key, Binding, Change, LocationStore, StoreError};
 use crate::message::{header_params, split_header_list, uri_of};
 use crate::transport::Transport;
@@ -30,6 +35,13 @@ pub struct Site<'a> {
     pub aliases: &'a [&'a str],
     /// The digest algorithms it offers, in order; `None` offers the registrar's.
     pub algorithms: Option<&'a [Algorithm]>,
+    /// Set on a Dispatcher that registers phones itself (AnyReg), at this address (its
+    /// UDP socket): each binding's Path starts with the Dispatcher's own entry naming the
+    /// address the REGISTER came from ([`path_entry`]), the one it would have added had it
+    /// balanced the REGISTER to a switch. So the switches call the phone through the
+    /// Dispatcher, whose address its NAT lets in, and the Dispatcher alone keeps that
+    /// mapping open. `None` (a Switch): the Path is the REGISTER's own.
+    pub edge: Option<SocketAddr>,
 }
 
 impl Site<'_> {
@@ -224,6 +236,14 @@ impl Registrar {
         let (Some(call_id), Some(cseq)) = (call_id, cseq) else {
             return Answer::bad("Invalid CSeq");
         };
+        // What the binding is reached along: the node's own entry first when it is the
+        // edge (AnyReg), then the proxies the REGISTER came through. Only theirs is echoed.
+        let stored_path: Vec<String> = site
+            .edge
+            .map(|edge| path_entry(edge, source))
+            .into_iter()
+            .chain(path.iter().cloned())
+            .collect();
         if contacts.is_empty() {
             // A query: list the bindings, change nothing (RFC 3261 §10.2.3).
             return match self.store.lookup(&aor, now) {
@@ -288,7 +308,7 @@ impl Registrar {
                         latency: None,
                         missed_keepalives: 0,
                         online: true,
-                        path: path.clone(),
+                        path: stored_path.clone(),
                     })
                 });
             }
@@ -297,7 +317,9 @@ impl Registrar {
         match self.store.apply(&aor, &changes, now) {
             Ok(bindings) => {
                 let mut answer = self.ok(&bindings, now);
-                // The Path stored is echoed, so the phone's side can see it (RFC 3327 §5.3).
+                // The REGISTER's Path is echoed, so the phone's side can see it (RFC 3327
+                // §5.3); an edge's own entry is its business, and names the phone's NAT
+                // address, which the phone has no use for.
                 if !path.is_empty() {
                     answer
                         .headers
@@ -619,6 +641,58 @@ mod tests {
         assert_eq!(
             bindings[0].path,
             ["<sip:127.0.0.9:5060;lr;nat=198.51.100.7~40000>"]
+        );
+    }
+
+    #[test]
+    fn an_edge_stores_its_own_path_entry_first_and_echoes_only_the_register_s() {
+        let f = fixture();
+        let edge: SocketAddr = "127.0.0.9:5060".parse().unwrap();
+        let site = Site {
+            domain: "sip.example",
+            edge: Some(edge),
+            ..Site::default()
+        };
+        let sign_in = |extra: &str, cseq: u32| {
+            let challenge = f.registrar.register_at(
+                &register(extra, cseq),
+                source(),
+                Transport::Udp,
+                &site,
+                now(),
+            );
+            assert_eq!(challenge.status, StatusCode::Unauthorized);
+            let auth = authorization(&challenge, Algorithm::Sha256, "s3cret", 1);
+            f.registrar.register_at(
+                &register(&format!("{auth}{extra}"), cseq + 1),
+                source(),
+                Transport::Udp,
+                &site,
+                now(),
+            )
+        };
+        let answer = sign_in("Contact: <sip:alice@10.0.0.1>\r\n", 1);
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(header_values(&answer, "Path").is_empty(), "nothing to echo");
+        let bindings = f.store.lookup("sip:alice@sip.example", now()).unwrap();
+        assert_eq!(
+            bindings[0].path,
+            ["<sip:127.0.0.9:5060;lr;nat=198.51.100.7~40000>"],
+            "the edge's entry names the address the REGISTER came from"
+        );
+        // A proxy in front of the edge: the edge's entry comes first, the proxy's after.
+        let answer = sign_in(
+            "Contact: <sip:alice@10.0.0.1>\r\nPath: <sip:192.0.2.1;lr>\r\n",
+            3,
+        );
+        assert_eq!(header_values(&answer, "Path"), ["Path: <sip:192.0.2.1;lr>"]);
+        let bindings = f.store.lookup("sip:alice@sip.example", now()).unwrap();
+        assert_eq!(
+            bindings[0].path,
+            [
+                "<sip:127.0.0.9:5060;lr;nat=198.51.100.7~40000>",
+                "<sip:192.0.2.1;lr>"
+            ]
         );
     }
 

@@ -2,7 +2,9 @@
 //! sockets: the switches are plain sockets that answer the Dispatcher's OPTIONS probes
 //! (while told to) and hand every other request to the test. A call goes to a switch with
 //! the Dispatcher's Record-Route and fails over to the other switch on a 503; a REGISTER
-//! gets a Path instead; a switch that stops answering probes is taken out.
+//! gets a Path instead; a switch that stops answering probes is taken out. Under AnyReg the
+//! Dispatcher registers phones itself (no switch sees the REGISTER), and the switches
+//! still reach them through it.
 //!
 //! Every wait is bounded by a timeout.
 
@@ -14,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sip_engine::{
-    Balancing, DispatchConfig, Engine, MemoryDirectory, MemoryLocationStore, NodeConfig, NodeRole,
-    NodeSpec, Secret, SwitchTarget,
+    Balancing, DispatchConfig, Engine, LocationStore, MemoryDirectory, MemoryLocationStore,
+    NodeConfig, NodeRole, NodeSpec, Secret, SwitchTarget,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -454,4 +456,247 @@ async fn a_phone_registered_through_the_dispatcher_gets_its_keep_alives_from_the
     }
     engine.stop(98).await;
     engine.stop(99).await;
+}
+
+/// A Dispatcher at `port` with AnyReg as `any_reg`, balancing over the switch `switch` (id
+/// `switch_id`), in `engine`.
+async fn any_reg_dispatcher(
+    engine: &Engine,
+    id: i64,
+    port: u16,
+    switch: SocketAddr,
+    any_reg: bool,
+) -> SocketAddr {
+    let node = dispatcher(engine, id, port).await;
+    engine.configure(
+        id,
+        NodeConfig {
+            dispatch: Some(DispatchConfig {
+                switches: vec![SwitchTarget {
+                    id: id + 1,
+                    addr: switch,
+                    weight: 1,
+                }],
+                probe_interval: Duration::from_secs(3600),
+                any_reg,
+                ..DispatchConfig::default()
+            }),
+            ..NodeConfig::default()
+        },
+    );
+    node
+}
+
+/// An engine that knows `user` (with `password`), its bindings in the returned store, its
+/// keep-alives every `keepalive`.
+fn engine_with(
+    user: &str,
+    password: &str,
+    keepalive: Duration,
+) -> (Engine, Arc<MemoryLocationStore>) {
+    let directory = Arc::new(MemoryDirectory::new());
+    directory.insert(user, None, Secret::Password(password.into()));
+    let store = Arc::new(MemoryLocationStore::new());
+    let engine = Engine::new("test")
+        .with_directory(directory, store.clone())
+        .with_keepalive(sip_engine::KeepAliveSettings {
+            interval: keepalive,
+            max_missed: 100,
+        });
+    (engine, store)
+}
+
+/// A Switch node of `engine` at `ip`:`port` that finds users registered at the Dispatcher
+/// (a cluster peer).
+async fn switch_node(engine: &Engine, id: i64, ip: &str, port: u16) -> SocketAddr {
+    engine
+        .start(NodeSpec {
+            id,
+            ip: ip.parse().unwrap(),
+            udp_port: port,
+            tcp_port: port,
+            role: NodeRole::Switch,
+        })
+        .await
+        .expect("the switch starts");
+    engine.configure(
+        id,
+        NodeConfig {
+            cluster_peers: vec![DISPATCHER_IP.parse().unwrap()],
+            ..NodeConfig::default()
+        },
+    );
+    SocketAddr::new(ip.parse().unwrap(), port)
+}
+
+#[tokio::test]
+async fn with_any_reg_the_dispatcher_answers_a_register_itself_and_no_switch_sees_it() {
+    const PASSWORD: &str = "correct-horse";
+    let (engine, store) = engine_with("frank", PASSWORD, Duration::from_secs(3600));
+    let mut a = Switch::start("127.0.93.20").await;
+    let node = any_reg_dispatcher(&engine, 191, 15191, a.addr, true).await;
+    let phone = UdpSocket::bind("127.0.93.21:0").await.unwrap();
+    let me = phone.local_addr().unwrap();
+
+    let register = phone::register("frank", DISPATCHER_IP, me, 1, "");
+    phone.send_to(register.as_bytes(), node).await.unwrap();
+    let (challenge, from) = phone::receive(&phone, WAIT).await;
+    assert!(challenge.starts_with("SIP/2.0 401 "), "{challenge}");
+    assert_eq!(from, node, "the Dispatcher challenges");
+    let auth = phone::authorization("frank", PASSWORD, DISPATCHER_IP, &challenge);
+    let register = phone::register("frank", DISPATCHER_IP, me, 2, &auth);
+    phone.send_to(register.as_bytes(), node).await.unwrap();
+    let (ok, from) = phone::receive(&phone, WAIT).await;
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    assert_eq!(from, node);
+    assert!(
+        phone::headers(&ok, "Path").is_empty(),
+        "its own Path entry is not echoed: {ok}"
+    );
+    // Bound under the Dispatcher's domain, along a Path naming it and the phone's NAT
+    // address: the form of the Path it adds to a REGISTER it balances.
+    held_by_the_dispatcher(&store, "frank", me, node);
+
+    // A call from the phone is not challenged by the Dispatcher (its switches do that):
+    // it is the first thing the switch ever receives, so neither REGISTER reached it.
+    let caller = UdpSocket::bind("127.0.93.22:0").await.unwrap();
+    let invite = request(
+        "INVITE",
+        &format!("sip:bob@{DISPATCHER_IP}"),
+        caller.local_addr().unwrap(),
+        "any-reg-fence",
+    );
+    caller.send_to(invite.as_bytes(), node).await.unwrap();
+    assert!(receive(&caller).await.starts_with("SIP/2.0 100 "));
+    let first = a.next().await;
+    assert!(first.starts_with("INVITE "), "no REGISTER before: {first}");
+    a.answer(&first, "486 Busy Here", node).await;
+    assert!(receive(&caller).await.starts_with("SIP/2.0 486 "));
+    engine.stop(191).await;
+}
+
+#[tokio::test]
+async fn without_any_reg_a_dispatcher_that_knows_the_users_still_balances_registers_to_a_switch() {
+    let (engine, store) = engine_with("grace", "pw", Duration::from_secs(3600));
+    let mut a = Switch::start("127.0.93.23").await;
+    let node = any_reg_dispatcher(&engine, 193, 15193, a.addr, false).await;
+    let phone = UdpSocket::bind("127.0.93.24:0").await.unwrap();
+    let me = phone.local_addr().unwrap();
+    let register = phone::register("grace", DISPATCHER_IP, me, 1, "");
+    phone.send_to(register.as_bytes(), node).await.unwrap();
+    let at_a = a.next().await;
+    assert!(at_a.starts_with("REGISTER "), "{at_a}");
+    assert_eq!(
+        phone::headers(&at_a, "Path"),
+        [format!("<sip:{node};lr;nat={}~{}>", me.ip(), me.port()).as_str()]
+    );
+    a.answer(&at_a, "401 Unauthorized", node).await;
+    let (answer, from) = phone::receive(&phone, WAIT).await;
+    assert!(answer.starts_with("SIP/2.0 401 "), "{answer}");
+    assert_eq!(from, node);
+    assert!(store
+        .lookup(
+            &format!("sip:grace@{DISPATCHER_IP}"),
+            std::time::SystemTime::now()
+        )
+        .unwrap()
+        .is_empty());
+    engine.stop(193).await;
+}
+
+/// Asserts that `user`'s one binding was written by the Dispatcher itself (AnyReg): the
+/// REGISTER came to the registrar straight from `phone`, not relayed by a switch's
+/// Dispatcher, and its Path names the Dispatcher at `node` with the phone's address.
+fn held_by_the_dispatcher(
+    store: &MemoryLocationStore,
+    user: &str,
+    phone: SocketAddr,
+    node: SocketAddr,
+) {
+    let bindings = store
+        .lookup(
+            &format!("sip:{user}@{DISPATCHER_IP}"),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0].received, phone, "no switch took the REGISTER");
+    assert_eq!(
+        bindings[0].path,
+        [format!(
+            "<sip:{node};lr;nat={}~{}>",
+            phone.ip(),
+            phone.port()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn with_any_reg_a_switch_calls_a_phone_registered_at_the_dispatcher_through_it() {
+    const PASSWORD: &str = "correct-horse";
+    let (engine, store) = engine_with("heidi", PASSWORD, Duration::from_secs(3600));
+    let switch = switch_node(&engine, 196, "127.0.93.25", 15196).await;
+    let node = any_reg_dispatcher(&engine, 195, 15195, switch, true).await;
+    let phone = UdpSocket::bind("127.0.93.26:0").await.unwrap();
+    phone::sign_in(&phone, "heidi", PASSWORD, DISPATCHER_IP, node, WAIT).await;
+    held_by_the_dispatcher(&store, "heidi", phone.local_addr().unwrap(), node);
+
+    let caller = UdpSocket::bind("127.0.93.27:0").await.unwrap();
+    let me = caller.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:heidi@{DISPATCHER_IP} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bKanyregcall;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:dave@198.51.100.9>;tag=caller\r\n\
+         To: <sip:heidi@{DISPATCHER_IP}>\r\n\
+         Call-ID: any-reg-call\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:dave@{me}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    caller.send_to(invite.as_bytes(), switch).await.unwrap();
+    assert!(receive(&caller).await.starts_with("SIP/2.0 100 "));
+    let (at_phone, from) = phone::receive(&phone, WAIT).await;
+    assert_eq!(
+        from, node,
+        "the INVITE reaches the phone from the Dispatcher"
+    );
+    assert!(at_phone.starts_with("INVITE sip:heidi@"), "{at_phone}");
+    assert_eq!(
+        phone::headers(&at_phone, "Record-Route"),
+        [
+            format!("<sip:{node};lr>").as_str(),
+            format!("<sip:{switch};lr>").as_str()
+        ]
+    );
+    let ok = phone::respond(&at_phone, "200 OK", phone.local_addr().unwrap());
+    phone.send_to(ok.as_bytes(), node).await.unwrap();
+    let answered = receive(&caller).await;
+    assert!(answered.starts_with("SIP/2.0 200 "), "{answered}");
+    engine.stop(195).await;
+    engine.stop(196).await;
+}
+
+#[tokio::test]
+async fn with_any_reg_a_phone_registered_at_the_dispatcher_gets_its_keep_alives_from_it_alone() {
+    const PASSWORD: &str = "correct-horse";
+    let (engine, store) = engine_with("ivan", PASSWORD, Duration::from_millis(200));
+    let switch = switch_node(&engine, 198, "127.0.93.28", 15198).await;
+    let node = any_reg_dispatcher(&engine, 197, 15197, switch, true).await;
+    let phone = UdpSocket::bind("127.0.93.29:0").await.unwrap();
+    phone::sign_in(&phone, "ivan", PASSWORD, DISPATCHER_IP, node, WAIT).await;
+    held_by_the_dispatcher(&store, "ivan", phone.local_addr().unwrap(), node);
+    let mut buf = vec![0u8; 65_535];
+    for _ in 0..5 {
+        let (len, from) = tokio::time::timeout(WAIT, phone.recv_from(&mut buf))
+            .await
+            .expect("a keep-alive in time")
+            .unwrap();
+        let ping = String::from_utf8_lossy(&buf[..len]);
+        assert!(ping.starts_with("OPTIONS sip:ivan@"), "{ping}");
+        assert!(ping.contains("Call-ID: ka-"), "{ping}");
+        assert_eq!(from, node, "one sender, where the phone's NAT mapping is");
+    }
+    engine.stop(197).await;
+    engine.stop(198).await;
 }

@@ -5,7 +5,9 @@
 //! the one they talk to; each change marks its AOR dirty and a writer task copies that
 //! AOR's bindings to SQLite a moment later. At start, the saved bindings that have not
 //! lapsed are loaded back, so phones stay reachable across a restart without registering
-//! again. (A crash loses at most the changes of the last few milliseconds.)
+//! again. (A crash loses at most the changes of the last few milliseconds.) A binding's
+//! Path is saved with it: a phone registered through a Dispatcher is still called through
+//! that Dispatcher after a restart.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use sip_engine::transport::Transport;
 use sip_engine::{Binding, LocationStore, MemoryLocationStore};
 use tokio::sync::mpsc;
 
-use super::store::Store;
+use super::store::{split_path, Store};
 
 #[derive(Debug)]
 pub struct PersistentLocations {
@@ -52,7 +54,7 @@ impl PersistentLocations {
                 latency: None,
                 missed_keepalives: 0,
                 online: true,
-                path: Vec::new(),
+                path: split_path(&row.path),
             };
             if memory
                 .apply(&row.aor, &[Change::Upsert(binding)], now)
@@ -161,5 +163,109 @@ impl LocationStore for PersistentLocations {
         visit: &mut dyn FnMut(&str, &Binding),
     ) -> Result<(), StoreError> {
         self.memory.visit_domain(domain, now, visit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh store in its own file, removed when dropped.
+    struct TempStore {
+        store: Store,
+        path: std::path::PathBuf,
+    }
+
+    impl Drop for TempStore {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = self.path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+
+    async fn temp_store(name: &str) -> TempStore {
+        let path = std::env::temp_dir().join(format!(
+            "sipfleet-{name}-{}-{}.db",
+            std::process::id(),
+            unix(SystemTime::now())
+        ));
+        let store = Store::open(&path).await.unwrap();
+        TempStore { store, path }
+    }
+
+    fn binding(path: Vec<String>) -> Binding {
+        Binding {
+            contact: "sip:carol@198.51.100.7:41000".into(),
+            expires_at: SystemTime::now() + Duration::from_secs(600),
+            received: "203.0.113.5:5060".parse().unwrap(),
+            transport: Transport::Udp,
+            call_id: "reg-1".into(),
+            cseq: 1,
+            user_agent: Some("phone".into()),
+            last_keepalive: None,
+            latency: None,
+            missed_keepalives: 0,
+            online: true,
+            path,
+        }
+    }
+
+    /// Waits (bounded) until the writer has saved `rows` registrations.
+    async fn saved(store: &Store, rows: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = unix(SystemTime::now());
+            if store.saved_registrations(now).await.unwrap().len() == rows {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not saved in time");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_binding_registered_through_a_dispatcher_keeps_its_path_across_a_reload() {
+        let temp = temp_store("locations-path").await;
+        // Two entries, one with a comma in its user part: the separator is not a comma.
+        let path = vec![
+            "<sip:203.0.113.5:5060;lr;nat=198.51.100.7~41000>".to_string(),
+            "<sip:a,b@203.0.113.9;lr>".to_string(),
+        ];
+        let locations = PersistentLocations::open(temp.store.clone()).await.unwrap();
+        let now = SystemTime::now();
+        locations
+            .apply(
+                "sip:carol@203.0.113.5",
+                &[Change::Upsert(binding(path.clone()))],
+                now,
+            )
+            .unwrap();
+        locations
+            .apply(
+                "sip:dave@203.0.113.5",
+                &[Change::Upsert(binding(Vec::new()))],
+                now,
+            )
+            .unwrap();
+        saved(&temp.store, 2).await;
+
+        let reloaded = PersistentLocations::open(temp.store.clone()).await.unwrap();
+        let carol = reloaded
+            .lookup("sip:carol@203.0.113.5", SystemTime::now())
+            .unwrap();
+        assert_eq!(carol.len(), 1);
+        assert_eq!(carol[0].path, path);
+        let dave = reloaded
+            .lookup("sip:dave@203.0.113.5", SystemTime::now())
+            .unwrap();
+        assert_eq!(
+            dave[0].path,
+            Vec::<String>::new(),
+            "a direct phone has none"
+        );
     }
 }

@@ -68,6 +68,20 @@ pub enum Mark {
 /// phone, whatever its Contact says (as Kamailio's path module does with `received`).
 pub const NAT_PARAM: &str = "nat";
 
+/// The Path entry (a header value) a node at `local` writes for a REGISTER that came from
+/// `source`: its own loose-routing URI, with `source` as [`NAT_PARAM`]. One form for both
+/// ways a Dispatcher stands in a phone's Path — the Path it adds to a REGISTER it balances
+/// to a switch, and the one it stores itself under AnyReg — so a request that comes back
+/// along either is relayed the same way (the forwarder's `loose_route_from`) and the
+/// Dispatcher's keep-alives find the same NAT address in it.
+pub fn path_entry(local: SocketAddr, source: SocketAddr) -> String {
+    format!(
+        "<sip:{local};lr;{NAT_PARAM}={}~{}>",
+        source.ip(),
+        source.port()
+    )
+}
+
 /// The request as it leaves the node (RFC 3261 §16.6): the node's Via on top (with a fresh
 /// branch), the caller's Via stamped with `received`/`rport`, Max-Forwards one lower, the
 /// node's own Route popped (`pop_route`), `uri` as the Request-URI when given, and what
@@ -91,15 +105,7 @@ pub fn prepare(
         Mark::RecordRoute => headers.push(Header::RecordRoute(rsip::headers::RecordRoute::new(
             format!("<sip:{};lr>", hop.local),
         ))),
-        Mark::Path => headers.push(Header::Other(
-            "Path".into(),
-            format!(
-                "<sip:{};lr;{NAT_PARAM}={}~{}>",
-                hop.local,
-                source.ip(),
-                source.port()
-            ),
-        )),
+        Mark::Path => headers.push(Header::Other("Path".into(), path_entry(hop.local, source))),
     }
     let (mut top_via, mut route_popped, mut max_forwards) = (true, !pop_route, false);
     for header in request.headers.iter() {

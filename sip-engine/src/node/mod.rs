@@ -14,7 +14,9 @@
 //!    authorization, call admission under the node's limits) and handed to the role's
 //!    [`Router`]. A Dispatcher does none of that itself: every new request but ACK and
 //!    CANCEL goes to its router (which balances it over the switches, who authenticate and
-//!    admit), save the OPTIONS the router leaves to the node;
+//!    admit), save the OPTIONS the router leaves to the node, and under AnyReg
+//!    ([`crate::DispatchConfig::any_reg`]) the REGISTERs, which its registrar answers as
+//!    the phones' edge (a Path naming itself in each binding);
 //! 5. **forwarder** ([`Forwarder`]): the stateful proxy core sends what the router decided,
 //!    in parallel or in series, and relays the answers;
 //! 6. back down to the **transport**: what [`Node::receive`] returns goes back where the
@@ -184,7 +186,8 @@ pub struct Node {
     /// drives its timers.
     transactions: TransactionLayer,
     /// Serves REGISTER when the control plane gave the engine SIP users; without it REGISTER
-    /// gets 405 like any method this node does not serve.
+    /// gets 405 like any method this node does not serve. A Dispatcher's serves only under
+    /// AnyReg (otherwise its REGISTERs are balanced) and never challenges a call.
     registrar: Option<Registrar>,
     /// What the node runs, published to its background services. Read on every request
     /// (a short read lock, never held across an `.await`), written when the control plane
@@ -766,6 +769,9 @@ impl Node {
             // ACK never gets a response (RFC 3261 §17.2.1); one that no transaction
             // absorbed and no route carries acknowledges a 2xx not sent through here.
             (Method::Ack, _, _) => Served::Done(None),
+            (Method::Register, Some(registrar), _) if self.registers() => {
+                self.register(registrar, request, source, transport)
+            }
             (method, _, Some(router))
                 if self.role == NodeRole::Dispatcher
                     && *method != Method::Cancel
@@ -776,23 +782,6 @@ impl Node {
             (Method::Options, _, _) => {
                 Served::Answer(Answer::new(StatusCode::OK, self.capabilities()))
             }
-            (Method::Register, Some(registrar), _) => {
-                let config = self.config.borrow();
-                let fqdn = config.fqdn.as_deref().map(str::to_ascii_lowercase);
-                let aliases: Vec<&str> = fqdn.iter().map(String::as_str).collect();
-                let site = Site {
-                    domain: &self.domain,
-                    aliases: &aliases,
-                    algorithms: Some(config.digest.algorithms()),
-                };
-                let answer =
-                    registrar.register_at(request, source, transport, &site, SystemTime::now());
-                Served::Answer(Answer {
-                    status: answer.status,
-                    reason: answer.reason.map(Cow::Borrowed),
-                    headers: answer.headers,
-                })
-            }
             (Method::Invite, _, Some(router)) if to_tag(&request.headers).is_none() => {
                 self.call(router.as_ref(), request, key, source, transport, now)
             }
@@ -801,6 +790,52 @@ impl Node {
                 vec![self.allow_header()],
             )),
         }
+    }
+
+    /// Whether a REGISTER is the node's own registrar's: always on a Switch; on a
+    /// Dispatcher only under AnyReg ([`crate::DispatchConfig::any_reg`]), else it is
+    /// balanced to the switches like any new request.
+    fn registers(&self) -> bool {
+        match self.role {
+            NodeRole::Switch => true,
+            NodeRole::Dispatcher => self
+                .config
+                .borrow()
+                .dispatch
+                .as_ref()
+                .is_some_and(|dispatch| dispatch.any_reg),
+        }
+    }
+
+    /// A REGISTER, answered by the node's registrar under the node's names. A Dispatcher
+    /// (AnyReg) registers as the phone's edge: its own address goes first in the binding's
+    /// Path ([`Site::edge`]).
+    fn register(
+        &self,
+        registrar: &Registrar,
+        request: &Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Served {
+        let config = self.config.borrow();
+        let fqdn = config.fqdn.as_deref().map(str::to_ascii_lowercase);
+        let aliases: Vec<&str> = fqdn.iter().map(String::as_str).collect();
+        let edge = match self.role {
+            NodeRole::Dispatcher => self.forwarder.as_ref().map(Forwarder::local),
+            NodeRole::Switch => None,
+        };
+        let site = Site {
+            domain: &self.domain,
+            aliases: &aliases,
+            algorithms: Some(config.digest.algorithms()),
+            edge,
+        };
+        let answer = registrar.register_at(request, source, transport, &site, SystemTime::now());
+        Served::Answer(Answer {
+            status: answer.status,
+            reason: answer.reason.map(Cow::Borrowed),
+            headers: answer.headers,
+        })
     }
 
     /// A CANCEL: 200 and CANCELs downstream when its INVITE is being forwarded, else 481.
@@ -842,6 +877,7 @@ impl Node {
                 domain: &self.domain,
                 aliases: &aliases,
                 algorithms: Some(config.digest.algorithms()),
+                edge: None,
             };
             let authorized = registrar.authorize_caller_at(request, &site, SystemTime::now());
             drop(config);
@@ -1181,6 +1217,11 @@ impl Node {
 
     /// Whether `source` is another server of the account this node belongs to.
     fn is_sibling(&self, source: SocketAddr) -> bool {
+        // A Dispatcher's registrar serves AnyReg's REGISTERs only: what it lets through
+        // stays as it was without one (its switches judge the calls).
+        if self.role == NodeRole::Dispatcher {
+            return false;
+        }
         let (Some(registrar), Some(forwarder)) = (&self.registrar, &self.forwarder) else {
             return false;
         };

@@ -35,7 +35,7 @@ pub use audit::Audit;
 pub use catalog::{RtpRecord, ZoneRecord};
 pub use certificates::CertificateRecord;
 pub use clusters::{ClusterError, ClusterTotals};
-pub use registrations::RegistrationRecord;
+pub use registrations::{split_path, RegistrationRecord};
 pub use servers::{ConfigRecord, NewServer, ServerRecord};
 pub use sessions::SessionUser;
 
