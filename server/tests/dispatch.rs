@@ -90,9 +90,20 @@ async fn busy_call(
     edge: SocketAddr,
     call: &str,
 ) -> SocketAddr {
+    busy_call_to("bob", caller, phone, edge, call).await
+}
+
+/// As [`busy_call`], to `user`.
+async fn busy_call_to(
+    user: &str,
+    caller: &UdpSocket,
+    phone: &UdpSocket,
+    edge: SocketAddr,
+    call: &str,
+) -> SocketAddr {
     let from = caller.local_addr().unwrap();
     caller
-        .send_to(invite(from, edge, "bob", call).as_bytes(), edge)
+        .send_to(invite(from, edge, user, call).as_bytes(), edge)
         .await
         .unwrap();
     let (request, sender) = next(phone).await;
@@ -280,4 +291,54 @@ async fn restrict_direct_refuses_a_call_straight_to_a_switch_and_connects_one_th
         "{refused}"
     );
     assert_eq!(busy_call(&caller, &phone, c.edge, "edge-1").await, c.edge);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_any_reg_the_dispatcher_holds_registrations_and_calls_reach_those_phones_through_it() {
+    let app = common::spawn_app("127.0.98.1-127.0.98.10").await;
+    let client = app.account_with_balance("anyreg@acme.test", 100).await;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let c = cluster(&app, &client, &phone).await;
+    client
+        .save_config(c.dispatcher.id, &[("any_reg", "on")])
+        .await
+        .expect("AnyReg saved");
+    assert!(app
+        .server
+        .state
+        .engine
+        .config(c.dispatcher.id)
+        .and_then(|c| c.dispatch)
+        .is_some_and(|d| d.any_reg));
+    client.sip_user("carol", "carol secret 1", "disabled").await;
+    let carol = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert_eq!(
+        register_from(&carol, c.edge, "carol", "carol secret 1", "reg-carol").await,
+        "SIP/2.0 200 OK"
+    );
+    // The Dispatcher holds carol's registration; no switch does.
+    let held = |id: i64| {
+        let client = client.clone();
+        async move {
+            client
+                .call::<app::listing::Paged<app::api::sip_users::RegistrationRow>>(
+                    "list_registrations",
+                    &[("server_id", &id.to_string()), ("query[search]", "carol")],
+                )
+                .await
+                .expect("registrations")
+                .rows
+                .len()
+        }
+    };
+    assert_eq!(held(c.dispatcher.id).await, 1);
+    for switch in &c.switches {
+        assert_eq!(held(switch.id).await, 0);
+    }
+    // A call through the Dispatcher reaches carol's phone from the Dispatcher.
+    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..2 {
+        let sender = busy_call_to("carol", &caller, &carol, c.edge, &format!("any-{i}")).await;
+        assert_eq!(sender, c.edge);
+    }
 }

@@ -136,6 +136,7 @@ fn dispatch_config(
         probe_interval: std::time::Duration::from_secs(count(record.probe_interval).into()),
         probe_failures: count(record.probe_failures),
         probe_successes: count(record.probe_successes),
+        any_reg: record.any_reg,
     }
 }
 
