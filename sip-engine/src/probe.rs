@@ -164,7 +164,9 @@ fn final_status(bytes: &[u8], call_id: &str) -> Option<u16> {
     (ours && code >= 200).then_some(code)
 }
 
-/// A minimal OPTIONS as a monitoring client sends it.
+/// A minimal OPTIONS as a monitoring client sends it, addressed to the node itself (no
+/// user part: RFC 3261 §11 asks a server for its own capabilities that way). A Dispatcher
+/// answers such an OPTIONS, while it forwards one for a user to its switches.
 pub fn options_request(
     target: SocketAddr,
     local: SocketAddr,
@@ -174,11 +176,11 @@ pub fn options_request(
     let branch = format!("z9hG4bK{:016x}", rand::random::<u64>());
     let tag = format!("{:08x}", rand::random::<u32>());
     format!(
-        "OPTIONS sip:ping@{target} SIP/2.0\r\n\
+        "OPTIONS sip:{target} SIP/2.0\r\n\
          Via: SIP/2.0/{transport} {local};branch={branch};rport\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:probe@{local}>;tag={tag}\r\n\
-         To: <sip:ping@{target}>\r\n\
+         To: <sip:{target}>\r\n\
          Call-ID: {call_id}\r\n\
          CSeq: 1 OPTIONS\r\n\
          Accept: application/sdp\r\n\
