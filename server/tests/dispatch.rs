@@ -3,7 +3,8 @@
 //! through it reach a phone registered through it, spread as the algorithm says; a stopped
 //! switch goes Inactive within the probe bounds and calls keep connecting through the
 //! other; Restrict Direct refuses a call sent straight to a switch and connects one that
-//! comes through the Dispatcher.
+//! comes through the Dispatcher; AnyReg keeps registrations at the Dispatcher; a cluster's
+//! CPS budget holds for calls that come through the Dispatcher.
 
 mod common;
 
@@ -18,7 +19,8 @@ use sip_engine::Balancing;
 use tokio::net::UdpSocket;
 
 /// A Dispatcher and two Switches in one cluster, and bob registered through the
-/// Dispatcher from `phone`.
+/// Dispatcher from `phone`; every server has room for 100 calls a second, so no test's
+/// calls meet the limit unless it asks for it.
 struct Cluster {
     dispatcher: ServerRow,
     switches: [ServerRow; 2],
@@ -26,6 +28,17 @@ struct Cluster {
 }
 
 async fn cluster(app: &TestApp, client: &Client, phone: &UdpSocket) -> Cluster {
+    cluster_of_cps(app, client, phone, "100").await
+}
+
+/// As [`cluster`], each server deployed with `cps` calls per second (a cluster shares one
+/// budget: its largest member's).
+async fn cluster_of_cps(
+    app: &TestApp,
+    client: &Client,
+    phone: &UdpSocket,
+    cps: &'static str,
+) -> Cluster {
     let cluster: i64 = client
         .call("create_cluster", &[("name", "Edge")])
         .await
@@ -38,12 +51,11 @@ async fn cluster(app: &TestApp, client: &Client, phone: &UdpSocket) -> Cluster {
             client
                 .call::<ServerRow>(
                     "deploy_server",
-                    // Room for every call of a test within one second.
                     &[
                         ("zone", "test-zone"),
                         ("kind", kind),
                         ("cluster", &cluster),
-                        ("cps", "100"),
+                        ("cps", cps),
                     ],
                 )
                 .await
@@ -341,4 +353,89 @@ async fn with_any_reg_the_dispatcher_holds_registrations_and_calls_reach_those_p
         let sender = busy_call_to("carol", &caller, &carol, c.edge, &format!("any-{i}")).await;
         assert_eq!(sender, c.edge);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_of_cps_10_offered_30_calls_a_second_through_its_dispatcher_takes_10_a_second() {
+    const OFFERED: u32 = 30;
+    const SECONDS: u32 = 10;
+    let app = common::spawn_app("127.0.99.1-127.0.99.10").await;
+    let client = app.account_with_balance("cps@acme.test", 100).await;
+    let phone = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let c = cluster_of_cps(&app, &client, &phone, "10").await;
+    // bob's phone turns every call down at once: an admitted call is a 486.
+    let answering = {
+        let phone = phone.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            while let Ok((len, from)) = phone.recv_from(&mut buf).await {
+                let request = String::from_utf8_lossy(&buf[..len]).to_string();
+                if request.starts_with("INVITE ") {
+                    let busy = answer(&request, "486 Busy Here");
+                    let _ = phone.send_to(busy.as_bytes(), from).await;
+                }
+            }
+        })
+    };
+    // The caller offers 30 calls a second for 10 seconds, paced by the clock (a load, not
+    // a wait), and reads every final answer.
+    let caller = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let total = OFFERED * SECONDS;
+    let reading = {
+        let caller = caller.clone();
+        tokio::spawn(async move {
+            let (mut accepted, mut refused) = (0u32, 0u32);
+            let mut seen = std::collections::HashSet::new();
+            let mut buf = vec![0u8; 8192];
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(SECONDS as u64 + 10);
+            while accepted + refused < total {
+                let Ok(Ok((len, _))) =
+                    tokio::time::timeout_at(deadline, caller.recv_from(&mut buf)).await
+                else {
+                    break;
+                };
+                let text = String::from_utf8_lossy(&buf[..len]).to_string();
+                let call = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Call-ID: "))
+                    .unwrap_or_default()
+                    .to_string();
+                let status = status_line(&text).to_string();
+                if status.starts_with("SIP/2.0 1") || !seen.insert(call) {
+                    continue;
+                }
+                if status == "SIP/2.0 486 Busy Here" {
+                    accepted += 1;
+                } else if status.starts_with("SIP/2.0 503") {
+                    refused += 1;
+                } else {
+                    panic!("unexpected answer: {text}");
+                }
+            }
+            (accepted, refused)
+        })
+    };
+    let from = caller.local_addr().unwrap();
+    let start = tokio::time::Instant::now();
+    for i in 0..total {
+        let at = start + Duration::from_secs_f64(f64::from(i) / f64::from(OFFERED));
+        tokio::time::sleep_until(at).await;
+        caller
+            .send_to(
+                invite(from, c.edge, "bob", &format!("cps-{i}")).as_bytes(),
+                c.edge,
+            )
+            .await
+            .unwrap();
+    }
+    let (accepted, refused) = reading.await.unwrap();
+    answering.abort();
+    eprintln!("offered {total} calls in {SECONDS} s: {accepted} taken, {refused} refused");
+    assert_eq!(accepted + refused, total, "every call got a final answer");
+    // 10 ± 1 a second over the 10 seconds (the budget's one-second windows need not line
+    // up with the first call).
+    assert!(
+        (90..=110).contains(&accepted),
+        "{accepted} of {total} calls taken in {SECONDS} s, {refused} refused"
+    );
 }
