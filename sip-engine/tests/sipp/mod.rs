@@ -2,7 +2,8 @@
 //! folder.
 //!
 //! Every run is bounded twice: SIPp's own global `-timeout` (it fails the run), and a bound
-//! of the test's own after which the process is killed and the test fails.
+//! of the test's own after which the process is killed and the test fails. A load run
+//! ([`Sipp::rate`]) sets both longer with [`Sipp::timeout`].
 
 #![allow(dead_code)]
 
@@ -12,10 +13,10 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// SIPp's own time limit for a run.
-const SIPP_TIMEOUT: &str = "10s";
-/// The test's limit, past SIPp's own.
-const BOUND: Duration = Duration::from_secs(20);
+/// SIPp's own time limit for a run, unless [`Sipp::timeout`] says otherwise.
+const SIPP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long past SIPp's own limit the test waits before it kills SIPp and fails.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Fails the test (rather than passing unseen) when SIPp is missing: the test command
 /// installs it.
@@ -32,6 +33,8 @@ pub fn require() {
 /// One SIPp invocation: a scenario file of this folder and its arguments.
 pub struct Sipp {
     args: Vec<String>,
+    /// SIPp's `-timeout`; the test's own bound is this plus [`GRACE`].
+    timeout: Duration,
 }
 
 impl Sipp {
@@ -50,8 +53,6 @@ impl Sipp {
             "u1",
             "-m",
             &calls.to_string(),
-            "-timeout",
-            SIPP_TIMEOUT,
             "-timeout_error",
             "-nostdin",
             "-buff_size",
@@ -59,7 +60,66 @@ impl Sipp {
         ]
         .map(String::from)
         .to_vec();
-        Sipp { args }
+        Sipp {
+            args,
+            timeout: SIPP_TIMEOUT,
+        }
+    }
+
+    /// SIPp's own time limit for the whole run (10 s unless set); the test kills it
+    /// [`GRACE`] later.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// `-r calls -rp 1000 -l limit`: a client scenario starts `calls_per_second` calls a
+    /// second, with at most `limit` in progress at once (SIPp's default limit follows the
+    /// scenario's pauses, which is next to nothing for a zero-length call).
+    pub fn rate(mut self, calls_per_second: u32, limit: u32) -> Self {
+        self.args.extend([
+            "-r".to_string(),
+            calls_per_second.to_string(),
+            "-rp".to_string(),
+            "1000".to_string(),
+            "-l".to_string(),
+            limit.to_string(),
+        ]);
+        self
+    }
+
+    /// `-cid_str format`: the Call-IDs of a client scenario's calls (`%u`, the call number,
+    /// makes them the same from one run to the next).
+    pub fn call_ids(mut self, format: &str) -> Self {
+        self.args.extend(["-cid_str", format].map(String::from));
+        self
+    }
+
+    /// `-key name value`: the scenario's `[name]` reads `value`.
+    pub fn key(mut self, name: &str, value: &str) -> Self {
+        self.args.extend(["-key", name, value].map(String::from));
+        self
+    }
+
+    /// `-trace_msg -message_file path`: every message sent and received, for a look at a
+    /// failing run.
+    pub fn trace_messages(mut self, path: &std::path::Path) -> Self {
+        self.args.extend([
+            "-trace_msg".to_string(),
+            "-message_file".to_string(),
+            path.to_string_lossy().into_owned(),
+        ]);
+        self
+    }
+
+    /// `-trace_logs -log_file path`: the scenario's `<log>` actions write to `path`.
+    pub fn log_to(mut self, path: &std::path::Path) -> Self {
+        self.args.extend([
+            "-trace_logs".to_string(),
+            "-log_file".to_string(),
+            path.to_string_lossy().into_owned(),
+        ]);
+        self
     }
 
     /// Binds SIPp to this local port.
@@ -95,15 +155,20 @@ impl Sipp {
     }
 
     pub fn spawn(self) -> Running {
+        let timeout = format!("{}ms", self.timeout.as_millis());
         let child = Command::new("sipp")
             .args(&self.args)
+            .args(["-timeout", &timeout])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("sipp starts");
-        Running { child }
+        Running {
+            child,
+            bound: self.timeout + GRACE,
+        }
     }
 
     /// Runs to the end: whether SIPp reports success, and what it printed.
@@ -144,13 +209,15 @@ pub async fn listening(addr: std::net::SocketAddr) {
 /// A SIPp process under way (killed if dropped).
 pub struct Running {
     child: Child,
+    /// How long the test waits for it.
+    bound: Duration,
 }
 
 impl Running {
     pub async fn finish(self) -> (bool, String) {
         // Reads the pipes while waiting, so that SIPp never blocks on a full one; a run past
         // the bound drops the child, which kills it.
-        match tokio::time::timeout(BOUND, self.child.wait_with_output()).await {
+        match tokio::time::timeout(self.bound, self.child.wait_with_output()).await {
             Ok(output) => {
                 let output = output.expect("sipp runs");
                 let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
