@@ -44,7 +44,9 @@ use crate::message::{call_id, encode_request, encode_response, to_tag};
 use crate::transaction::client::ClientKey;
 use crate::transaction::{ClientError, Key, Outbound, TransactionLayer};
 use crate::transport::Streams;
-use rewrite::{cancel_for, client_key, next_hop, route_uris, without_top_via, Hop, Mark};
+use rewrite::{
+    cancel_for, client_key, count_values, next_hop, route_uris, without_top_via, Hop, Mark,
+};
 
 /// How long a forwarded request waits for its first answer: 64·T1, as Timers B and F.
 pub const NO_ANSWER: Duration = Duration::from_secs(32);
@@ -637,9 +639,16 @@ impl Forwarder {
         let caller = context.caller.clone();
         let offer =
             (context.invite && (200..300).contains(&code)).then(|| context.forwarded.body.clone());
+        // A 1xx/2xx's Contact is pointed at where it came from only when it came straight
+        // from the callee: no proxy beyond this node added a Record-Route (a Dispatcher's
+        // switch, or the Dispatcher a switch reaches a phone through, did). A REGISTER's
+        // 200 lists the phone's bindings, which are no one's NAT address here.
+        let from_callee = count_values(&response.headers, false)
+            <= count_values(&context.forwarded.headers, false)
+            && context.forwarded.method != Method::Register;
         let relayed_response = without_top_via(
             response,
-            (code < 300).then_some((source, self.streams.contains(source))),
+            (code < 300 && from_callee).then_some((source, self.streams.contains(source))),
         );
         let relayed = Relayed {
             out: Outbound {

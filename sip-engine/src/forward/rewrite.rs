@@ -82,12 +82,28 @@ pub fn path_entry(local: SocketAddr, source: SocketAddr) -> String {
     )
 }
 
+/// How many values the Via headers (`via`) or the Record-Route headers hold, however they
+/// are folded into lines.
+pub fn count_values(headers: &Headers, via: bool) -> usize {
+    headers
+        .iter()
+        .map(|header| match header {
+            Header::Via(value) if via => split_header_list(value.value()).len(),
+            Header::RecordRoute(value) if !via => split_header_list(value.value()).len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// The request as it leaves the node (RFC 3261 §16.6): the node's Via on top (with a fresh
 /// branch), the caller's Via stamped with `received`/`rport`, Max-Forwards one lower, the
 /// node's own Route popped (`pop_route`), `uri` as the Request-URI when given, and what
 /// `mark` says: with a Record-Route (an initial request) the caller's Contact is also
 /// pointed at the address it sent from (`source_is_stream`: over the connection it
-/// opened); a Path goes above any Path already there.
+/// opened) — when the request came straight from the phone (one Via). One relayed by
+/// another proxy (a Dispatcher, a cluster member) keeps its Contact: the address it came
+/// from is that proxy's, and in-dialog requests sent there would end at it.
+/// A Path goes above any Path already there.
 pub fn prepare(
     request: &Request,
     source: SocketAddr,
@@ -100,6 +116,7 @@ pub fn prepare(
     let mut headers = Headers::default();
     headers.push(hop.via());
     let record_route = mark == Mark::RecordRoute;
+    let from_phone = count_values(&request.headers, true) == 1;
     match mark {
         Mark::Nothing => {}
         Mark::RecordRoute => headers.push(Header::RecordRoute(rsip::headers::RecordRoute::new(
@@ -133,7 +150,7 @@ pub fn prepare(
                     )));
                 }
             }
-            Header::Contact(contact) if record_route => {
+            Header::Contact(contact) if record_route && from_phone => {
                 let value = contact.value();
                 let fixed = nat_fixed_contact(value, source, source_is_stream);
                 headers.push(Header::Contact(rsip::headers::Contact::new(
