@@ -154,6 +154,15 @@ impl Sipp {
         self
     }
 
+    /// `-default_behaviors all,-abortunexp`: a message the scenario does not expect is
+    /// discarded instead of aborting the call (with a BYE SIPp builds from the INVITE,
+    /// outside the dialog). A proxy's 100 Trying may arrive after the 200 it preceded.
+    pub fn tolerate_unexpected(mut self) -> Self {
+        self.args
+            .extend(["-default_behaviors", "all,-abortunexp"].map(String::from));
+        self
+    }
+
     pub fn spawn(self) -> Running {
         let timeout = format!("{}ms", self.timeout.as_millis());
         let child = Command::new("sipp")
