@@ -3,3 +3,4 @@
 pub mod forms;
 pub mod nav;
 pub mod pager;
+pub mod ticker;

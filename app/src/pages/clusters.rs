@@ -75,20 +75,7 @@ pub fn ClustersPage() -> impl IntoView {
 /// Every cluster as an SVG picture, redrawn every two seconds while the page is open.
 #[component]
 fn Pictures() -> impl IntoView {
-    let tick = RwSignal::new(0u32);
-    #[cfg(feature = "hydrate")]
-    {
-        let handle = set_interval_with_handle(
-            move || tick.update(|t| *t += 1),
-            std::time::Duration::from_secs(2),
-        )
-        .ok();
-        on_cleanup(move || {
-            if let Some(handle) = handle {
-                handle.clear();
-            }
-        });
-    }
+    let tick = crate::components::ticker::ticker(std::time::Duration::from_secs(2));
     let pictures = Resource::new(move || tick.get(), |_| cluster_pictures());
     view! {
         <Transition fallback=|| ()>

@@ -361,20 +361,7 @@ fn config_form(
 /// every two seconds while the page is open.
 #[component]
 fn DispatcherSwitches(id: i64) -> impl IntoView {
-    let tick = RwSignal::new(0u32);
-    #[cfg(feature = "hydrate")]
-    {
-        let handle = set_interval_with_handle(
-            move || tick.update(|t| *t += 1),
-            std::time::Duration::from_secs(2),
-        )
-        .ok();
-        on_cleanup(move || {
-            if let Some(handle) = handle {
-                handle.clear();
-            }
-        });
-    }
+    let tick = crate::components::ticker::ticker(std::time::Duration::from_secs(2));
     let switches = Resource::new(move || tick.get(), move |_| dispatcher_switches(id));
     view! {
         <section class="card switches">

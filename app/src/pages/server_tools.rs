@@ -123,20 +123,7 @@ fn CertificatesSection(id: i64) -> impl IntoView {
 /// searched and paged on the server (`?q=alice&page=2`), so only one page travels.
 #[component]
 fn Registrations(id: i64) -> impl IntoView {
-    let tick = RwSignal::new(0u32);
-    #[cfg(feature = "hydrate")]
-    {
-        let handle = set_interval_with_handle(
-            move || tick.update(|t| *t += 1),
-            std::time::Duration::from_secs(5),
-        )
-        .ok();
-        on_cleanup(move || {
-            if let Some(handle) = handle {
-                handle.clear();
-            }
-        });
-    }
+    let tick = crate::components::ticker::ticker(std::time::Duration::from_secs(5));
     let params = leptos_router::hooks::use_query_map();
     let query = Memo::new(move |_| params.with(|p| ListQuery::from_params(|key| p.get_str(key))));
     let rows = Resource::new(
