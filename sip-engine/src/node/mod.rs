@@ -1023,6 +1023,9 @@ impl Node {
                 offer: &request.body,
             });
         }
+        if invite {
+            self.send_trying(request, key, source, transport, now);
+        }
         let sent = forwarder.forward(
             &self.transactions,
             self.caller(request, key, source, transport),
@@ -1041,11 +1044,7 @@ impl Node {
                 ));
             }
         }
-        if !invite {
-            // Its final answer comes from downstream; only an INVITE gets a 100 here.
-            return Served::Done(None);
-        }
-        Served::Done(Some(self.trying(request, key, source, transport, now)))
+        Served::Done(None)
     }
 
     /// A request inside a dialog, on its way along the route set to `target`.
@@ -1077,6 +1076,9 @@ impl Node {
                 }
             }
         }
+        if request.method == Method::Invite {
+            self.send_trying(request, key, source, transport, now);
+        }
         let sent = forwarder.forward(
             &self.transactions,
             self.caller(request, key, source, transport),
@@ -1098,10 +1100,7 @@ impl Node {
                 };
             }
         }
-        if request.method != Method::Invite {
-            return Served::Done(None);
-        }
-        Served::Done(Some(self.trying(request, key, source, transport, now)))
+        Served::Done(None)
     }
 
     /// The caller of `request`, as the forwarder relays its answers to it: responses go
@@ -1126,16 +1125,19 @@ impl Node {
         }
     }
 
-    /// 100 Trying for a forwarded INVITE, at once, so the caller stops retransmitting (RFC
-    /// 3261 §16.2); recorded in its server transaction.
-    fn trying(
+    /// 100 Trying for an INVITE about to be forwarded, so the caller stops retransmitting
+    /// (RFC 3261 §16.2); recorded in its server transaction. It leaves by the path the
+    /// relayed responses take, and before the INVITE does: whatever the callee answers
+    /// reaches the caller after it, however the node's threads are scheduled (a 100 that
+    /// overtook nothing but arrived after the 200 would be a stray to the caller).
+    fn send_trying(
         &self,
         request: &Request,
         key: Option<&Key>,
         source: SocketAddr,
         transport: Transport,
         now: Instant,
-    ) -> Reply {
+    ) {
         let trying = self.reply(
             &request.headers,
             StatusCode::Trying,
@@ -1149,7 +1151,7 @@ impl Node {
                 .server
                 .respond(key, 100, trying.clone(), None, now);
         }
-        trying
+        self.send_out(trying);
     }
 
     /// A response: to the client transaction it answers, and on to the forwarder; or to
@@ -1703,13 +1705,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_invite_gets_100_at_once_and_a_cancel_follows_it_downstream() {
         let (n, mut queued) = proxy_node();
-        let trying = n.handle(&to_bob("INVITE"), src(), Transport::Udp).unwrap();
+        assert!(n.handle(&to_bob("INVITE"), src(), Transport::Udp).is_none());
+        let trying = queued.try_recv().expect("the 100 is queued first");
         assert!(
             text(&trying).starts_with("SIP/2.0 100 "),
             "{}",
             text(&trying)
         );
-        let invite = queued.try_recv().expect("the INVITE is queued");
+        let invite = queued.try_recv().expect("then the INVITE");
         assert_eq!(invite.target, "127.0.0.1:5070".parse().unwrap());
         assert!(
             String::from_utf8_lossy(&invite.bytes).starts_with("INVITE sip:bob@127.0.0.1:5070 ")
