@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
 use crate::directory::{KeepAliveMode, UserDirectory};
-use crate::forward::rewrite::{names, nat_of};
+use crate::forward::rewrite::{names, nat_of, over_stream};
 use crate::location::{Binding, LocationStore};
 use crate::message::uri_of;
 use crate::transaction::Outbound;
@@ -398,10 +398,12 @@ pub fn answer_of(datagram: &[u8]) -> Option<(u16, &str)> {
 }
 
 /// Where a Dispatcher at `local` pings a contact registered with `path`: the NAT address
-/// its own Path entry recorded, when the first entry is its own.
+/// its own Path entry recorded, when the first entry is its own and the phone came over
+/// UDP (a phone on a stream keeps its connection open itself, and the REGISTER that the
+/// Dispatcher relayed over UDP made the switch's binding look like a UDP one).
 fn edge_target(path: &[String], local: SocketAddr) -> Option<SocketAddr> {
     let uri = uri_of(path.first()?)?;
-    if !names(local, uri) {
+    if !names(local, uri) || over_stream(uri) {
         return None;
     }
     nat_of(uri)
@@ -886,6 +888,44 @@ mod tests {
         );
         assert_eq!(&*plan[0].aor, through_us[0].as_str());
         assert_eq!(plan[0].received, "198.51.100.7:41000".parse().unwrap());
+    }
+
+    #[test]
+    fn a_dispatcher_sends_no_udp_keep_alive_to_a_stream_phone_registered_through_it() {
+        // The switch's binding came over UDP from the Dispatcher; only the Path says the
+        // phone's own connection was TCP.
+        let f = Fixture::new();
+        let dispatcher: SocketAddr = "127.0.81.9:5060".parse().unwrap();
+        let mut planned = Vec::new();
+        for (user, path) in [
+            (
+                "bob",
+                format!("<sip:{dispatcher};lr;nat=198.51.100.7~40001>"),
+            ),
+            (
+                "carol",
+                crate::forward::rewrite::path_entry(
+                    dispatcher,
+                    "198.51.100.8:40002".parse().unwrap(),
+                    true,
+                ),
+            ),
+        ] {
+            let aor = f.register(user, dispatcher, Transport::Udp);
+            let mut binding = f.binding(&aor).unwrap();
+            binding.path = vec![path];
+            binding.cseq += 1;
+            f.store
+                .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
+                .unwrap();
+            planned.push(aor);
+        }
+        let plan = f
+            .keepalive(KeepAliveSettings::default())
+            .for_edge(dispatcher)
+            .plan(Instant::now());
+        let aors: Vec<&str> = plan.iter().map(|due| &*due.aor).collect();
+        assert_eq!(aors, [planned[0].as_str()], "carol's phone is on TCP");
     }
 
     #[test]

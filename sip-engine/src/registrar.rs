@@ -240,7 +240,7 @@ impl Registrar {
         // edge (AnyReg), then the proxies the REGISTER came through. Only theirs is echoed.
         let stored_path: Vec<String> = site
             .edge
-            .map(|edge| path_entry(edge, source))
+            .map(|edge| path_entry(edge, source, transport.is_reliable()))
             .into_iter()
             .chain(path.iter().cloned())
             .collect();

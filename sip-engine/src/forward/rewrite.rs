@@ -68,17 +68,28 @@ pub enum Mark {
 /// phone, whatever its Contact says (as Kamailio's path module does with `received`).
 pub const NAT_PARAM: &str = "nat";
 
+/// The flag of a node's Path URI that says the REGISTER came over a stream (TCP, TLS,
+/// WebSocket): the phone keeps that connection open itself (RFC 5626 keep-alives), and a
+/// UDP keep-alive to its address would reach nothing.
+pub const STREAM_PARAM: &str = "stream";
+
 /// The Path entry (a header value) a node at `local` writes for a REGISTER that came from
 /// `source`: its own loose-routing URI, with `source` as [`NAT_PARAM`]. One form for both
 /// ways a Dispatcher stands in a phone's Path — the Path it adds to a REGISTER it balances
 /// to a switch, and the one it stores itself under AnyReg — so a request that comes back
 /// along either is relayed the same way (the forwarder's `loose_route_from`) and the
-/// Dispatcher's keep-alives find the same NAT address in it.
-pub fn path_entry(local: SocketAddr, source: SocketAddr) -> String {
+/// Dispatcher's keep-alives find the same NAT address in it. `stream` adds
+/// [`STREAM_PARAM`].
+pub fn path_entry(local: SocketAddr, source: SocketAddr, stream: bool) -> String {
     format!(
-        "<sip:{local};lr;{NAT_PARAM}={}~{}>",
+        "<sip:{local};lr;{NAT_PARAM}={}~{}{}>",
         source.ip(),
-        source.port()
+        source.port(),
+        if stream {
+            format!(";{STREAM_PARAM}")
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -122,7 +133,10 @@ pub fn prepare(
         Mark::RecordRoute => headers.push(Header::RecordRoute(rsip::headers::RecordRoute::new(
             format!("<sip:{};lr>", hop.local),
         ))),
-        Mark::Path => headers.push(Header::Other("Path".into(), path_entry(hop.local, source))),
+        Mark::Path => headers.push(Header::Other(
+            "Path".into(),
+            path_entry(hop.local, source, source_is_stream),
+        )),
     }
     let (mut top_via, mut route_popped, mut max_forwards) = (true, !pop_route, false);
     for header in request.headers.iter() {
@@ -203,6 +217,13 @@ pub fn nat_of(uri: &str) -> Option<SocketAddr> {
     })?;
     let (ip, port) = value.rsplit_once('~')?;
     Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+}
+
+/// Whether a node's Path URI `uri` carries [`STREAM_PARAM`].
+pub fn over_stream(uri: &str) -> bool {
+    uri.split(';')
+        .skip(1)
+        .any(|param| param.trim().eq_ignore_ascii_case(STREAM_PARAM))
 }
 
 /// The URIs of the Route headers, in order, one per element of comma-separated lists.

@@ -148,6 +148,18 @@ impl Sipp {
         self
     }
 
+    /// `-ci ip -cp port`: SIPp's remote control socket at `control`, where [`press`] sends
+    /// it keys.
+    pub fn control(mut self, control: std::net::SocketAddr) -> Self {
+        self.args.extend([
+            "-ci".to_string(),
+            control.ip().to_string(),
+            "-cp".to_string(),
+            control.port().to_string(),
+        ]);
+        self
+    }
+
     /// `-s user`: the user a client scenario calls.
     pub fn service(mut self, user: &str) -> Self {
         self.args.extend(["-s", user].map(String::from));
@@ -156,7 +168,7 @@ impl Sipp {
 
     /// `-default_behaviors all,-abortunexp`: a message the scenario does not expect is
     /// discarded instead of aborting the call (with a BYE SIPp builds from the INVITE,
-    /// outside the dialog). A proxy's 100 Trying may arrive after the 200 it preceded.
+    /// outside the dialog).
     pub fn tolerate_unexpected(mut self) -> Self {
         self.args
             .extend(["-default_behaviors", "all,-abortunexp"].map(String::from));
@@ -213,6 +225,15 @@ pub async fn listening(addr: std::net::SocketAddr) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Presses `key` on the SIPp whose control socket is at `control` (see [`Sipp::control`]):
+/// `p` pauses its new calls (the calls under way go on) and, pressed again, resumes them.
+pub fn press(control: std::net::SocketAddr, key: &str) {
+    let socket = std::net::UdpSocket::bind((control.ip(), 0)).expect("a socket for SIPp's keys");
+    socket
+        .send_to(key.as_bytes(), control)
+        .expect("SIPp's control socket takes the key");
 }
 
 /// A SIPp process under way (killed if dropped).
