@@ -22,7 +22,7 @@ command -v perf >/dev/null || { echo "perf is needed (Debian: linux-perf)"; exit
 # The release build, with line tables so that samples name functions and lines, and frame
 # pointers so that call chains are whole.
 CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_TARGET_DIR=target/profiling \
-  RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release -q -p bench-registrar
+  RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release -q -p bench-nodes
 node_bin=target/profiling/release/registrar-node
 
 work=$(mktemp -d)

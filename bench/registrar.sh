@@ -50,14 +50,14 @@ if ! command -v kamailio >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kamailio >/dev/null
 fi
-cargo build --release -q -p bench-registrar
+cargo build --release -q -p bench-nodes
 if [ -n "$BASELINE" ]; then
   # The baseline's own node and bench binary, built apart from this checkout.
   base_tree=target/bench-baseline
   rm -rf "$base_tree"; git worktree prune
   git worktree add -q --detach "$base_tree" "$BASELINE"
   echo "== building the baseline node ($(git -C "$base_tree" log -1 --format='%h %s' | cut -c1-70))"
-  (cd "$base_tree" && CARGO_TARGET_DIR="$PWD/../bench-baseline-target" cargo build --release -q -p bench-registrar)
+  (cd "$base_tree" && CARGO_TARGET_DIR="$PWD/../bench-baseline-target" cargo build --release -q -p bench-nodes)
   base_bin=target/bench-baseline-target/release/registrar-node
 fi
 

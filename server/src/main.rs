@@ -41,6 +41,13 @@ enum Command {
     },
 }
 
+/// mimalloc rather than the system's allocator: a node's threads allocate and free a
+/// message's strings on every packet, and glibc's per-thread arenas spent a seventh of a
+/// busy Dispatcher's CPU on it (bench/dispatcher.sh: 0.47 CPU-seconds per 1,000 calls
+/// with glibc, 0.40 with mimalloc).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()

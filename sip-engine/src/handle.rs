@@ -336,6 +336,7 @@ impl Engine {
             }
             NodeRole::Switch => None,
         };
+        let node = node.with_socket(socket.try_clone().map(udp::Sender::new).map_err(udp_bind)?);
         let outgoing = node.take_outgoing();
         let node = Arc::new(node);
         let inbound: Arc<dyn Inbound> = node.clone();

@@ -59,7 +59,7 @@ use crate::registrar::{Registrar, Site};
 use crate::route::{Inquiry, Route, Router, Target};
 use crate::trace::{TraceTarget, Tracer};
 use crate::transaction::{Key, Outbound, Received, ResponseDisposition, TransactionLayer};
-use crate::transport::{FrameError, Inbound, Reply, Streams, Transport};
+use crate::transport::{udp, FrameError, Inbound, Outlet, Reply, Streams, Transport};
 use crate::uac::Uac;
 
 pub use crate::config::NodeRole;
@@ -211,6 +211,11 @@ pub struct Node {
     uac: Arc<Uac>,
     /// Where messages for a third party go: the UDP loop sends them from the node's socket.
     outbound: mpsc::Sender<Outbound>,
+    /// The node's UDP socket itself, when it has one ([`Node::with_socket`]): what the
+    /// handling of a message sends leaves from the thread that handled it, with no queue
+    /// and no other thread to wake (on a busy Dispatcher that hand-over cost an eighth of
+    /// its CPU). Retransmissions and the background services still use `outbound`.
+    socket: Option<udp::Sender>,
     /// The other end of `outbound`, until the UDP loop takes it ([`Node::take_outgoing`]).
     outgoing: Mutex<Option<mpsc::Receiver<Outbound>>>,
     /// The stream connections open to this node: what is sent to one of their peers goes
@@ -242,11 +247,19 @@ impl Node {
             calls,
             uac: Arc::default(),
             outbound,
+            socket: None,
             outgoing: Mutex::new(Some(outgoing)),
             streams: Arc::default(),
             tracer: Tracer::new().0,
             switches: None,
         }
+    }
+
+    /// The same node, sending what it forwards and relays straight from `socket` (a clone
+    /// of its UDP socket) instead of through the outbound queue.
+    pub fn with_socket(mut self, socket: udp::Sender) -> Self {
+        self.socket = Some(socket);
+        self
     }
 
     /// The same node, probing and counting `switches` (a Dispatcher's): it hands them the
@@ -527,12 +540,17 @@ impl Node {
         self.deliver_to_stream(out)
     }
 
-    /// Queues a message for a third party; dropped (like a lost datagram) when the queue is
-    /// full or gone.
+    /// Sends a message for a third party: down its stream, or from the UDP socket, or
+    /// through the outbound queue; dropped (like a lost datagram) when the queue is full or
+    /// gone.
     fn send_out(&self, out: Outbound) {
         let Some(out) = self.route_out(out) else {
             return;
         };
+        if let Some(socket) = &self.socket {
+            socket.send(out);
+            return;
+        }
         if let Err(error) = self.outbound.try_send(out) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%error, "outbound queue refused a message");
