@@ -34,16 +34,8 @@ CALLER_IP=127.0.91.3
 SWITCHES=(127.0.91.4 127.0.91.5)
 PORT=5060
 
-command -v sipp >/dev/null || bash scripts/setup.sh >/dev/null
-need=()
-command -v kamailio >/dev/null || need+=(kamailio)
-command -v tcpdump >/dev/null || need+=(tcpdump)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "== apt: ${need[*]} (for this benchmark only)"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source bench/lib.sh
+bench_require kamailio tcpdump
 cargo build --release -q -p bench-nodes --bin dispatcher-node
 
 work=$(mktemp -d)
@@ -83,22 +75,15 @@ for ip in "${SWITCHES[@]}"; do switch_addrs+=("$ip:$PORT"); done
 node_pid=$!
 pids+=("$node_pid")
 
-for _ in $(seq 1 200); do
-  if kamcmd core.version >/dev/null 2>&1 && grep -q ready "$work/node.log"; then break; fi
-  sleep 0.1
-done
-kamcmd core.version >/dev/null || { cat "$work/kamailio.log"; echo "Kamailio did not start"; exit 1; }
-grep -q ready "$work/node.log" || { cat "$work/node.log"; echo "the Dispatcher did not start"; exit 1; }
+bench_wait_started "$work/kamailio.ctl" "$work/node.log" || { cat "$work/kamailio.log"; exit 1; }
 # Kamailio's first probes: both switches active (flags A, not I/P) before any call.
 for _ in $(seq 1 150); do
   [ "$(kamcmd dispatcher.list | grep -c 'FLAGS: AP\|FLAGS: A$\|FLAGS: AX')" -ge 2 ] && break
   sleep 0.1
 done
 
-clk=$(getconf CLK_TCK)
-ticks() { for pid in "$@"; do awk '{ print $14 + $15 }' "/proc/$pid/stat"; done | awk '{ s += $1 } END { print s }'; }
-mapfile -t kam_all < <(echo "$kam_pid"; ps -o pid= --ppid "$kam_pid" | awk '{ print $1 }')
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+clk=$CLK_TCK
+mapfile -t kam_all < <(process_tree "$kam_pid")
 
 # Runs SIPp's calls against $1 at rate $2 for $3 seconds from port $4; prints
 # "<successful> <failed> <seconds> <cpu-seconds>" (the CPU of the processes after $4).

@@ -40,16 +40,8 @@ BASE_IP=127.0.90.4
 BASE_PHONES=16002
 KEEPALIVE_WINDOW=60
 
-# SIPp is all of the project's setup this benchmark needs; the full setup (browsers, npm,
-# cargo-leptos) wants the network, which a benchmark run inside a loopback-only network
-# namespace does not have.
-command -v sipp >/dev/null || bash scripts/setup.sh >/dev/null
-if ! command -v kamailio >/dev/null; then
-  echo "== apt: kamailio (for this benchmark only)"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kamailio >/dev/null
-fi
+source bench/lib.sh
+bench_require kamailio
 cargo build --release -q -p bench-nodes
 if [ -n "$BASELINE" ]; then
   # The baseline's own node and bench binary, built apart from this checkout.
@@ -101,18 +93,11 @@ if [ -n "$BASELINE" ]; then
   grep -q ready "$work/base.log" || { cat "$work/base.log"; echo "the baseline node did not start"; exit 1; }
 fi
 
-for _ in $(seq 1 100); do
-  if kamcmd core.version >/dev/null 2>&1 && grep -q ready "$work/node.log"; then break; fi
-  sleep 0.1
-done
-kamcmd core.version >/dev/null || { cat "$work/kamailio.log"; echo "Kamailio did not start"; exit 1; }
-grep -q ready "$work/node.log" || { cat "$work/node.log"; echo "the node did not start"; exit 1; }
+bench_wait_started "$work/kamailio.ctl" "$work/node.log" || { cat "$work/kamailio.log"; exit 1; }
 
 # ---- readings ----
-clk=$(getconf CLK_TCK)
-# CPU ticks (user + system) of the given processes.
-ticks() { for pid in "$@"; do awk '{ print $14 + $15 }' "/proc/$pid/stat"; done | awk '{ s += $1 } END { print s }'; }
-kam_processes() { echo "$kam_pid"; ps -o pid= --ppid "$kam_pid" | awk '{ print $1 }'; }
+clk=$CLK_TCK
+kam_processes() { process_tree "$kam_pid"; }
 node_heap() { sleep 1.1; tail -n 1 "$work/${1:-node}.log" | sed -n 's/^heap=\([0-9]*\) .*/\1/p'; }
 node_bindings() { sleep 1.1; tail -n 1 "$work/node.log" | sed -n 's/.*bindings=\([0-9]*\)$/\1/p'; }
 node_rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$node_pid/status"; }
@@ -138,8 +123,6 @@ register_load() {
     NR > 1 { ok = $s; failed = $f }
     END { printf "%d %d %.3f\n", ok, failed, end - start }' "$stat"
 }
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 # The round trip is timed first, on idle nodes: after the loads below, the expiry of tens of
 # thousands of finished transactions would be timed too.

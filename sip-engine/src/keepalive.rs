@@ -551,6 +551,31 @@ mod tests {
                 .into_iter()
                 .next()
         }
+
+        /// Registers `user` as [`Fixture::register`] does, its binding reached along `path`.
+        fn register_along(
+            &self,
+            user: &str,
+            received: SocketAddr,
+            transport: Transport,
+            path: String,
+        ) -> String {
+            let aor = self.register(user, received, transport);
+            let mut binding = self.binding(&aor).unwrap();
+            binding.path = vec![path];
+            binding.cseq += 1;
+            self.store
+                .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
+                .unwrap();
+            aor
+        }
+
+        /// The keep-alives a Dispatcher at `edge` plans now, by AOR.
+        fn edge_plan(&self, edge: SocketAddr) -> Vec<Due> {
+            self.keepalive(KeepAliveSettings::default())
+                .for_edge(edge)
+                .plan(Instant::now())
+        }
     }
 
     fn phone(n: u16) -> SocketAddr {
@@ -863,24 +888,17 @@ mod tests {
     fn a_dispatcher_pings_the_contacts_registered_through_it_at_their_nat_address() {
         let f = Fixture::new();
         let dispatcher: SocketAddr = "127.0.81.9:5060".parse().unwrap();
-        let mut through_us = Vec::new();
-        for (user, first_hop) in [
+        let through_us: Vec<String> = [
             ("bob", dispatcher),
             ("carol", "127.0.81.8:5060".parse().unwrap()),
-        ] {
-            let aor = f.register(user, dispatcher, Transport::Udp);
-            let mut binding = f.binding(&aor).unwrap();
-            binding.path = vec![format!("<sip:{first_hop};lr;nat=198.51.100.7~41000>")];
-            binding.cseq += 1;
-            f.store
-                .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
-                .unwrap();
-            through_us.push(aor);
-        }
-        let plan = f
-            .keepalive(KeepAliveSettings::default())
-            .for_edge(dispatcher)
-            .plan(Instant::now());
+        ]
+        .into_iter()
+        .map(|(user, first_hop)| {
+            let path = format!("<sip:{first_hop};lr;nat=198.51.100.7~41000>");
+            f.register_along(user, dispatcher, Transport::Udp, path)
+        })
+        .collect();
+        let plan = f.edge_plan(dispatcher);
         assert_eq!(
             plan.len(),
             1,
@@ -896,63 +914,30 @@ mod tests {
         // phone's own connection was TCP.
         let f = Fixture::new();
         let dispatcher: SocketAddr = "127.0.81.9:5060".parse().unwrap();
-        let mut planned = Vec::new();
-        for (user, path) in [
-            (
-                "bob",
-                format!("<sip:{dispatcher};lr;nat=198.51.100.7~40001>"),
-            ),
-            (
-                "carol",
-                crate::forward::rewrite::path_entry(
-                    dispatcher,
-                    "198.51.100.8:40002".parse().unwrap(),
-                    true,
-                ),
-            ),
-        ] {
-            let aor = f.register(user, dispatcher, Transport::Udp);
-            let mut binding = f.binding(&aor).unwrap();
-            binding.path = vec![path];
-            binding.cseq += 1;
-            f.store
-                .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
-                .unwrap();
-            planned.push(aor);
-        }
-        let plan = f
-            .keepalive(KeepAliveSettings::default())
-            .for_edge(dispatcher)
-            .plan(Instant::now());
+        let path = |port: u16, stream: bool| {
+            crate::forward::rewrite::path_entry(
+                dispatcher,
+                SocketAddr::from(([198, 51, 100, 8], port)),
+                stream,
+            )
+        };
+        let bob = f.register_along("bob", dispatcher, Transport::Udp, path(40001, false));
+        f.register_along("carol", dispatcher, Transport::Udp, path(40002, true));
+        let plan = f.edge_plan(dispatcher);
         let aors: Vec<&str> = plan.iter().map(|due| &*due.aor).collect();
-        assert_eq!(aors, [planned[0].as_str()], "carol's phone is on TCP");
+        assert_eq!(aors, [bob.as_str()], "carol's phone is on TCP");
     }
 
     #[test]
     fn a_dispatcher_sends_no_udp_keep_alive_to_a_stream_phone_it_holds_under_any_reg() {
         let f = Fixture::new();
         let dispatcher: SocketAddr = "127.0.81.9:5060".parse().unwrap();
-        let mut planned = Vec::new();
-        for (user, transport) in [("bob", Transport::Udp), ("carol", Transport::Tcp)] {
-            let aor = f.register(user, phone(1), transport);
-            let mut binding = f.binding(&aor).unwrap();
-            binding.path = vec![format!("<sip:{dispatcher};lr;nat=198.51.100.7~40001>")];
-            binding.cseq += 1;
-            f.store
-                .apply(&aor, &[Change::Upsert(binding)], SystemTime::now())
-                .unwrap();
-            planned.push(aor);
-        }
-        let plan = f
-            .keepalive(KeepAliveSettings::default())
-            .for_edge(dispatcher)
-            .plan(Instant::now());
+        let path = || format!("<sip:{dispatcher};lr;nat=198.51.100.7~40001>");
+        let bob = f.register_along("bob", phone(1), Transport::Udp, path());
+        f.register_along("carol", phone(1), Transport::Tcp, path());
+        let plan = f.edge_plan(dispatcher);
         let aors: Vec<&str> = plan.iter().map(|due| &*due.aor).collect();
-        assert_eq!(
-            aors,
-            [planned[0].as_str()],
-            "the TCP phone keeps its connection"
-        );
+        assert_eq!(aors, [bob.as_str()], "the TCP phone keeps its connection");
     }
 
     #[test]

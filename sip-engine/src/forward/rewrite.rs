@@ -73,6 +73,9 @@ pub const NAT_PARAM: &str = "nat";
 /// UDP keep-alive to its address would reach nothing.
 pub const STREAM_PARAM: &str = "stream";
 
+/// [`STREAM_PARAM`] as written after a URI's other parameters.
+const STREAM_FLAG: &str = ";stream";
+
 /// The Path entry (a header value) a node at `local` writes for a REGISTER that came from
 /// `source`: its own loose-routing URI, with `source` as [`NAT_PARAM`]. One form for both
 /// ways a Dispatcher stands in a phone's Path — the Path it adds to a REGISTER it balances
@@ -85,11 +88,7 @@ pub fn path_entry(local: SocketAddr, source: SocketAddr, stream: bool) -> String
         "<sip:{local};lr;{NAT_PARAM}={}~{}{}>",
         source.ip(),
         source.port(),
-        if stream {
-            format!(";{STREAM_PARAM}")
-        } else {
-            String::new()
-        }
+        if stream { STREAM_FLAG } else { "" }
     )
 }
 
